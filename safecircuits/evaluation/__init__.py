@@ -1,0 +1,1 @@
+"""Safety evaluation: batched greedy generation, refusal judges, ASR, utility, KL."""

@@ -1,0 +1,78 @@
+"""Batched greedy generation on HookedTransformers.
+
+Prompts are left-padded, an explicit attention mask keeps padding out of attention (and gives
+TransformerLens the position offsets for absolute positional embeddings), a key-value cache makes
+each new token one forward of length 1, and every sequence stops at the chat format's EOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
+
+from safecircuits.data.chat import ChatFormat, encode_batch
+
+
+@torch.no_grad()
+def generate(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    progress: bool = False,
+    desc: str = "generating",
+) -> list[str]:
+    """Greedy completions of `prompts` (chat-formatted with `chat`), decoded up to EOS.
+
+    Hooks already on the model (e.g. an ablation context) stay active during generation.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    out: list[str] = []
+    device = model.cfg.device
+    # Sort by length so each batch pads little; restore the order at the end.
+    order = sorted(range(len(prompts)), key=lambda i: len(chat.prompt_ids(prompts[i])))
+    results: dict[int, str] = {}
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        batch = encode_batch(chat, [prompts[i] for i in idx], padding_side="left", max_len=model.cfg.n_ctx, source="generate")
+        ids = generate_ids(model, batch.tokens.to(device), batch.attention_mask.to(device), chat.eos_token_id, max_new_tokens)
+        for j, i in enumerate(idx):
+            results[i] = chat.decode(ids[j].tolist())
+    out = [results[i] for i in range(len(prompts))]
+    return out
+
+
+@torch.no_grad()
+def generate_ids(
+    model: HookedTransformer,
+    tokens: torch.Tensor,
+    attention_mask: torch.Tensor,
+    eos_token_id: int,
+    max_new_tokens: int,
+) -> torch.Tensor:
+    """Greedy new token ids [batch, <=max_new_tokens] for left-padded `tokens`; EOS-padded after a stop."""
+    B, T = tokens.shape
+    max_new_tokens = min(max_new_tokens, model.cfg.n_ctx - T)
+    if max_new_tokens < 1:
+        raise ValueError(f"prompts of {T} tokens leave no room to generate within the context of {model.cfg.n_ctx}")
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, B)
+    logits = model(tokens, attention_mask=attention_mask, past_kv_cache=cache)
+    done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+    new = []
+    for step in range(max_new_tokens):
+        nxt = logits[:, -1, :].argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
+        new.append(nxt)
+        done |= nxt == eos_token_id
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        logits = model(nxt[:, None], attention_mask=torch.ones_like(nxt[:, None]), past_kv_cache=cache)
+    return torch.stack(new, dim=1)

@@ -1,0 +1,47 @@
+"""The object every model loader returns."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformer_lens import HookedTransformer
+
+from safecircuits.data.chat import ChatFormat
+
+
+def cache_dir(sub: str | None = None) -> Path:
+    """Root of safecircuits' on-disk cache: $SAFECIRCUITS_CACHE, else ~/.cache/safecircuits."""
+    root = Path(os.environ.get("SAFECIRCUITS_CACHE", Path.home() / ".cache" / "safecircuits")).expanduser()
+    path = root / sub if sub else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """A HookedTransformer with its tokenizer and chat format.
+
+    Unpacks as ``model, tokenizer, chat = load_model(...)``. ``info`` records where the model came
+    from (name, source, config, seed, trigger ...) and goes into every result's provenance.
+    """
+
+    model: HookedTransformer
+    tokenizer: Any
+    chat: ChatFormat
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.model, self.tokenizer, self.chat))
+
+    @property
+    def shape(self) -> dict[str, int]:
+        c = self.model.cfg
+        return {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp, "d_model": c.d_model}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"model": self.name, "shape": self.shape, **{k: v for k, v in self.info.items() if k != "name"}}
