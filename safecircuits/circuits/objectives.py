@@ -1,0 +1,178 @@
+"""Circuit-discovery objectives, in a registry.
+
+An objective names the PromptSets it needs, the mask sets it trains, and computes its loss
+terms from a ``run(batch, mask_set, invert)`` callable that returns the logits of the masked
+model. All behavioural terms are response-token cross-entropies (prompt tokens masked out).
+
+* ``safety`` (SafeSeek, arXiv 2603.23268): circuit removed -> comply; circuit alone -> refuse;
+  plus sparsity. We add an optional harmless-retention term (``w_utility``, our addition; 0
+  recovers the reference objective) so that the circuit is specific to refusal.
+* ``backdoor`` (SafeSeek): two mask sets, ``main`` (circuit removed) and ``circuit`` (circuit
+  alone); clean behaviour on clean and triggered inputs under ``main``, backdoor behaviour on
+  triggered but not clean inputs under ``circuit``, and an overlap penalty that makes the
+  circuit what ``main`` drops. The negative term is clamped at ``neg_cap`` nats so the loss is
+  bounded below (the reference leaves it unbounded).
+
+Custom objectives: subclass :class:`Objective` (or pass ``loss_fn`` to :class:`CustomObjective`),
+a function of the masked model's logits and the batch; see docs/circuits.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from safecircuits.data.chat import IGNORE_INDEX, TokenBatch
+from safecircuits.data.promptset import PromptSet
+
+RunFn = Callable[[TokenBatch, str, bool], Tensor]  # (batch, mask_set, invert) -> logits
+
+
+def response_ce(logits: Tensor, batch: TokenBatch) -> Tensor:
+    """Mean CE over response tokens (labels == -100 elsewhere)."""
+    labels = batch.labels[:, 1:].to(logits.device)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
+@dataclass
+class Objective:
+    """Base objective. ``data_keys`` are the PromptSets ``loss`` receives batches of."""
+
+    name: str = "objective"
+    data_keys: tuple[str, ...] = ()
+    mask_sets: tuple[str, ...] = ("main",)
+    lambda_sparsity: float = 0.1
+
+    def loss(self, run: RunFn, batches: dict[str, TokenBatch], penalties: dict[str, Tensor], overlap: Tensor | None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def circuit_mask_set(self) -> str:
+        """The mask set whose *dropped* components form the circuit."""
+        return "main"
+
+    def check_data(self, data: dict[str, PromptSet]) -> None:
+        missing = [k for k in self.data_keys if k not in data]
+        if missing:
+            raise ValueError(f"objective {self.name!r} needs PromptSets {list(self.data_keys)}; missing {missing}")
+        for k in self.data_keys:
+            data[k].require_nonempty()
+            if any(r is None for r in data[k].responses):
+                raise ValueError(f"objective {self.name!r}: every record of {k!r} needs a target response")
+
+    def config(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, (int, float, str, tuple))}
+
+
+@dataclass
+class SafetyObjective(Objective):
+    """L = w_a CE(comply | harmful, m) + w_r CE(refuse | harmful, 1-m) + w_u CE(harmless | m) + lambda * penalty(m)."""
+
+    name: str = "safety"
+    data_keys: tuple[str, ...] = ("comply", "refuse", "harmless")
+    w_comply: float = 2.0
+    w_refuse: float = 2.0
+    w_utility: float = 1.0
+    lambda_sparsity: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.w_utility <= 0:
+            self.data_keys = ("comply", "refuse")
+
+    def loss(self, run, batches, penalties, overlap):
+        t = {
+            "comply_removed": response_ce(run(batches["comply"], "main", False), batches["comply"]),
+            "refuse_alone": response_ce(run(batches["refuse"], "main", True), batches["refuse"]),
+        }
+        total = self.w_comply * t["comply_removed"] + self.w_refuse * t["refuse_alone"]
+        if self.w_utility > 0 and "harmless" in batches:
+            t["harmless_removed"] = response_ce(run(batches["harmless"], "main", False), batches["harmless"])
+            total = total + self.w_utility * t["harmless_removed"]
+        t["sparsity"] = penalties["main"]
+        t["total"] = total + self.lambda_sparsity * penalties["main"]
+        return t
+
+    def behaviour(self, terms: dict[str, Tensor]) -> Tensor:
+        """The validation criterion: comply + refuse CE (SafeSeek's selection), plus utility."""
+        v = terms["comply_removed"] + terms["refuse_alone"]
+        return v + terms.get("harmless_removed", torch.zeros(()))
+
+
+@dataclass
+class BackdoorObjective(Objective):
+    name: str = "backdoor"
+    data_keys: tuple[str, ...] = ("clean", "triggered_clean", "triggered_backdoor", "clean_backdoor")
+    mask_sets: tuple[str, ...] = ("main", "circuit")
+    lambda_sparsity: float = 0.1
+    lambda_circuit: float = 1.0
+    lambda_overlap: float = 100.0
+    neg_cap: float = 5.0
+    w_harmless: float = 1.0
+
+    def loss(self, run, batches, penalties, overlap):
+        t = {
+            "clean_main": response_ce(run(batches["clean"], "main", False), batches["clean"]),
+            "triggered_main": response_ce(run(batches["triggered_clean"], "main", False), batches["triggered_clean"]),
+            "backdoor_circuit": response_ce(run(batches["triggered_backdoor"], "circuit", False), batches["triggered_backdoor"]),
+            "clean_backdoor_circuit": response_ce(run(batches["clean_backdoor"], "circuit", False), batches["clean_backdoor"]),
+        }
+        total = t["clean_main"] + t["triggered_main"] + t["backdoor_circuit"] - torch.clamp(t["clean_backdoor_circuit"], max=self.neg_cap)
+        if self.w_harmless > 0 and "harmless" in batches:
+            t["harmless_main"] = response_ce(run(batches["harmless"], "main", False), batches["harmless"])
+            total = total + self.w_harmless * t["harmless_main"]
+        t["sparsity"] = penalties["main"]
+        t["circuit_size"] = penalties["circuit_kept"]
+        t["overlap"] = overlap if overlap is not None else torch.zeros(())
+        t["total"] = total + self.lambda_sparsity * penalties["main"] + self.lambda_circuit * penalties["circuit_kept"] + self.lambda_overlap * t["overlap"]
+        return t
+
+    def behaviour(self, terms: dict[str, Tensor]) -> Tensor:
+        return terms["clean_main"] + terms["triggered_main"] + terms.get("harmless_main", torch.zeros(()))
+
+
+@dataclass
+class CustomObjective(Objective):
+    """Wrap a user function ``loss_fn(logits_by_key, batches) -> dict of terms (with 'total')``.
+
+    ``logits_by_key[k]`` are the logits of the model with the circuit *removed* on batch ``k``;
+    ``removed_keys`` / ``alone_keys`` choose which batches run with the circuit removed or alone.
+    """
+
+    name: str = "custom"
+    loss_fn: Callable[..., dict[str, Tensor]] | None = None
+    removed_keys: tuple[str, ...] = ()
+    alone_keys: tuple[str, ...] = ()
+    lambda_sparsity: float = 0.1
+    data_keys: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.loss_fn is None:
+            raise ValueError("CustomObjective needs loss_fn(logits_by_key, batches) -> {'total': ..., ...}")
+        self.data_keys = tuple(self.removed_keys) + tuple(self.alone_keys)
+
+    def loss(self, run, batches, penalties, overlap):
+        logits = {k: run(batches[k], "main", False) for k in self.removed_keys}
+        logits.update({f"{k}:alone": run(batches[k], "main", True) for k in self.alone_keys})
+        t = dict(self.loss_fn(logits, batches))  # type: ignore[misc]
+        if "total" not in t:
+            raise ValueError("a custom objective's loss_fn must return a dict with a 'total' term")
+        t["sparsity"] = penalties["main"]
+        t["total"] = t["total"] + self.lambda_sparsity * penalties["main"]
+        return t
+
+    def behaviour(self, terms: dict[str, Tensor]) -> Tensor:
+        return terms["total"] - self.lambda_sparsity * terms["sparsity"]
+
+
+OBJECTIVES: dict[str, Callable[..., Objective]] = {"safety": SafetyObjective, "backdoor": BackdoorObjective}
+
+
+def get_objective(name: str | Objective, **kwargs) -> Objective:
+    if isinstance(name, Objective):
+        return name
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}: use one of {', '.join(OBJECTIVES)} or pass an Objective")
+    return OBJECTIVES[name](**kwargs)
