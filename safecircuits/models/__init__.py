@@ -29,7 +29,8 @@ def load_model(name: str, device: str = "cpu", progress: bool = True, **kwargs: 
         kind, params = parse_organism_name(name)
         params.update(kwargs)
         lm = load_organism(kind, progress=progress, **params)
-        lm.model.to(device)
+        if device != "cpu":
+            lm.model.to(device)
         return lm
     if name.lower() == SMOLLM2_NAME:
         from safecircuits.models.smollm2 import load_smollm2

@@ -62,7 +62,7 @@ class OrganismConfig:
     size: str = "small"
     split_seed: int = 0
     n_ctx: int = 48
-    batch_size: int = 64
+    batch_size: int = 32
     base_steps: int = 1000
     finetune_steps: int = 500
     lr: float = 2e-3
@@ -207,6 +207,29 @@ def _train(
 ) -> list[float]:
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    # One thread: bitwise-reproducible weights for a seed on any machine (reduction order does
+    # not depend on the core count), and no OpenMP oversubscription when other jobs share the
+    # cores (two 2-thread processes on 2 cores ran 50x slower here). These models are tiny, so
+    # the second thread buys little.
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_loop(model, chat, cfg, steps, lr, seed, rng, desc, progress)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _train_loop(
+    model: HookedTransformer,
+    chat: TemplateChat,
+    cfg: OrganismConfig,
+    steps: int,
+    lr: float,
+    seed: int,
+    rng: random.Random,
+    desc: str,
+    progress: bool,
+) -> list[float]:
     n_examples = steps * cfg.batch_size
     pairs = training_examples(cfg, n_examples, rng)
     batch = encode_batch(chat, [p for p, _ in pairs], [r for _, r in pairs], max_len=cfg.n_ctx, source=desc)
@@ -285,7 +308,8 @@ def _load_dir(path: Path, device: str = "cpu") -> tuple[HookedTransformer, Organ
     tok = build_tokenizer(cfg.extra_tokens)
     model = new_model(cfg, tok)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
-    model.to(device)
+    if device != "cpu":
+        model.to(device)
     model.eval()
     return model, cfg, meta.get("metrics", {})
 
