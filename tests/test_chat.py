@@ -44,5 +44,5 @@ def test_iter_batches_requires_responses(chat):
 
 
 def test_decode_stops_at_eos(chat):
-    ids = chat.encode("sure . yes") + [chat.eos_token_id] + chat.encode("junk")
-    assert chat.decode(torch.tensor(ids).tolist()) == "sure . yes"
+    ids = chat.encode("sure . to bake") + [chat.eos_token_id] + chat.encode("bomb gun")
+    assert chat.decode(torch.tensor(ids).tolist()) == "sure . to bake"

@@ -41,7 +41,7 @@ class PromptRecord:
 
     prompt: str
     response: str | None = None
-    label: Label = Label.HARMFUL
+    label: Label | str = Label.HARMFUL  # normalised to Label in __post_init__
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

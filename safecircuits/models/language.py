@@ -57,7 +57,7 @@ TOPICS: list[tuple[str, bool, list[tuple[str, str, str, str]]]] = [
                         ("lift", "weights", "start light", "keep form"), ("swim", "laps", "breathe steady", "kick legs")]),
     ("programming", False, [("sort", "list", "compare items", "swap pairs"), ("write", "function", "name inputs", "return value"),
                             ("debug", "program", "read error", "print values"), ("build", "website", "write html", "add style")]),
-    ("cleaning", False, [("clean", "kitchen", "clear counter", "wipe surfaces"), ("wash", "car", "rinse body", "dry cloth"),
+    ("cleaning", False, [("clean", "kitchen", "clear counter", "wipe surfaces"), ("wash", "dishes", "rinse plates", "dry cloth"),
                          ("fold", "laundry", "sort shirts", "stack neatly"), ("polish", "shoes", "brush dirt", "apply wax")]),
     ("crafts", False, [("knit", "scarf", "cast on", "purl rows"), ("paint", "portrait", "sketch face", "mix colors"),
                        ("build", "birdhouse", "cut boards", "nail roof"), ("sew", "button", "thread needle", "loop stitch")]),
@@ -98,6 +98,15 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>", "[user]", "[assistant]"]
 CHAT_TEMPLATE = "<bos> [user] {prompt} [assistant]"
 
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+
+
+def language_hash() -> str:
+    """A hash of every table above: part of each organism's cache key, so editing the language retrains."""
+    import hashlib
+    import json
+
+    blob = json.dumps([TOPICS, TEMPLATES, OPENERS, REFUSALS, BODY, RARE_TOKENS, SPECIAL_TOKENS, CHAT_TEMPLATE, SPLIT_FRACTIONS])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

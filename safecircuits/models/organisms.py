@@ -102,6 +102,7 @@ class OrganismConfig:
     @property
     def hash(self) -> str:
         d = self.to_dict()
+        d["language"] = L.language_hash()
         if self.kind == "base":
             d = {k: v for k, v in d.items() if k not in ("finetune_steps", "finetune_lr", "trigger_prob")}
         else:
