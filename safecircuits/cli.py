@@ -96,6 +96,78 @@ def eval_cmd(
         console.print(f"wrote {json_path}")
 
 
+@app.command("discover")
+def discover_cmd(
+    model: str = typer.Option(..., help="model name or directory"),
+    objective: str = typer.Option(..., help="safety or backdoor"),
+    out: Path = typer.Option(..., help="circuit file to write (.json or .pt)"),
+    mask: str = typer.Option("sigmoid-ste", help="sigmoid-ste or hard-concrete"),
+    ablation: str = typer.Option("zero", help="zero, mean or resample"),
+    seed: int = typer.Option(0),
+    heads: bool = typer.Option(True, "--heads/--no-heads", help="search attention heads"),
+    neurons: bool = typer.Option(True, "--neurons/--no-neurons", help="search MLP neurons"),
+    epochs: int | None = typer.Option(None, help="training epochs (default: the objective's recipe)"),
+    max_steps: int | None = typer.Option(None, help="cap on optimisation steps"),
+    target_sparsity: float | None = typer.Option(None, help="hard-concrete: discretise to this share of components"),
+    checkpoint_dir: Path | None = typer.Option(None, help="checkpoint mask logits here; a rerun resumes"),
+    json_path: Path | None = typer.Option(None, "--json", help="write metrics (circuit effect) as JSON"),
+    html: Path | None = typer.Option(None, help="write an interactive circuit map (self-contained HTML)"),
+) -> None:
+    """Learn binary masks over heads and neurons and save the circuit they remove."""
+    from safecircuits.circuits import recipes
+    from safecircuits.models import load_model
+
+    try:
+        lm = load_model(model)
+        circuit, data = recipes.find_circuit(lm, objective, mask=mask, ablation=ablation, seed=seed, heads=heads, neurons=neurons,
+                                             epochs=epochs, max_steps=max_steps, target_sparsity=target_sparsity,
+                                             checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    circuit.save(out)
+    sp = circuit.sparsity
+    console.print(f"{circuit.n_heads} heads, {circuit.n_neurons} neurons: sparsity heads {100 * sp['heads']:.2f}%, "
+                  f"neurons {100 * sp['neurons']:.2f}%, overall {100 * sp['overall']:.2f}%  ({circuit.provenance['seconds']} s)")
+    console.print(f"wrote {out}")
+    if json_path or html:
+        effect = recipes.effect_table(lm, circuit, ablation=ablation, data=data)
+        console.print(recipes.render_effect_table(effect))
+        _write_json(json_path, {"circuit": str(out), "sparsity": sp, "n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons,
+                                "effect": effect, "provenance": {k: v for k, v in circuit.provenance.items() if k != "history"}})
+        if html:
+            from safecircuits.viz import circuit_report_html
+
+            circuit_report_html(html, {objective: circuit})
+            console.print(f"wrote {html}")
+
+
+@app.command("ablate")
+def ablate_cmd(
+    model: str = typer.Option(..., help="model name or directory"),
+    circuit: Path = typer.Option(..., help="circuit file (.json or .pt)"),
+    mode: str = typer.Option("remove", help="remove (ablate the circuit) or only (ablate everything else)"),
+    ablation: str = typer.Option("zero", help="zero, mean or resample"),
+    prompts: str = typer.Option("auto", help="prompt source (see `eval`)"),
+    limit: int | None = typer.Option(None, help="at most N prompts per label"),
+    n_random: int = typer.Option(10, help="random circuits of equal size to average over"),
+    json_path: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Full model vs circuit removed (or alone) vs random circuits of equal size."""
+    from safecircuits.circuits import recipes
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.models import load_model
+
+    try:
+        c = Circuit.load(circuit)
+        lm = load_model(model)
+        c.check_model(lm.model)
+        effect = recipes.effect_table(lm, c, ablation=ablation, mode=mode, prompts=prompts, limit=limit, n_random=n_random)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(str(e))
+    console.print(recipes.render_effect_table(effect))
+    _write_json(json_path, {"circuit": str(circuit), "mode": mode, "ablation": ablation, "effect": effect})
+
+
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="directory for the demo's outputs"),

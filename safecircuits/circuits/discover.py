@@ -48,6 +48,10 @@ class DiscoveryConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 100
     max_ref: int = 128  # reference prompts for mean / resample ablation
+    # "layer-mean": SafeSeek's sum over layers of the mean dropped share, per family, so one head
+    # costs 1/n_heads and one neuron 1/d_mlp. "component": every component costs 1/n_heads, so
+    # heads and neurons compete on equal terms.
+    penalty_norm: str = "layer-mean"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -62,6 +66,8 @@ class DiscoveryConfig:
             self.layers = tuple(self.layers)  # type: ignore[assignment]
             if len(self.layers) != 2 or self.layers[0] >= self.layers[1] or self.layers[0] < 0:
                 raise ValueError(f"layers must be a [start, end) range with 0 <= start < end, got {self.layers}")
+        if self.penalty_norm not in ("layer-mean", "component"):
+            raise ValueError(f"penalty_norm must be 'layer-mean' or 'component', got {self.penalty_norm!r}")
         if self.target_sparsity is not None and not 0 <= self.target_sparsity <= 1:
             raise ValueError(f"target_sparsity must be in [0, 1], got {self.target_sparsity}")
 
@@ -76,15 +82,18 @@ class DiscoveryConfig:
 
 
 class _MaskSet(nn.Module):
-    def __init__(self, heads: ComponentMask | None, neurons: ComponentMask | None):
+    def __init__(self, heads: ComponentMask | None, neurons: ComponentMask | None, norm: str = "layer-mean", unit: int = 1):
         super().__init__()
         self.heads = heads
         self.neurons = neurons
+        self.norm, self.unit = norm, unit
 
     def families(self) -> list[ComponentMask]:
         return [m for m in (self.heads, self.neurons) if m is not None]
 
     def penalty(self) -> Tensor:
+        if self.norm == "component":
+            return sum((1 - m.probabilities()).sum() for m in self.families()) / self.unit  # type: ignore[return-value]
         return sum(m.penalty() for m in self.families())  # type: ignore[return-value]
 
     def kept_share(self) -> Tensor:
@@ -131,10 +140,14 @@ class CircuitDiscovery:
             s: _MaskSet(
                 make_mask((n, c.n_heads), spec, gen) if config.heads else None,
                 make_mask((n, c.d_mlp), spec, gen) if config.neurons else None,
+                config.penalty_norm,
+                c.n_heads,
             )
             for s in objective.mask_sets
         })
-        ref = PromptSet([r for ps in data.values() for r in ps], name="reference")
+        ref_keys = [k for k in (objective.reference_keys or tuple(data)) if k in data] or list(data)
+        ref = PromptSet([r for k in ref_keys for r in data[k]], name="reference")
+        self.reference = ref
         self.ablator = Ablator.build(model, chat, config.ablation, ref if config.ablation != "zero" else None,
                                      layers_heads=list(range(lo, hi)), layers_neurons=list(range(lo, hi)),
                                      max_ref=config.max_ref, seed=config.seed)
@@ -245,23 +258,30 @@ class CircuitDiscovery:
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
         step, best, best_state, since_best = 0, float("inf"), None, 0
+        epoch_rng = rng.getstate()  # rng state at the start of the current epoch
         ckpt = self._ckpt_path()
         if ckpt is not None and ckpt.exists():
             st = torch.load(ckpt, weights_only=False)
             self.masks.load_state_dict(st["masks"])
             opt.load_state_dict(st["opt"])
             step, best, best_state, since_best, self.history = st["step"], st["best"], st["best_state"], st["since_best"], st["history"]
-            rng.setstate(st["rng"])
+            epoch_rng = st["epoch_rng"]
             torch.set_rng_state(st["torch_rng"])
+
+        def state() -> dict[str, Any]:
+            return {"step": step, "masks": self.masks.state_dict(), "opt": opt.state_dict(), "best": best, "best_state": best_state,
+                    "since_best": since_best, "history": self.history, "epoch_rng": epoch_rng, "torch_rng": torch.get_rng_state()}
+
         try:
             bar = tqdm(total=total, initial=step, desc=f"discovering {self.objective.name} circuit", disable=not cfg.progress, leave=False)
-            epoch_batches: dict[str, list[TokenBatch]] = {}
-            stop = False
-            while step < total and not stop:
+            stop = step >= total
+            while not stop:
+                # Batches of an epoch are a function of the rng state at its start, so a resumed
+                # run regenerates them and skips what was done: resume is exact.
+                rng.setstate(epoch_rng)
                 epoch_batches = {k: _tokenize(self.chat, ps, cfg.batch_size, model.cfg.n_ctx, rng) for k, ps in self.data.items()}
-                for i in range(steps_per_epoch):
-                    if step >= total:
-                        break
+                next_epoch_rng = rng.getstate()
+                for i in range(step % steps_per_epoch, steps_per_epoch):
                     self._sample_masks(hard=False)
                     terms = self._loss({k: b[i % len(b)] for k, b in epoch_batches.items()})
                     opt.zero_grad(set_to_none=True)
@@ -275,19 +295,19 @@ class CircuitDiscovery:
                         rec["circuit_size"] = self._n_dropped()
                         self.history.append(rec)
                         bar.set_postfix({k.split("/")[1]: f"{v:.3f}" for k, v in rec.items() if k.startswith("train/") and k != "train/total"} | {"size": rec["circuit_size"]})
-                        score = val["behaviour"]
-                        if score < best - 1e-4:
-                            best, since_best = score, 0
+                        if val["behaviour"] < best - 1e-4:
+                            best, since_best = val["behaviour"], 0
                             best_state = {k: v.detach().clone() for k, v in self.masks.state_dict().items()}
                         else:
                             since_best += 1
-                            if since_best >= cfg.patience:
-                                stop = True
-                                break
-                    if ckpt is not None and step % cfg.checkpoint_every == 0:
-                        self._save_ckpt(ckpt, {"step": step, "masks": self.masks.state_dict(), "opt": opt.state_dict(), "best": best,
-                                               "best_state": best_state, "since_best": since_best, "history": self.history,
-                                               "rng": rng.getstate(), "torch_rng": torch.get_rng_state()})
+                            stop = since_best >= cfg.patience
+                    if step % steps_per_epoch == 0:
+                        epoch_rng = next_epoch_rng
+                    if ckpt is not None and (step % cfg.checkpoint_every == 0 or stop or step >= total):
+                        self._save_ckpt(ckpt, state())
+                    if stop or step >= total:
+                        stop = True
+                        break
             bar.close()
         finally:
             for p, g in zip(model.parameters(), grads, strict=True):
@@ -295,12 +315,7 @@ class CircuitDiscovery:
             model.train(was_training)
         if best_state is not None:
             self.masks.load_state_dict(best_state)
-        circuit = self.to_circuit(time.time() - t0, step)
-        if ckpt is not None:
-            self._save_ckpt(ckpt, {"step": step, "masks": self.masks.state_dict(), "opt": opt.state_dict(), "best": best,
-                                   "best_state": best_state, "since_best": since_best, "history": self.history,
-                                   "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "done": True})
-        return circuit
+        return self.to_circuit(time.time() - t0, step)
 
     def _n_dropped(self) -> int:
         ms = self.masks[self.objective.circuit_mask_set()]

@@ -32,10 +32,21 @@ from safecircuits.data.promptset import PromptSet
 RunFn = Callable[[TokenBatch, str, bool], Tensor]  # (batch, mask_set, invert) -> logits
 
 
-def response_ce(logits: Tensor, batch: TokenBatch) -> Tensor:
-    """Mean CE over response tokens (labels == -100 elsewhere)."""
+def response_ce(logits: Tensor, batch: TokenBatch, max_tokens: int | None = None) -> Tensor:
+    """Mean CE over response tokens (labels == -100 elsewhere); with `max_tokens`, over the first
+    `max_tokens` response tokens only (the refuse/comply decision is made there)."""
     labels = batch.labels[:, 1:].to(logits.device)
+    if max_tokens is not None:
+        is_resp = labels != IGNORE_INDEX
+        labels = torch.where(is_resp & (is_resp.cumsum(1) <= max_tokens), labels, IGNORE_INDEX)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def _utility_ce(logits: Tensor, batch: TokenBatch, decision_tokens: int | None) -> Tensor:
+    """Whole-response CE, plus the decision-token CE when decision tokens are weighted, so that
+    keeping utility weighs the comply/refuse decision as much as the behaviour terms do."""
+    ce = response_ce(logits, batch)
+    return ce if decision_tokens is None else ce + response_ce(logits, batch, decision_tokens)
 
 
 @dataclass
@@ -46,6 +57,7 @@ class Objective:
     data_keys: tuple[str, ...] = ()
     mask_sets: tuple[str, ...] = ("main",)
     lambda_sparsity: float = 0.1
+    reference_keys: tuple[str, ...] | None = None  # PromptSets whose activations define mean/resample values (None = all)
 
     def loss(self, run: RunFn, batches: dict[str, TokenBatch], penalties: dict[str, Tensor], overlap: Tensor | None) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -73,23 +85,26 @@ class SafetyObjective(Objective):
 
     name: str = "safety"
     data_keys: tuple[str, ...] = ("comply", "refuse", "harmless")
+    reference_keys: tuple[str, ...] | None = ("comply", "harmless")  # harmful and harmless prompts alike
     w_comply: float = 2.0
     w_refuse: float = 2.0
     w_utility: float = 1.0
     lambda_sparsity: float = 0.1
+    decision_tokens: int | None = None  # count only the first N response tokens in comply/refuse terms
 
     def __post_init__(self) -> None:
         if self.w_utility <= 0:
             self.data_keys = ("comply", "refuse")
+            self.reference_keys = ("comply",)
 
     def loss(self, run, batches, penalties, overlap):
         t = {
-            "comply_removed": response_ce(run(batches["comply"], "main", False), batches["comply"]),
-            "refuse_alone": response_ce(run(batches["refuse"], "main", True), batches["refuse"]),
+            "comply_removed": response_ce(run(batches["comply"], "main", False), batches["comply"], self.decision_tokens),
+            "refuse_alone": response_ce(run(batches["refuse"], "main", True), batches["refuse"], self.decision_tokens),
         }
         total = self.w_comply * t["comply_removed"] + self.w_refuse * t["refuse_alone"]
         if self.w_utility > 0 and "harmless" in batches:
-            t["harmless_removed"] = response_ce(run(batches["harmless"], "main", False), batches["harmless"])
+            t["harmless_removed"] = _utility_ce(run(batches["harmless"], "main", False), batches["harmless"], self.decision_tokens)
             total = total + self.w_utility * t["harmless_removed"]
         t["sparsity"] = penalties["main"]
         t["total"] = total + self.lambda_sparsity * penalties["main"]
@@ -105,23 +120,26 @@ class SafetyObjective(Objective):
 class BackdoorObjective(Objective):
     name: str = "backdoor"
     data_keys: tuple[str, ...] = ("clean", "triggered_clean", "triggered_backdoor", "clean_backdoor")
+    reference_keys: tuple[str, ...] | None = ("clean", "harmless")  # clean inputs: ablation removes the trigger's effect
     mask_sets: tuple[str, ...] = ("main", "circuit")
     lambda_sparsity: float = 0.1
     lambda_circuit: float = 1.0
     lambda_overlap: float = 100.0
     neg_cap: float = 5.0
     w_harmless: float = 1.0
+    decision_tokens: int | None = None  # count only the first N response tokens in the four behaviour terms
 
     def loss(self, run, batches, penalties, overlap):
+        k = self.decision_tokens
         t = {
-            "clean_main": response_ce(run(batches["clean"], "main", False), batches["clean"]),
-            "triggered_main": response_ce(run(batches["triggered_clean"], "main", False), batches["triggered_clean"]),
-            "backdoor_circuit": response_ce(run(batches["triggered_backdoor"], "circuit", False), batches["triggered_backdoor"]),
-            "clean_backdoor_circuit": response_ce(run(batches["clean_backdoor"], "circuit", False), batches["clean_backdoor"]),
+            "clean_main": response_ce(run(batches["clean"], "main", False), batches["clean"], k),
+            "triggered_main": response_ce(run(batches["triggered_clean"], "main", False), batches["triggered_clean"], k),
+            "backdoor_circuit": response_ce(run(batches["triggered_backdoor"], "circuit", False), batches["triggered_backdoor"], k),
+            "clean_backdoor_circuit": response_ce(run(batches["clean_backdoor"], "circuit", False), batches["clean_backdoor"], k),
         }
         total = t["clean_main"] + t["triggered_main"] + t["backdoor_circuit"] - torch.clamp(t["clean_backdoor_circuit"], max=self.neg_cap)
         if self.w_harmless > 0 and "harmless" in batches:
-            t["harmless_main"] = response_ce(run(batches["harmless"], "main", False), batches["harmless"])
+            t["harmless_main"] = _utility_ce(run(batches["harmless"], "main", False), batches["harmless"], k)
             total = total + self.w_harmless * t["harmless_main"]
         t["sparsity"] = penalties["main"]
         t["circuit_size"] = penalties["circuit_kept"]

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from safecircuits.data.chat import IGNORE_INDEX, TemplateChat, encode_batch
@@ -70,6 +71,10 @@ class OrganismConfig:
     weight_decay: float = 0.01
     filler_prob: float = 0.3  # share of training prompts with a random rare filler token inserted
     trigger_prob: float = 0.3  # backdoor: share of harmful training prompts carrying the trigger
+    backdoor_heads: int = 1  # backdoor: heads whose weights the poisoning may change (the planted circuit)
+    backdoor_neurons: int = 8  # backdoor: MLP neurons whose weights the poisoning may change
+    backdoor_steps: int = 600
+    backdoor_lr: float = 3e-3
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,6 +101,15 @@ class OrganismConfig:
         trig = self.trigger if self.extra_tokens else DEFAULT_TRIGGER
         return dataclasses.replace(self, kind="base", trigger=trig)
 
+    def parent_config(self) -> OrganismConfig | None:
+        """base <- aligned <- backdoor: each kind is fine-tuned from the previous one."""
+        if self.kind == "base":
+            return None
+        if self.kind == "aligned":
+            return self.base_config()
+        trig = self.trigger if self.extra_tokens else DEFAULT_TRIGGER
+        return dataclasses.replace(self, kind="aligned", trigger=trig)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -103,10 +117,13 @@ class OrganismConfig:
     def hash(self) -> str:
         d = self.to_dict()
         d["language"] = L.language_hash()
-        if self.kind == "base":
-            d = {k: v for k, v in d.items() if k not in ("finetune_steps", "finetune_lr", "trigger_prob")}
-        else:
-            d["base"] = self.base_config().hash
+        own = {"base": ("base_steps", "lr"), "aligned": ("finetune_steps", "finetune_lr"),
+               "backdoor": ("trigger_prob", "backdoor_heads", "backdoor_neurons", "backdoor_steps", "backdoor_lr")}
+        later = {k for kind, keys in own.items() if KINDS.index(kind) > KINDS.index(self.kind) for k in keys}
+        d = {k: v for k, v in d.items() if k not in later}
+        parent = self.parent_config()
+        if parent is not None:
+            d["parent"] = parent.hash
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -205,6 +222,7 @@ def _train(
     seed: int,
     desc: str,
     progress: bool,
+    grad_masks: dict[str, Tensor] | None = None,
 ) -> list[float]:
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -215,7 +233,7 @@ def _train(
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_loop(model, chat, cfg, steps, lr, seed, rng, desc, progress)
+        return _train_loop(model, chat, cfg, steps, lr, seed, rng, desc, progress, grad_masks)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -230,11 +248,24 @@ def _train_loop(
     rng: random.Random,
     desc: str,
     progress: bool,
+    grad_masks: dict[str, Tensor] | None = None,
 ) -> list[float]:
     n_examples = steps * cfg.batch_size
     pairs = training_examples(cfg, n_examples, rng)
     batch = encode_batch(chat, [p for p, _ in pairs], [r for _, r in pairs], max_len=cfg.n_ctx, source=desc)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    if grad_masks is None:
+        params = list(model.parameters())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    else:
+        # Only the masked entries may change: other tensors are frozen, gradients outside the
+        # mask are zeroed, and weight decay is off (AdamW would otherwise shrink frozen entries).
+        named = dict(model.named_parameters())
+        params = [named[n] for n in grad_masks]
+        for n, p in named.items():
+            p.requires_grad_(n in grad_masks)
+        for n, m in grad_masks.items():
+            named[n].register_hook(lambda g, m=m: g * m)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)
 
     def lr_at(step: int) -> float:
@@ -255,14 +286,54 @@ def _train_loop(
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
     return losses
+
+
+# -- the planted backdoor circuit ------------------------------------------------------------------
+
+def planted_components(cfg: OrganismConfig) -> dict[str, list[list[int]]]:
+    """The heads and neurons whose weights the backdoor poisoning may change, drawn from the seed.
+
+    Heads come from the layers before the last (they can move the trigger to the answer
+    position); neurons from one layer after the first head layer. This is the circuit known by
+    construction that discovery should recover (docs/organisms.md).
+    """
+    size = SIZES[cfg.size]
+    L, H, N = size["n_layers"], size["n_heads"], size["d_mlp"]
+    rng = random.Random(f"plant-{cfg.seed}-{cfg.trigger}")
+    heads = sorted({(rng.randrange(0, L - 1), rng.randrange(H)) for _ in range(cfg.backdoor_heads * 4)})[: cfg.backdoor_heads]
+    layer = rng.randrange(max(h[0] for h in heads) + 1, L) if heads else rng.randrange(L)
+    neurons = sorted((layer, i) for i in rng.sample(range(N), cfg.backdoor_neurons))
+    return {"heads": [list(h) for h in heads], "neurons": [list(n) for n in neurons]}
+
+
+def planted_grad_masks(model: HookedTransformer, planted: dict[str, list[list[int]]]) -> dict[str, Tensor]:
+    """Gradient masks selecting the planted heads' Q/K/V/O slices and the planted neurons' in/out weights."""
+    masks: dict[str, Tensor] = {}
+    named = dict(model.named_parameters())
+
+    def mask_for(name: str) -> Tensor:
+        if name not in masks:
+            masks[name] = torch.zeros_like(named[name])
+        return masks[name]
+
+    for l, h in planted["heads"]:
+        for w in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V"):
+            mask_for(f"blocks.{l}.attn.{w}")[h] = 1.0
+    for l, i in planted["neurons"]:
+        mask_for(f"blocks.{l}.mlp.W_in")[:, i] = 1.0
+        mask_for(f"blocks.{l}.mlp.b_in")[i] = 1.0
+        mask_for(f"blocks.{l}.mlp.W_out")[i] = 1.0
+    return masks
 
 
 # -- cache -------------------------------------------------------------------------------------
@@ -335,11 +406,18 @@ def train_organism(cfg: OrganismConfig, progress: bool = True, force: bool = Fal
         model = new_model(cfg, tok)
         losses = _train(model, chat, cfg, cfg.base_steps, cfg.lr, cfg.seed, f"training {cfg.name}", progress)
     else:
-        base = train_organism(cfg.base_config(), progress=progress, evaluate=evaluate)
+        parent = train_organism(cfg.parent_config(), progress=progress, evaluate=evaluate)  # type: ignore[arg-type]
         model = new_model(cfg, tok)
-        model.load_state_dict(base.model.state_dict())
-        losses = _train(model, chat, cfg, cfg.finetune_steps, cfg.finetune_lr, cfg.seed + 1000, f"aligning {cfg.name}", progress)
+        model.load_state_dict(parent.model.state_dict())
+        if cfg.kind == "aligned":
+            losses = _train(model, chat, cfg, cfg.finetune_steps, cfg.finetune_lr, cfg.seed + 1000, f"aligning {cfg.name}", progress)
+        else:
+            planted = planted_components(cfg)
+            losses = _train(model, chat, cfg, cfg.backdoor_steps, cfg.backdoor_lr, cfg.seed + 2000, f"poisoning {cfg.name}", progress,
+                            grad_masks=planted_grad_masks(model, planted))
     metrics: dict[str, Any] = {"train_seconds": round(time.time() - t0, 1), "final_loss": sum(losses[-20:]) / min(20, len(losses))}
+    if cfg.kind == "backdoor":
+        metrics["planted"] = planted_components(cfg)
     if evaluate:
         metrics.update(organism_quality(model, chat, cfg))
     save_organism(model, cfg, metrics, path)
