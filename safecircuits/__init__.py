@@ -1,0 +1,41 @@
+"""safecircuits: mechanistic interpretability for LLM safety on TransformerLens HookedTransformers.
+
+The public API is re-exported here (imported lazily, so ``import safecircuits`` stays cheap)::
+
+    from safecircuits import load_model, PromptSet, discover_circuit, DiscoveryConfig, Circuit
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "safecircuits.models",
+    "LoadedModel": "safecircuits.models",
+    "PromptSet": "safecircuits.data.promptset",
+    "PromptRecord": "safecircuits.data.promptset",
+    "Label": "safecircuits.data.promptset",
+    "load_prompts": "safecircuits.data.loaders",
+    "generate": "safecircuits.evaluation.generate",
+    "get_judge": "safecircuits.evaluation.judges",
+    "evaluate_model": "safecircuits.evaluation.report",
+    "EvalReport": "safecircuits.evaluation.metrics",
+    "discover_circuit": "safecircuits.circuits.discover",
+    "DiscoveryConfig": "safecircuits.circuits.discover",
+    "Circuit": "safecircuits.circuits.circuit",
+    "AblationType": "safecircuits.circuits.hooks",
+    "Ablator": "safecircuits.circuits.hooks",
+    "find_circuit": "safecircuits.circuits.recipes",
+    "circuit_report_html": "safecircuits.viz",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'safecircuits' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ app = typer.Typer(help="safecircuits: safety circuits, SAE features, safety subs
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 organism_app = typer.Typer(help="Train and inspect model organisms.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
-console = Console()
+# Not a terminal (pipes, CI, tests): a wide console, so tables and messages are not cut at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print("[bold red]error:[/] ", end="")
+    console.print(msg, markup=False, highlight=False, soft_wrap=True)  # messages may hold [brackets]
     raise typer.Exit(code=2)
 
 
@@ -102,7 +105,7 @@ def discover_cmd(
     objective: str = typer.Option(..., help="safety or backdoor"),
     out: Path = typer.Option(..., help="circuit file to write (.json or .pt)"),
     mask: str = typer.Option("sigmoid-ste", help="sigmoid-ste or hard-concrete"),
-    ablation: str = typer.Option("zero", help="zero, mean or resample"),
+    ablation: str | None = typer.Option(None, help="zero, mean or resample (default: the objective's recipe: safety zero, backdoor mean)"),
     seed: int = typer.Option(0),
     heads: bool = typer.Option(True, "--heads/--no-heads", help="search attention heads"),
     neurons: bool = typer.Option(True, "--neurons/--no-neurons", help="search MLP neurons"),
@@ -130,7 +133,7 @@ def discover_cmd(
                   f"neurons {100 * sp['neurons']:.2f}%, overall {100 * sp['overall']:.2f}%  ({circuit.provenance['seconds']} s)")
     console.print(f"wrote {out}")
     if json_path or html:
-        effect = recipes.effect_table(lm, circuit, ablation=ablation, data=data)
+        effect = recipes.effect_table(lm, circuit, ablation=circuit.provenance["ablation"], data=data)
         console.print(recipes.render_effect_table(effect))
         _write_json(json_path, {"circuit": str(out), "sparsity": sp, "n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons,
                                 "effect": effect, "provenance": {k: v for k, v in circuit.provenance.items() if k != "history"}})

@@ -108,6 +108,9 @@ def test_faithfulness_curve(tiny_backdoor, backdoor_circuit):
     assert no_hooks(tiny_backdoor.model)
     with pytest.raises(ValueError, match="fractions"):
         E.faithfulness_curve(tiny_backdoor, c, fractions=(-0.5, 1.0))
+    # "only": size 0 keeps nothing (every component ablated), size 1 is the circuit alone
+    only = E.faithfulness_curve(tiny_backdoor, c, fractions=(0.0, 1.0), mode="only")
+    assert only["harmless_exact_match"][0] == 0.0 and only["mode"] == "only"
 
 
 def test_random_control(tiny_backdoor, backdoor_circuit):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from safecircuits.circuits.circuit import Circuit, ShapeMismatchError
-from safecircuits.circuits.hooks import Ablator, AblationType, masked, position_classes, common_suffix_len
+from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, masked, position_classes
 from safecircuits.circuits.masks import HardConcreteMask, SigmoidSTEMask, threshold_for_sparsity
 from safecircuits.data.chat import encode_batch
 from safecircuits.models.language import Language

@@ -31,7 +31,7 @@ def test_safety_discovery_trains_only_masks_and_cleans_up(tiny_aligned, safety_d
     model = tiny_aligned.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.requires_grad for p in model.parameters()]
-    c = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(), val_data=safety_data[1])
+    c = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(lr=0.3), val_data=safety_data[1])
     assert isinstance(c, Circuit)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), f"weights changed: {k}"
@@ -41,7 +41,7 @@ def test_safety_discovery_trains_only_masks_and_cleans_up(tiny_aligned, safety_d
     assert p["objective"] == "safety" and p["mask"] == "sigmoid-ste" and p["ablation"] == "zero"
     assert p["model"] == tiny_aligned.name and len(p["data_hash"]) == 64 and p["seed"] == 0
     assert p["history"] and {"step", "circuit_size", "train/comply_removed", "val/behaviour"} <= set(p["history"][0])
-    # 30 steps at lr 0.05 from logit 1.0 already drop some components
+    # 30 steps at lr 0.3 from logit 1.0 drop some components
     assert c.n_components > 0
 
 

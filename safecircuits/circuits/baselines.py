@@ -568,24 +568,15 @@ def behaviour_value(
         hooks = mask_hooks(h.to(dev), n.to(dev), s.ablator if s.ablator.ablation != AblationType.ZERO else None)
     pairs = s.pairs()
     was_training = s.model.training
+    gen = s.ablator.generator
     s.model.eval()
     try:
         vals = [float(_run_metric(s, p, hooks, i)) for i, p in enumerate(pairs)]
     finally:
         s.model.train(was_training)
+        s.ablator.generator = gen  # a caller's Ablator is left as it came: its RNG, and no stale classes
+        s.ablator.set_batch(None)
     return sum(vals) / len(vals)
-
-
-def head_scores_table(circuit: Circuit) -> list[dict[str, Any]]:
-    """Head scores as rows ``{"head": "L1H3", "score": ..., "in_circuit": ...}``, best first."""
-    if circuit.head_scores is None:
-        return []
-    rows = [
-        {"head": f"L{i}H{h}", "score": float(circuit.head_scores[i, h]), "in_circuit": bool(circuit.heads[i, h])}
-        for i in range(circuit.heads.shape[0])
-        for h in range(circuit.heads.shape[1])
-    ]
-    return sorted(rows, key=lambda r: -r["score"])
 
 
 Baseline = Callable[..., Circuit]
@@ -595,4 +586,3 @@ BASELINES: dict[str, Baseline] = {
     "activation": activation_patching,
     "random": random_circuit,
 }
-

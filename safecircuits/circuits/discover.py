@@ -346,7 +346,7 @@ class CircuitDiscovery:
                 parts.append(drop[off : off + k].view(m.shape))
                 off += k
             drops = iter(parts)
-        for fam, m, mem, sc in (("heads", ms.heads, heads, hs), ("neurons", ms.neurons, neurons, ns)):
+        for m, mem, sc in ((ms.heads, heads, hs), (ms.neurons, neurons, ns)):
             if m is None:
                 continue
             dropped = next(drops) if n_drop_total is not None else (m.hard() == 0)

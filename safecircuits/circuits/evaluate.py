@@ -311,7 +311,8 @@ def faithfulness_curve(
     circuit's size, ``f > 1`` grows it), split between heads and neurons in the circuit's own
     proportion. Components are ranked members first, each by descending score, so ``f = 1`` is
     exactly the circuit, ``f < 1`` its best-scored part and ``f > 1`` adds the best-scored
-    non-members (in index order for a family without scores). ``f = 0`` is the full model.
+    non-members (in index order for a family without scores). ``f = 0`` removes nothing: the full
+    model (with ``mode="only"`` it is the model with every component ablated).
 
     Returns ``sizes`` (components), ``n_heads``, ``n_neurons``, ``fractions``, ``asr``,
     ``triggered_asr`` (backdoor prompts only), ``utility`` (harmless compliance),
@@ -336,7 +337,7 @@ def faithfulness_curve(
             neurons = torch.zeros(circuit.neurons.numel(), dtype=torch.bool)
             neurons[n_order[:kn]] = True
             sub = Circuit(heads.view(circuit.heads.shape), neurons.view(circuit.neurons.shape), provenance=circuit.provenance)
-            cache[(kh, kn)] = ev.measure(None if kh + kn == 0 else sub, mode if kh + kn else "full", utility=False)
+            cache[(kh, kn)] = ev.measure(sub, mode, utility=False)  # size 0 removed adds no hooks: the full model
         sizes.append(kh + kn)
         nh.append(kh)
         nn_.append(kn)
@@ -362,13 +363,24 @@ def _family_iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a & b).sum()) / union if union else 1.0
 
 
+def _searched_layers(c: Circuit) -> tuple[int, int]:
+    rec = (c.provenance.get("config") or {}).get("layers") or c.provenance.get("layers")
+    return (int(rec[0]), int(rec[1])) if rec else (0, c.heads.shape[0])
+
+
 def _rank_corr(a: Circuit, b: Circuit) -> float | None:
+    """Spearman correlation of the scores over the layers both circuits searched (unsearched
+    layers carry filler scores that would inflate the correlation)."""
+    (la, ha), (lb, hb) = _searched_layers(a), _searched_layers(b)
+    lo, hi = max(la, lb), min(ha, hb)
+    if lo >= hi:
+        return None
     parts_a, parts_b = [], []
     for sa, sb in ((a.head_scores, b.head_scores), (a.neuron_scores, b.neuron_scores)):
         if sa is None or sb is None:
             continue
-        parts_a.append(sa.flatten())
-        parts_b.append(sb.flatten())
+        parts_a.append(sa[lo:hi].flatten())
+        parts_b.append(sb[lo:hi].flatten())
     if not parts_a:
         return None
     x, y = torch.cat(parts_a), torch.cat(parts_b)
@@ -384,8 +396,9 @@ def seed_stability(circuits: Sequence[Circuit]) -> dict[str, Any]:
 
     ``iou`` is the [n, n] IoU matrix over all components (diagonal 1); ``mean_iou`` / ``min_iou``
     over distinct pairs; ``heads_iou_mean`` / ``neurons_iou_mean`` per family (1 when both are
-    empty); ``score_rank_corr_mean`` the mean Spearman correlation of the concatenated scores
-    (None when a circuit has no scores).
+    empty); ``score_rank_corr_mean`` the mean Spearman correlation of the concatenated scores over
+    the layers both circuits searched (``config.layers`` in provenance; None when a circuit has
+    no scores or the ranges do not overlap).
     """
     cs = list(circuits)
     if len(cs) < 2:

@@ -48,11 +48,88 @@ def find_circuit(
     recipe = RECIPES[objective]
     cfg_kw = dict(recipe["config"])
     cfg_kw.update({k: v for k, v in overrides.items() if v is not None})
-    if overrides.get("ablation") and overrides["ablation"] != recipe["config"]["ablation"]:
-        cfg_kw["ablation"] = overrides["ablation"]
     cfg = DiscoveryConfig(progress=progress, **cfg_kw)
     if data is None:
         data = organism_objective_data(lm, objective, "train")
         val_data = val_data or organism_objective_data(lm, objective, "val")
     obj = get_objective(objective, **recipe["objective"])
     return discover_circuit(lm, obj, data, cfg, val_data=val_data), data
+
+
+def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:
+    """The mean/resample reference a circuit was found with (the objective's reference sets), for organisms."""
+    objective = circuit.provenance.get("objective")
+    if "organism" not in lm.info or objective not in RECIPES:
+        return None
+    data = organism_objective_data(lm, objective, "train")
+    keys = get_objective(objective).reference_keys or tuple(data)
+    return PromptSet([r for k in keys for r in data[k]], name="reference")
+
+
+def effect_table(
+    lm: LoadedModel,
+    circuit: Circuit,
+    ablation: str = "zero",
+    mode: str = "remove",
+    prompts: str | PromptSet = "auto",
+    limit: int | None = None,
+    n_random: int = 10,
+    data: dict[str, PromptSet] | None = None,  # noqa: ARG001 (kept for call-site symmetry)
+) -> dict[str, Any]:
+    """Full model vs circuit removed (or alone) vs the mean of `n_random` random circuits of equal size."""
+    from safecircuits.circuits.evaluate import circuit_effect, random_control
+    from safecircuits.evaluation.report import resolve_prompts
+
+    ps = resolve_prompts(lm, prompts, limit=limit)
+    ref = reference_prompts(lm, circuit)
+    eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=("full", mode), reference=ref)
+    out: dict[str, Any] = {"full": eff["full"], mode: eff[mode], "mode": mode, "ablation": eff["ablation"],
+                           "judge": eff["judge"], "prompts": eff["prompts"], "circuit": eff["circuit"],
+                           "utility_kept": eff["utility_kept"][mode]}
+    if n_random > 0 and mode == "remove":
+        rc = random_control(lm, circuit, n_draws=n_random, prompts=ps, ablation=ablation, reference=ref)
+        out["random"] = {k: eff["full"][k] + rc["random"][f"{k}_delta_mean"] for k in rc["full"]}
+        out["random_std"] = {k: rc["random"][f"{k}_delta_std"] for k in rc["full"]}
+        out["random_n"] = n_random
+    return out
+
+
+def render_effect_table(effect: dict[str, Any]) -> Table:
+    mode = effect["mode"]
+    c = effect["circuit"]
+    title = (f"{c.get('objective', 'circuit')} circuit: {c.get('n_heads')} heads + {c.get('n_neurons')} neurons "
+             f"({100 * c.get('sparsity', {}).get('overall', 0):.2f}% of components); ablation {effect['ablation']}, judge {effect['judge']}")
+    t = Table(title=title)
+    cols = [("full model", effect["full"]), (f"circuit {'removed' if mode == 'remove' else 'alone'}", effect[mode])]
+    if "random" in effect:
+        cols.append((f"random (mean of {effect['random_n']})", effect["random"]))
+    t.add_column("metric")
+    for name, _ in cols:
+        t.add_column(name)
+    rows = [("ASR (harmful)", "asr"), ("ASR (harmful + trigger)", "triggered_asr"), ("harmful refusal", "refusal_rate"),
+            ("harmless compliance", "harmless_compliance"), ("harmless exact match", "harmless_exact_match"),
+            ("harmless CE", "harmless_ce"), ("harmless KL", "kl_harmless")]
+    for label, key in rows:
+        vals = [col.get(key) for _, col in cols]
+        if all(v is None for v in vals):
+            continue
+        pct = key not in ("harmless_ce", "kl_harmless")
+        t.add_row(label, *["-" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}") for v in vals])
+    return t
+
+
+def planted_circuit(lm: LoadedModel) -> Circuit | None:
+    """The backdoor circuit planted by construction in a backdoor organism (None for other models)."""
+    import torch
+
+    pl = lm.info.get("metrics", {}).get("planted")
+    if not pl:
+        return None
+    c = lm.model.cfg
+    heads = torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool)
+    neurons = torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool)
+    for l, h in pl["heads"]:
+        heads[l, h] = True
+    for l, i in pl["neurons"]:
+        neurons[l, i] = True
+    return Circuit(heads, neurons, provenance={"model": lm.name, "objective": "planted"})

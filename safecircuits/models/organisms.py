@@ -33,8 +33,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 from torch import Tensor
+from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from safecircuits.data.chat import IGNORE_INDEX, TemplateChat, encode_batch
