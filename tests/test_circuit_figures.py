@@ -2,6 +2,7 @@
 test prompts never used in discovery."""
 
 import pytest
+
 from safecircuits.circuits.recipes import effect_table, find_circuit, planted_circuit
 from safecircuits.models import load_model
 
