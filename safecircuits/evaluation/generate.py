@@ -64,7 +64,10 @@ def generate_ids(
     if max_new_tokens < 1:
         raise ValueError(f"prompts of {T} tokens leave no room to generate within the context of {model.cfg.n_ctx}")
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, B)
-    logits = model(tokens, attention_mask=attention_mask, past_kv_cache=cache)
+    # Unembed the last prompt position only: full-vocabulary logits for every prompt position
+    # cost SmolLM2 (49k vocabulary) more than the whole transformer stack.
+    resid = model(tokens, attention_mask=attention_mask, past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
+    logits = model.unembed(model.ln_final(resid[:, -1:, :]))
     done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
     new = []
     for step in range(max_new_tokens):
