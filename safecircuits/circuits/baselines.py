@@ -215,9 +215,7 @@ def _setup(
                 raise ValueError(f"metric {m.name!r}: every record of {k!r} needs a target response")
     m = m or METRICS.get(obj.name) or BehaviourMetric(obj.name, "", "")
     if need_data and config.ablation != AblationType.ZERO:
-        # the same reference PromptSets as discover_circuit: the objective's reference_keys
-        ref_keys = [k for k in (getattr(obj, "reference_keys", None) or tuple(data)) if k in data] or list(data)
-        ref = PromptSet([r for k in ref_keys for r in data[k]], name="reference")
+        ref = obj.reference_set(data)  # the same reference PromptSets as discover_circuit
         ablator = Ablator.build(model, chat, config.ablation, ref, layers_heads=list(range(lo, hi)),  # type: ignore[arg-type]
                                 layers_neurons=list(range(lo, hi)), max_ref=config.max_ref, seed=config.seed)
     else:

@@ -145,8 +145,7 @@ class CircuitDiscovery:
             )
             for s in objective.mask_sets
         })
-        ref_keys = [k for k in (objective.reference_keys or tuple(data)) if k in data] or list(data)
-        ref = PromptSet([r for k in ref_keys for r in data[k]], name="reference")
+        ref = objective.reference_set(data)
         self.reference = ref
         self.ablator = Ablator.build(model, chat, config.ablation, ref if config.ablation != "zero" else None,
                                      layers_heads=list(range(lo, hi)), layers_neurons=list(range(lo, hi)),

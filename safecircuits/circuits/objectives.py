@@ -62,6 +62,12 @@ class Objective:
     def loss(self, run: RunFn, batches: dict[str, TokenBatch], penalties: dict[str, Tensor], overlap: Tensor | None) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def reference_set(self, data: dict[str, PromptSet]) -> PromptSet:
+        """The PromptSet whose activations define mean / resample ablation values: the union of
+        ``reference_keys`` present in `data` (all of `data` when none are)."""
+        keys = [k for k in (self.reference_keys or tuple(data)) if k in data] or list(data)
+        return PromptSet([r for k in keys for r in data[k]], name="reference")
+
     def circuit_mask_set(self) -> str:
         """The mask set whose *dropped* components form the circuit."""
         return "main"

@@ -61,9 +61,7 @@ def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:
     objective = circuit.provenance.get("objective")
     if "organism" not in lm.info or objective not in RECIPES:
         return None
-    data = organism_objective_data(lm, objective, "train")
-    keys = get_objective(objective).reference_keys or tuple(data)
-    return PromptSet([r for k in keys for r in data[k]], name="reference")
+    return get_objective(objective).reference_set(organism_objective_data(lm, objective, "train"))
 
 
 def effect_table(
