@@ -59,6 +59,10 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
         from safecircuits.models.organisms import load_organism_dir
 
         return load_organism_dir(path, device=device)
+    if fmt == "safecircuits-finetuned":
+        from safecircuits.finetune.loop import load_finetuned_dir
+
+        return load_finetuned_dir(path, device=device)
     raise ValueError(f"{cfg_file}: unknown model format {fmt!r}; expected one written by safecircuits")
 
 

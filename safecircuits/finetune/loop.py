@@ -1,0 +1,484 @@
+"""The one fine-tuning loop. Every method (sft, lora, sct-*, cwac*, safelora, csulora, pact) plugs
+into it through the hooks of :class:`safecircuits.finetune.base.Method`.
+
+``finetune(lm, data, method, config)`` copies the model (the caller's ``lm`` is never touched),
+builds a frozen reference copy, trains on response tokens only (AdamW, linear warmup then cosine,
+gradient clipping, one thread, deterministic for a seed) and returns a :class:`FinetuneRun`.
+
+Guarantees the tests check:
+
+* **Gradient masks are exact.** Entries outside a method's 0/1 mask stay *bitwise* unchanged.
+  Zeroing their gradient is not enough: AdamW's decoupled weight decay shrinks every entry of a
+  parameter it holds, and momentum built up elsewhere does not apply here but would if a mask
+  changed. So after each ``opt.step()`` the frozen entries are copied back from a snapshot taken
+  just before it (``torch.where(mask, after, before)``). Gradients are also zeroed outside the mask
+  (a hook), so clipping sees only the gradient that is applied.
+* **Update transforms** (``method.transform_update``): the parameters are snapshotted before the
+  step and each update ``after - before`` is replaced by the method's transform; masks are
+  re-applied after the transform, so a transform can never move a frozen entry.
+* **Exact resume.** Checkpoints (trainable tensors, optimizer, scheduler, RNG states, step, loss
+  history) are written atomically every ``checkpoint_every`` steps; the batch order is a pure
+  function of (seed, step), so a resumed run gives the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from safecircuits.data.chat import IGNORE_INDEX, TokenBatch, encode_batch
+from safecircuits.data.promptset import PromptSet
+from safecircuits.finetune.base import ARTIFACT_HELP, FinetuneContext, Method
+from safecircuits.finetune.lora import add_lora, lora_deltas, lora_parameters, remove_lora
+from safecircuits.finetune.lora import apply_deltas as _apply_deltas
+from safecircuits.models.loaded import LoadedModel
+from safecircuits.models.weights import WEIGHT_KINDS
+
+FORMAT = "safecircuits-finetuned"
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyperparameters of the loop (a method's own hyperparameters live on the method)."""
+
+    steps: int = 100
+    lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+    weight_decay: float = 0.0
+    warmup: int = 0  # linear warmup steps, then cosine decay to 0
+    grad_clip: float | None = 1.0  # max global grad norm; None = off
+    mode: Literal["full", "lora"] | None = None  # override the method's mode
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out")
+    checkpoint_every: int = 0  # steps between checkpoints in out_dir; 0 = none
+    max_len: int | None = None  # max tokens per example; None = the model context (n_ctx)
+    progress: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "lora_rank"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 1, got {v!r}")
+        for name in ("warmup", "checkpoint_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 0, got {v!r}")
+        if self.warmup >= self.steps and self.warmup > 0:
+            raise ValueError(f"FinetuneConfig.warmup ({self.warmup}) must be smaller than steps ({self.steps})")
+        if not (isinstance(self.lr, int | float) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"FinetuneConfig.lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"FinetuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"FinetuneConfig.grad_clip must be > 0 or None (off), got {self.grad_clip}")
+        if self.mode not in (None, "full", "lora"):
+            raise ValueError(f"FinetuneConfig.mode must be 'full', 'lora' or None (the method's own), got {self.mode!r}")
+        if self.lora_alpha <= 0:
+            raise ValueError(f"FinetuneConfig.lora_alpha must be > 0, got {self.lora_alpha}")
+        self.lora_targets = tuple(self.lora_targets)
+        bad = set(self.lora_targets) - set(WEIGHT_KINDS)
+        if bad or not self.lora_targets:
+            raise ValueError(f"FinetuneConfig.lora_targets: unknown {sorted(bad)}; use some of {', '.join(WEIGHT_KINDS)}")
+        if self.max_len is not None and self.max_len < 2:
+            raise ValueError(f"FinetuneConfig.max_len must be >= 2 or None, got {self.max_len}")
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lora_targets"] = list(self.lora_targets)
+        d["betas"] = list(self.betas)
+        return d
+
+
+# -- the result --------------------------------------------------------------------------------
+
+@dataclass
+class FinetuneRun:
+    """A fine-tuned model and how it was made. ``save(dir)`` writes a directory that
+    ``safecircuits.models.load_model(dir)`` (and :meth:`load`) load back without the base run."""
+
+    lm: LoadedModel
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def losses(self) -> list[dict[str, float]]:
+        return self.provenance.get("losses", [])
+
+    @property
+    def final_loss(self) -> float | None:
+        tail = [r["total"] for r in self.losses[-10:]]
+        return sum(tail) / len(tail) if tail else None
+
+    @property
+    def trainable_share(self) -> float:
+        return self.provenance["trainable_share"]
+
+    def summary(self) -> dict[str, Any]:
+        p = self.provenance
+        return {"base_model": p["base_model"], "method": p["method"]["method"], "mode": p["mode"], "steps": p["config"]["steps"],
+                "trainable_params": p["trainable_params"], "total_params": p["total_params"], "trainable_share": p["trainable_share"],
+                "wall_seconds": p["wall_seconds"], "final_loss": self.final_loss}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` into `path` atomically (temp dir, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+        try:
+            save_file({k: v.detach().contiguous().clone() for k, v in self.lm.model.state_dict().items()}, str(tmp / "model.safetensors"))
+            meta = {"format": FORMAT, "name": self.lm.name, "base": _base_spec(self.lm),
+                    "provenance": json.loads(json.dumps(self.provenance, default=str))}
+            (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> FinetuneRun:
+        lm = load_finetuned_dir(path, device=device)
+        return cls(lm, lm.info["finetune"])
+
+
+def _base_spec(lm: LoadedModel) -> dict[str, Any]:
+    """How to rebuild the model skeleton (architecture, tokenizer, chat) when loading."""
+    if "organism" in lm.info:
+        return {"kind": "organism", "organism": lm.info["organism"]}
+    return {"kind": "named", "name": lm.info.get("base_model", lm.name)}
+
+
+def load_finetuned_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load a directory written by :meth:`FinetuneRun.save` as a LoadedModel.
+
+    Organism fine-tunes rebuild the organism skeleton, tokenizer and chat from the saved organism
+    config (no cache needed); other models load the named base (from its cache), then the weights.
+    ``info`` keeps the organism section, so organism prompts and judges still apply.
+    """
+    path = Path(path)
+    meta = json.loads((path / "config.json").read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}/config.json has format {meta.get('format')!r}, expected {FORMAT!r}")
+    base = meta["base"]
+    state = load_file(str(path / "model.safetensors"))
+    info: dict[str, Any] = {"source": str(path), "finetune": meta["provenance"], "base_model": meta["provenance"].get("base_model")}
+    if base["kind"] == "organism":
+        from safecircuits.models.organisms import OrganismConfig, build_tokenizer, new_model, organism_chat
+
+        cfg = OrganismConfig(**base["organism"])
+        tok = build_tokenizer(cfg.extra_tokens)
+        model = new_model(cfg, tok)
+        model.load_state_dict(state)
+        chat = organism_chat(tok)
+        info.update({"organism": cfg.to_dict(), "config_hash": cfg.hash})
+    else:
+        from safecircuits.models import load_model
+
+        root = load_model(base["name"], device="cpu", progress=False)
+        model, tok, chat = root.model, root.tokenizer, root.chat
+        model.load_state_dict(state)
+        info["base_model"] = base["name"]
+    if device != "cpu":
+        model.to(device)
+    model.eval()
+    return LoadedModel(model, tok, chat, name=meta.get("name", str(path)), info=info)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def copy_loaded(lm: LoadedModel, name: str | None = None) -> LoadedModel:
+    """A deep copy of the model sharing the (read-only) tokenizer and chat format."""
+    memo = {id(lm.tokenizer): lm.tokenizer}
+    model = copy.deepcopy(lm.model, memo)
+    info = {k: v for k, v in lm.info.items() if k != "metrics"}
+    return LoadedModel(model, lm.tokenizer, lm.chat, name=name or lm.name, info=info)
+
+
+def lr_lambda(steps: int, warmup: int):
+    """Linear warmup over `warmup` steps, then cosine decay to 0 at `steps`."""
+
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return f
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The example indices of `step`: epochs of seeded permutations, concatenated. A pure function
+    of (n, batch_size, seed, step), so resuming needs no data-loader state."""
+    start = step * batch_size
+    out: list[int] = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+        out.extend(perm[offset : offset + batch_size - len(out)])
+    return out
+
+
+def _slice_batch(full: TokenBatch, idx: list[int]) -> TokenBatch:
+    ix = torch.tensor(idx, dtype=torch.long)
+    attn = full.attention_mask[ix]
+    width = int(attn.sum(1).max())
+    return TokenBatch(full.tokens[ix, :width], attn[:, :width], full.labels[ix, :width], [full.prompt_lengths[i] for i in idx], "right")
+
+
+def response_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Next-token CE on response tokens only (labels are -100 elsewhere)."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+def finetune(
+    lm: LoadedModel,
+    data: PromptSet,
+    method: Method,
+    config: FinetuneConfig | None = None,
+    artifacts: dict[str, Any] | None = None,
+    safety_prompts: PromptSet | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = True,
+) -> FinetuneRun:
+    """Fine-tune a copy of `lm` on `data` (prompt -> target response pairs) with `method`.
+
+    ``artifacts`` holds what the method declares in ``needs`` (``circuit``, ``subspace``,
+    ``features``, ``base``). With ``out_dir``, checkpoints go there every
+    ``config.checkpoint_every`` steps and the final model is saved there; with ``resume`` an
+    existing checkpoint of the same run (same model, data, method and config) is continued.
+    """
+    config = config or FinetuneConfig()
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a safecircuits.finetune.base.Method (get one with get_method(name)), got {type(method).__name__}")
+    if not isinstance(data, PromptSet):
+        raise TypeError(f"data must be a PromptSet of (prompt, response) pairs, got {type(data).__name__}")
+    data.require_nonempty()
+    missing_resp = sum(r is None for r in data.responses)
+    if missing_resp:
+        raise ValueError(f"{data.name}: {missing_resp} of {len(data)} records have no response; fine-tuning needs target responses")
+    artifacts = dict(artifacts or {})
+    missing = [a for a in method.needs if artifacts.get(a) is None]
+    if missing:
+        a = missing[0]
+        raise ValueError(f"method {method.name!r} needs the artifact {a!r}: pass artifacts={{{a!r}: ...}}, "
+                         f"made with {ARTIFACT_HELP.get(a, 'see docs/finetune.md')}")
+    mode = config.mode or method.mode
+    out = Path(out_dir) if out_dir is not None else None
+    if config.checkpoint_every and out is None:
+        raise ValueError("checkpoint_every > 0 needs out_dir: pass out_dir=... (where checkpoints are written)")
+
+    prev_threads = torch.get_num_threads()
+    # One thread: bitwise-reproducible weights for a seed on any machine and no oversubscription
+    # on shared cores (see organisms._train).
+    torch.set_num_threads(1)
+    try:
+        return _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume) -> FinetuneRun:
+    t0 = time.time()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    ft_name = f"{lm.name}+{method.name}"
+    student = copy_loaded(lm, name=ft_name)
+    student.info["base_model"] = lm.info.get("base_model", lm.name) if "finetune" in lm.info else lm.name
+    reference = copy_loaded(lm)
+    for p in reference.model.parameters():
+        p.requires_grad_(False)
+    reference.model.eval()
+    model = student.model
+    total_params = sum(p.numel() for p in model.parameters())
+
+    if mode == "lora":
+        add_lora(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed=config.seed)
+
+    ctx = FinetuneContext(lm=student, reference=reference, config=config, artifacts=artifacts, safety_prompts=safety_prompts)
+    ctx.state["mode"] = mode
+    method.setup(ctx)
+
+    named = dict(model.named_parameters())
+    spec = method.trainable(ctx)
+    if spec is None:
+        spec = dict.fromkeys(lora_parameters(model) if mode == "lora" else named)
+    unknown = [n for n in spec if n not in named]
+    if unknown:
+        raise ValueError(f"method {method.name!r} marks unknown parameters trainable: {unknown[:5]}; "
+                         f"names must be model.named_parameters() names (e.g. {next(iter(named))!r})")
+    masks: dict[str, Tensor] = {}
+    for n, m in spec.items():
+        if m is not None:
+            if m.shape != named[n].shape:
+                raise ValueError(f"mask for {n!r} has shape {tuple(m.shape)}, the parameter has {tuple(named[n].shape)}")
+            masks[n] = m.detach().to(named[n].device).bool()
+    train_names = [n for n in named if n in spec and (n not in masks or bool(masks[n].any()))]
+    if not train_names:
+        raise ValueError(f"method {method.name!r} leaves nothing to train (every mask is empty)")
+    for n, p in named.items():
+        p.requires_grad_(n in train_names)
+    params = [named[n] for n in train_names]
+    hooks = [named[n].register_hook(lambda g, m=masks[n]: g * m) for n in train_names if n in masks]
+    trainable_params = sum(int(masks[n].sum()) if n in masks else named[n].numel() for n in train_names)
+
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config.steps, config.warmup))
+
+    max_len = config.max_len or model.cfg.n_ctx
+    full = encode_batch(lm.chat, data.prompts, data.responses, max_len=max_len, source=data.name)
+    n = len(data)
+
+    fingerprint = _fingerprint(lm.name, data.content_hash, method.config(), config.to_dict(), mode)
+    start_step, history = 0, []
+    ckpt = out / CHECKPOINT if out is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(f"{ckpt} belongs to a different run (model, data, method or config differ); "
+                             "delete it, use another out_dir, or pass resume=False")
+        with torch.no_grad():
+            for name, t in state["trainable"].items():
+                named[name].copy_(t)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        ctx.state.update(state.get("method_state", {}))
+        start_step, history = state["step"], state["losses"]
+
+    transform = method.has_update_transform()
+    model.train()
+    bar = tqdm(range(start_step, config.steps), desc=f"finetune {method.name}", disable=not config.progress,
+               initial=start_step, total=config.steps, leave=False)
+    try:
+        for step in bar:
+            batch = _slice_batch(full, batch_indices(n, config.batch_size, config.seed, step))
+            logits = model(batch.tokens)  # right padding + causal attention: pads never reach response tokens
+            ce = response_loss(logits, batch.labels)
+            extra = method.extra_loss(ctx, step, batch, logits)
+            loss = ce + sum(extra.values()) if extra else ce
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            need_snapshot = transform or bool(masks)
+            before = {nm: named[nm].detach().clone() for nm in train_names if transform or nm in masks} if need_snapshot else {}
+            opt.step()
+            sched.step()
+            if need_snapshot:
+                with torch.no_grad():
+                    for nm, b in before.items():
+                        p = named[nm]
+                        new = p.detach()
+                        if transform:
+                            delta = method.transform_update(ctx, nm, new - b)
+                            new = b + delta
+                        if nm in masks:
+                            new = torch.where(masks[nm], new, b)
+                        p.copy_(new)
+            rec = {"step": step, "total": float(loss.detach()), "ce": float(ce.detach()),
+                   **{k: float(v.detach()) for k, v in extra.items()}, "lr": sched.get_last_lr()[0]}
+            history.append(rec)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k not in ("step", "lr")})
+            if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                _save_checkpoint(ckpt, {
+                    "fingerprint": fingerprint, "step": step + 1, "losses": history,
+                    "trainable": {nm: named[nm].detach().clone() for nm in train_names},
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                    "method_state": {k: v for k, v in ctx.state.items() if k.startswith("ckpt_")},
+                })
+    finally:
+        for h in hooks:
+            h.remove()
+        model.eval()
+
+    post_hoc_applied = False
+    if mode == "lora":
+        deltas = lora_deltas(model)
+        new_deltas = method.post_hoc(ctx, deltas)
+        post_hoc_applied = new_deltas is not deltas
+        remove_lora(model)
+        _apply_deltas(model, new_deltas)
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+    wall = time.time() - t0
+    prov = {
+        "base_model": student.info["base_model"],
+        "base": {k: v for k, v in lm.provenance().items() if k != "metrics"},
+        "method": method.config(),
+        "method_source": method.source,
+        "mode": mode,
+        "config": config.to_dict(),
+        "data": data.provenance(),
+        "safety_prompts": safety_prompts.provenance() if safety_prompts is not None else None,
+        "artifacts": {k: _artifact_summary(v) for k, v in artifacts.items()},
+        "seed": config.seed,
+        "trainable_params": trainable_params,
+        "total_params": total_params,
+        "trainable_share": trainable_params / total_params,
+        "post_hoc": post_hoc_applied,
+        "resumed_from": start_step,
+        "wall_seconds": round(wall, 2),
+        "losses": history,
+    }
+    student.info["finetune"] = {k: v for k, v in prov.items() if k != "losses"}
+    run = FinetuneRun(student, prov)
+    if out is not None:
+        run.save(out)  # replaces the directory: the finished model supersedes the checkpoint
+    return run
+
+
+def _artifact_summary(v: Any) -> Any:
+    prov = getattr(v, "provenance", None)
+    if isinstance(prov, dict):
+        return {"type": type(v).__name__, "provenance": prov, **({"sparsity": v.sparsity} if hasattr(v, "sparsity") else {})}
+    if isinstance(v, str | Path | int | float):
+        return str(v)
+    return type(v).__name__
+
+
+__all__ = ["FinetuneConfig", "FinetuneRun", "batch_indices", "copy_loaded", "finetune", "load_finetuned_dir", "lr_lambda", "response_loss"]
