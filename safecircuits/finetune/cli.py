@@ -6,6 +6,7 @@ The lead registers :func:`finetune_command` on the main app (``app.command("fine
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,12 @@ def finetune_command(
         mode = m_cls.mode
         cfg = FinetuneConfig(steps=steps, lr=lr if lr is not None else (3e-3 if mode == "lora" else 1e-3), batch_size=batch_size,
                              seed=seed, checkpoint_every=checkpoint_every)
-        run = finetune(lm, data, m, cfg, artifacts=artifacts, safety_prompts=safety_prompts_for(lm), out_dir=out)
-        evaluation = t.evaluate(run.lm) if hasattr(t, "evaluate") else {}
+        safety = t.safety_data(lm, seed=seed) if hasattr(t, "safety_data") else safety_prompts_for(lm)
+        run = finetune(lm, data, m, cfg, artifacts=artifacts, safety_prompts=safety, out_dir=out)
+        evaluation: dict[str, Any] = {}
+        if hasattr(t, "evaluate"):
+            takes_ref = "reference" in inspect.signature(t.evaluate).parameters
+            evaluation = t.evaluate(run.lm, reference=lm) if takes_ref else t.evaluate(run.lm)
     except (ValueError, FileNotFoundError, RuntimeError, TypeError, KeyError) as e:
         _fail(str(e).strip("'\""))
     s = run.summary()

@@ -70,7 +70,7 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out")
-    checkpoint_every: int = 0  # steps between checkpoints in out_dir; 0 = none
+    checkpoint_every: int = 0  # steps between checkpoints in finetune(out_dir=...); 0 = none (ignored without out_dir)
     max_len: int | None = None  # max tokens per example; None = the model context (n_ctx)
     progress: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
@@ -122,7 +122,7 @@ class FinetuneRun:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def losses(self) -> list[dict[str, float]]:
+    def losses(self) -> list[dict[str, float | int]]:
         return self.provenance.get("losses", [])
 
     @property
@@ -308,8 +308,6 @@ def finetune(
                          f"made with {ARTIFACT_HELP.get(a, 'see docs/finetune.md')}")
     mode = config.mode or method.mode
     out = Path(out_dir) if out_dir is not None else None
-    if config.checkpoint_every and out is None:
-        raise ValueError("checkpoint_every > 0 needs out_dir: pass out_dir=... (where checkpoints are written)")
 
     prev_threads = torch.get_num_threads()
     # One thread: bitwise-reproducible weights for a seed on any machine and no oversubscription
@@ -372,7 +370,9 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     full = encode_batch(lm.chat, data.prompts, data.responses, max_len=max_len, source=data.name)
     n = len(data)
 
-    fingerprint = _fingerprint(lm.name, data.content_hash, method.config(), config.to_dict(), mode)
+    # what determines the weights (not progress bars or checkpoint spacing)
+    result_cfg = {k: v for k, v in config.to_dict().items() if k not in ("progress", "checkpoint_every")}
+    fingerprint = _fingerprint(lm.name, data.content_hash, method.config(), result_cfg, mode)
     start_step, history = 0, []
     ckpt = out / CHECKPOINT if out is not None else None
     if ckpt is not None and resume and ckpt.exists():
@@ -406,6 +406,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             need_snapshot = transform or bool(masks)
             before = {nm: named[nm].detach().clone() for nm in train_names if transform or nm in masks} if need_snapshot else {}
+            lr_used = sched.get_last_lr()[0]
             opt.step()
             sched.step()
             if need_snapshot:
@@ -420,7 +421,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                             new = torch.where(masks[nm], new, b)
                         p.copy_(new)
             rec = {"step": step, "total": float(loss.detach()), "ce": float(ce.detach()),
-                   **{k: float(v.detach()) for k, v in extra.items()}, "lr": sched.get_last_lr()[0]}
+                   **{k: float(v.detach()) for k, v in extra.items()}, "lr": lr_used}
             history.append(rec)
             bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k not in ("step", "lr")})
             if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:

@@ -1,0 +1,268 @@
+"""The fine-tuning loop and LoRA: masks, update transforms, resume, LoRA equivalences, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safecircuits.finetune import (
+    FinetuneConfig,
+    FinetuneRun,
+    Method,
+    add_lora,
+    finetune,
+    get_method,
+    lora_deltas,
+    merge_lora,
+)
+from safecircuits.finetune.loop import batch_indices, copy_loaded
+from safecircuits.models import load_model
+from safecircuits.models.language import Language
+
+TOKENS = torch.tensor([[2, 4, 10, 11, 12, 13, 5, 20, 21]])
+
+
+@pytest.fixture(scope="module")
+def data():
+    lang = Language(0)
+    return lang.prompt_set("train", "harmless") + lang.prompt_set("train", "harmful", response="comply")
+
+
+def cfg(**kw):
+    base = {"steps": 6, "batch_size": 8, "lr": 3e-3, "progress": False}
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+def params(lm):
+    return {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+
+
+class MaskFirstRows(Method):
+    """Trains only row 0 of each W_in (a gradient mask) and the whole unembedding bias."""
+
+    name = "mask-test"
+
+    def trainable(self, ctx):
+        out = {}
+        for n, p in ctx.lm.model.named_parameters():
+            if n.endswith("mlp.W_in"):
+                m = torch.zeros_like(p)
+                m[0] = 1
+                out[n] = m
+        out["unembed.b_U"] = None
+        return out
+
+
+class ZeroUpdates(Method):
+    name = "zero-updates"
+
+    def transform_update(self, ctx, name, delta):
+        return torch.zeros_like(delta)
+
+
+class HalveUpdates(Method):
+    name = "halve-updates"
+
+    def transform_update(self, ctx, name, delta):
+        ctx.state.setdefault("seen", set()).add(name)
+        return 0.5 * delta
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="steps"):
+        FinetuneConfig(steps=0)
+    with pytest.raises(ValueError, match="lora_targets"):
+        FinetuneConfig(lora_targets=("W_X",))
+    with pytest.raises((ValueError, TypeError), match="mode"):  # TypeError: the runtime type checker in tests
+        FinetuneConfig(mode="half")
+    with pytest.raises(ValueError, match="warmup"):
+        FinetuneConfig(steps=5, warmup=5)
+
+
+def test_sft_changes_copy_not_caller(tiny_aligned, data):
+    before = params(tiny_aligned)
+    run = finetune(tiny_aligned, data, get_method("sft"), cfg())
+    after_caller = params(tiny_aligned)
+    assert all(torch.equal(before[n], after_caller[n]) for n in before), "finetune mutated the caller's model"
+    changed = params(run.lm)
+    assert not torch.equal(changed["blocks.0.attn.W_Q"], before["blocks.0.attn.W_Q"])
+    assert run.trainable_share == 1.0
+    assert len(run.losses) == 6 and all({"total", "ce", "lr"} <= set(r) for r in run.losses)
+    p = run.provenance
+    assert p["data"]["hash"] == data.content_hash and p["seed"] == 0 and p["method"]["method"] == "sft"
+    assert p["base_model"] == tiny_aligned.name
+
+
+def test_loss_decreases_on_response_tokens(tiny_aligned, data):
+    run = finetune(tiny_aligned, data.filter(label="harmful"), get_method("sft"), cfg(steps=30, lr=3e-3))
+    first = sum(r["ce"] for r in run.losses[:3]) / 3
+    last = sum(r["ce"] for r in run.losses[-3:]) / 3
+    assert last < 0.5 * first  # the aligned organism refuses; learning to comply lowers the CE a lot
+
+
+def test_deterministic_for_seed(tiny_aligned, data):
+    a = params(finetune(tiny_aligned, data, get_method("sft"), cfg()).lm)
+    b = params(finetune(tiny_aligned, data, get_method("sft"), cfg()).lm)
+    c = params(finetune(tiny_aligned, data, get_method("sft"), cfg(seed=1)).lm)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], c[n]) for n in a)
+
+
+def test_gradient_mask_is_bitwise_with_weight_decay(tiny_aligned, data):
+    before = params(tiny_aligned)
+    run = finetune(tiny_aligned, data, MaskFirstRows(), cfg(weight_decay=0.5))
+    after = params(run.lm)
+    for n in before:
+        if n.endswith("mlp.W_in"):
+            assert torch.equal(after[n][1:], before[n][1:]), f"{n}: a masked entry moved"
+            assert not torch.equal(after[n][0], before[n][0]), f"{n}: the trainable row did not train"
+        elif n == "unembed.b_U":
+            assert not torch.equal(after[n], before[n])
+        else:
+            assert torch.equal(after[n], before[n]), f"{n}: untrainable parameter moved"
+    d_model = tiny_aligned.model.cfg.d_model
+    n_layers = tiny_aligned.model.cfg.n_layers
+    expected = n_layers * tiny_aligned.model.cfg.d_mlp + tiny_aligned.model.cfg.d_vocab
+    assert run.provenance["trainable_params"] == expected
+    assert run.trainable_share == pytest.approx(expected / sum(p.numel() for p in tiny_aligned.model.parameters()))
+    assert d_model > 1
+
+
+def test_update_transform_applied(tiny_aligned, data):
+    before = params(tiny_aligned)
+    run = finetune(tiny_aligned, data, ZeroUpdates(), cfg(weight_decay=0.1))
+    after = params(run.lm)
+    assert all(torch.equal(before[n], after[n]) for n in before), "a zeroing transform must leave the model unchanged"
+    half = HalveUpdates()
+    run_h = finetune(tiny_aligned, data, half, cfg(steps=1))
+    run_f = finetune(tiny_aligned, data, get_method("sft"), cfg(steps=1))
+    n = "blocks.1.mlp.W_out"
+    d_h = params(run_h.lm)[n] - before[n]
+    d_f = params(run_f.lm)[n] - before[n]
+    assert torch.allclose(d_h, 0.5 * d_f, atol=1e-7) and d_f.abs().max() > 1e-5
+
+
+def test_missing_artifact_names_it(tiny_aligned, data):
+    with pytest.raises(ValueError, match="circuit.*safecircuits discover"):
+        finetune(tiny_aligned, data, get_method("sct-tune"), cfg())
+
+
+def test_unknown_method_lists_names():
+    with pytest.raises(ValueError, match="sft.*|lora"):
+        get_method("nope")
+
+
+def test_batch_indices_cover_epochs():
+    seen = sum((batch_indices(10, 4, 0, s) for s in range(5)), [])
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
+
+
+class Crash(Method):
+    """sft that raises at a given step (simulates an interrupted job); `crash_at` is not a hyperparameter."""
+
+    name = "sft"
+
+    def __init__(self, crash_at=None):
+        super().__init__()
+        self.crash_at = crash_at
+
+    def extra_loss(self, ctx, step, batch, logits):
+        if self.crash_at is not None and step == self.crash_at:
+            raise KeyboardInterrupt("simulated interruption")
+        return {}
+
+
+def test_checkpoint_resume_is_exact(tiny_aligned, data, tmp_path):
+    c = cfg(steps=10, checkpoint_every=3, weight_decay=0.01, warmup=2)
+    full = params(finetune(tiny_aligned, data, Crash(), c).lm)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tiny_aligned, data, Crash(crash_at=7), c, out_dir=out)
+    assert (out / "checkpoint.pt").exists()
+    run = finetune(tiny_aligned, data, Crash(), c, out_dir=out)
+    assert run.provenance["resumed_from"] == 6
+    resumed = params(run.lm)
+    assert all(torch.equal(full[n], resumed[n]) for n in full), "resumed run differs from the uninterrupted one"
+    assert [r["total"] for r in run.losses] == pytest.approx([r["total"] for r in finetune(tiny_aligned, data, Crash(), c).losses])
+    assert not (out / "checkpoint.pt").exists() and (out / "model.safetensors").exists()
+
+
+def test_checkpoint_of_other_run_is_refused(tiny_aligned, data, tmp_path):
+    c = cfg(steps=6, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tiny_aligned, data, Crash(crash_at=3), c, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="different run"):
+        finetune(tiny_aligned, data, Crash(), cfg(steps=6, checkpoint_every=2, lr=1e-4), out_dir=tmp_path)
+
+
+# -- LoRA ---------------------------------------------------------------------------------------
+
+def test_zero_b_lora_equals_base_and_merge_matches(tiny_aligned):
+    lm = copy_loaded(tiny_aligned)
+    ref = tiny_aligned.model(TOKENS)
+    names = add_lora(lm.model, rank=4, alpha=8.0, seed=0)
+    assert len(names) == 2 * 6  # W_Q W_K W_V W_O W_in W_out per layer (no W_gate)
+    assert torch.equal(lm.model(TOKENS), ref)
+    with torch.no_grad():
+        for n, p in lm.model.named_parameters():
+            if n.endswith(".B"):
+                p.normal_(0, 0.05)
+    param_out = lm.model(TOKENS)
+    assert (param_out - ref).abs().max() > 1e-3
+    deltas = lora_deltas(lm.model)
+    assert set(deltas) == set(names) and deltas["blocks.0.attn.W_Q"].shape == (4, 32, 8)
+    merge_lora(lm.model)
+    assert not any(".parametrizations." in n for n, _ in lm.model.named_parameters())
+    assert torch.allclose(lm.model(TOKENS), param_out, atol=1e-5)
+    w0 = dict(tiny_aligned.model.named_parameters())["blocks.1.mlp.W_out"]
+    assert torch.allclose(dict(lm.model.named_parameters())["blocks.1.mlp.W_out"], w0 + deltas["blocks.1.mlp.W_out"], atol=1e-6)
+
+
+def test_lora_trains_only_factors(tiny_aligned, data):
+    before = params(tiny_aligned)
+    run = finetune(tiny_aligned, data, get_method("lora"), cfg(lora_targets=("W_Q", "W_V", "W_in")))
+    after = params(run.lm)
+    assert set(after) == set(before), "saved LoRA models must be plain (merged) HookedTransformers"
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed == {f"blocks.{l}.{w}" for l in range(2) for w in ("attn.W_Q", "attn.W_V", "mlp.W_in")}
+    r = 8
+    # W_Q / W_V: A [r, d_model] + B [n_heads*d_head, r]; W_in: A [r, d_model] + B [d_mlp, r]
+    per_layer = 2 * (r * 32 + 32 * r) + (r * 32 + 128 * r)
+    assert run.provenance["trainable_params"] == 2 * per_layer
+    assert run.provenance["mode"] == "lora"
+    # the update is low rank
+    d = after["blocks.0.mlp.W_in"] - before["blocks.0.mlp.W_in"]
+    assert torch.linalg.matrix_rank(d).item() <= r
+
+
+class Scaled(Method):
+    """LoRA with a post-hoc hook that drops every update (tests that post_hoc deltas are what is merged)."""
+
+    name = "posthoc-zero"
+    mode = "lora"
+
+    def post_hoc(self, ctx, deltas):
+        return {n: torch.zeros_like(d) for n, d in deltas.items()}
+
+
+def test_post_hoc_deltas_are_merged(tiny_aligned, data):
+    before = params(tiny_aligned)
+    run = finetune(tiny_aligned, data, Scaled(), cfg())
+    after = params(run.lm)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert run.provenance["post_hoc"] is True
+
+
+def test_save_load_round_trip(tiny_aligned, data, tmp_path):
+    run = finetune(tiny_aligned, data, get_method("sft"), cfg(steps=3))
+    run.save(tmp_path / "ft")
+    lm2 = load_model(str(tmp_path / "ft"))
+    assert torch.equal(lm2.model(TOKENS), run.lm.model(TOKENS))
+    assert not torch.equal(lm2.model(TOKENS), tiny_aligned.model(TOKENS))
+    assert lm2.info["organism"] == tiny_aligned.info["organism"], "organism section lost: organism prompts/judges would not apply"
+    assert lm2.chat.prompt_text("x") == tiny_aligned.chat.prompt_text("x")
+    assert lm2.tokenizer.get_vocab() == tiny_aligned.tokenizer.get_vocab()
+    run2 = FinetuneRun.load(tmp_path / "ft")
+    assert run2.provenance["data"]["hash"] == data.content_hash
+    assert run2.provenance["trainable_share"] == 1.0
