@@ -1,0 +1,480 @@
+"""Training sparse autoencoders on HookedTransformer activations with SAELens, offline.
+
+Only the glue is ours: activations of a :class:`~safecircuits.data.PromptSet` are collected at one
+hook (non-pad positions only), shuffled into an in-memory buffer, and fed to SAELens's own
+``SAETrainer`` through a data-provider iterator. The SAE classes, their training configs and the
+training loop (optimiser, schedules, dead-feature tracking, tqdm bar, checkpoints) are SAELens's.
+
+The final SAE is saved in SAELens's own format (``save_inference_model``: ``cfg.json`` +
+``sae_weights.safetensors``), so ``sae_lens.SAE.load_from_disk(path)`` loads it; our record
+(provenance and quality) goes alongside as ``safecircuits_sae.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from sae_lens import SAE, SAETrainer
+from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.evals import ExplainedVarianceCalculator, get_recons_loss
+from sae_lens.registry import get_sae_training_class
+from sae_lens.training.activation_scaler import ActivationScaler
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from safecircuits.data.chat import ChatFormat, iter_batches
+from safecircuits.data.promptset import PromptSet
+from safecircuits.models import LoadedModel
+
+RECORD_FILE = "safecircuits_sae.json"
+FORMAT = "safecircuits-sae/1"
+ARCHS = ("standard", "topk", "jumprelu")
+HOOK_PATTERNS = (
+    r"blocks\.(\d+)\.hook_resid_pre",
+    r"blocks\.(\d+)\.hook_resid_mid",
+    r"blocks\.(\d+)\.hook_resid_post",
+    r"blocks\.(\d+)\.hook_attn_out",
+    r"blocks\.(\d+)\.hook_mlp_out",
+)
+
+
+# -- hooks --------------------------------------------------------------------------------------
+def valid_hooks(model: HookedTransformer) -> list[str]:
+    """Hooks an SAE can be trained on: residual stream and attention / MLP outputs of every block."""
+    out = []
+    for layer in range(model.cfg.n_layers):
+        for kind in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out"):
+            name = f"blocks.{layer}.{kind}"
+            if name in model.hook_dict:
+                out.append(name)
+    return out
+
+
+def check_hook(model: HookedTransformer, hook: str) -> int:
+    """Validate `hook` for SAE training and return its block index."""
+    hooks = valid_hooks(model)
+    if hook not in hooks:
+        raise ValueError(
+            f"unknown or unsupported hook {hook!r} for {model.cfg.model_name}: use one of {', '.join(hooks)}"
+        )
+    return hook_layer(hook)
+
+
+def hook_layer(hook: str) -> int:
+    for pat in HOOK_PATTERNS:
+        m = re.fullmatch(pat, hook)
+        if m:
+            return int(m.group(1))
+    raise ValueError(f"hook {hook!r} is not a block hook of the form blocks.L.hook_resid_pre/resid_mid/resid_post/attn_out/mlp_out")
+
+
+# -- activations --------------------------------------------------------------------------------
+@torch.no_grad()
+def collect_activations(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    prompts: PromptSet,
+    hook: str,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Float[Tensor, "n_tokens d_in"]:
+    """Activations at `hook` on every non-pad token of `prompts` (with their responses, where given).
+
+    Records with a response are encoded as prompt + response; those without, as the prompt alone.
+    """
+    check_hook(model, hook)
+    prompts.require_nonempty()
+    out: list[Tensor] = []
+    parts = [p for p in (prompts.filter(has_response=True), prompts.filter(has_response=False)) if len(p)]
+    total = sum((len(p) + batch_size - 1) // batch_size for p in parts)
+    bar = tqdm(total=total, desc=f"activations {hook}", disable=not progress, leave=False)
+    for part in parts:
+        with_resp = part.responses[0] is not None
+        for b in iter_batches(chat, part, batch_size, max_len=model.cfg.n_ctx, with_responses=with_resp):
+            _, cache = model.run_with_cache(
+                b.tokens.to(model.cfg.device), attention_mask=b.attention_mask.to(model.cfg.device), names_filter=hook
+            )
+            act = cache[hook]
+            out.append(act[b.attention_mask.bool().to(act.device)].float().cpu())
+            bar.update(1)
+    bar.close()
+    return torch.cat(out)
+
+
+def activation_provider(
+    acts: Float[Tensor, "n_tokens d_in"], batch_size: int, seed: int = 0
+) -> Iterator[Tensor]:
+    """SAELens data provider: endless shuffled minibatches from an in-memory activation buffer
+    (a fresh permutation each pass, drawn from a seeded generator)."""
+    if acts.ndim != 2 or acts.shape[0] == 0:
+        raise ValueError(f"the activation buffer must be a non-empty [n_tokens, d_in] tensor, got {tuple(acts.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    n = acts.shape[0]
+    bs = min(batch_size, n)
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - bs + 1, bs):
+            yield acts[perm[i : i + bs]]
+
+
+# -- record -------------------------------------------------------------------------------------
+@dataclass
+class TrainedSAE:
+    """An SAELens SAE plus our record: where it lives, provenance, and quality on held-out prompts."""
+
+    sae: SAE
+    path: Path | None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> str:
+        return self.provenance["hook"]
+
+    @property
+    def model_name(self) -> str:
+        return self.provenance["model"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "provenance": self.provenance, "quality": self.quality}
+
+    def save(self, path: str | Path) -> Path:
+        """Save in SAELens's format plus our record (atomically: a temp dir, then renames)."""
+        path = Path(path)
+        _save_dir(self.sae, path, self.to_dict())
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> TrainedSAE:
+        path = Path(path)
+        sae = load_sae(path, device=device)
+        rec_file = path / RECORD_FILE
+        rec: dict[str, Any] = json.loads(rec_file.read_text()) if rec_file.exists() else {}
+        prov = rec.get("provenance") or {
+            "model": sae.cfg.metadata.model_name,
+            "hook": sae.cfg.metadata.hook_name,
+            "arch": sae.cfg.architecture(),
+            "d_sae": sae.cfg.d_sae,
+        }
+        return cls(sae, path, prov, rec.get("quality", {}))
+
+    def summary(self) -> str:
+        q = self.quality
+        return (
+            f"{self.provenance.get('arch')} SAE on {self.provenance.get('model')} @ {self.provenance.get('hook')}, d_sae={self.sae.cfg.d_sae}: "
+            f"explained variance {q.get('explained_variance', float('nan')):.3f}, mean L0 {q.get('l0', float('nan')):.1f}, "
+            f"CE recovered {q.get('ce_recovered', float('nan')):.3f}"
+        )
+
+
+def load_sae(path: str | Path, device: str = "cpu") -> SAE:
+    """Load an SAE directory (SAELens format) written by :func:`train_sae`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"SAE directory {path} does not exist; train one with `safecircuits sae train ... --out {path}`")
+    if not (path / "cfg.json").exists() or not (path / "sae_weights.safetensors").exists():
+        raise FileNotFoundError(f"{path} is not an SAELens SAE directory (needs cfg.json and sae_weights.safetensors)")
+    return SAE.load_from_disk(str(path), device=device)
+
+
+def check_sae_matches(sae: SAE, model_name: str, hook: str | None = None) -> None:
+    """Raise if `sae` was trained on another model or hook."""
+    meta = sae.cfg.metadata
+    if meta.model_name is not None and meta.model_name != model_name:
+        raise ValueError(f"this SAE was trained on model {meta.model_name!r}, not {model_name!r}; pass --model {meta.model_name}")
+    if hook is not None and meta.hook_name is not None and meta.hook_name != hook:
+        raise ValueError(f"this SAE was trained on hook {meta.hook_name!r}, not {hook!r}; use hook {meta.hook_name}")
+
+
+def _save_dir(sae: SAE, path: Path, record: dict[str, Any], extra_dir: Path | None = None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".tmp-save-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if hasattr(sae, "save_inference_model"):
+        sae.save_inference_model(str(tmp))  # TrainingSAE: fold training-only details away
+    else:
+        sae.save_model(str(tmp))
+    (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1, default=_json_default))
+    for f in tmp.iterdir():
+        os.replace(f, path / f.name)
+    tmp.rmdir()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, Tensor):
+        return o.tolist()
+    return str(o)
+
+
+# -- quality ------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_sae(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    sae: SAE,
+    hook: str,
+    prompts: PromptSet,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Explained variance, mean L0, dead-feature share and CE loss recovered on `prompts`.
+
+    Explained variance uses SAELens's ``ExplainedVarianceCalculator`` (1 - E||x - x_hat||^2 / Var(x)
+    over non-pad tokens). CE uses SAELens's ``get_recons_loss`` (clean, SAE spliced in, hook
+    zero-ablated) with our attention mask; per-token losses are averaged over positions whose
+    current and next tokens are both real (not padding):
+    ``ce_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean)``.
+    """
+    ev = ExplainedVarianceCalculator()
+    l0_sum, n_tok = 0.0, 0
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+    n_ce = 0
+    scaler = ActivationScaler()
+    parts = [p for p in (prompts.filter(has_response=True), prompts.filter(has_response=False)) if len(p)]
+    for part in parts:
+        with_resp = part.responses[0] is not None
+        for b in iter_batches(chat, part, batch_size, max_len=model.cfg.n_ctx, with_responses=with_resp):
+            tokens = b.tokens.to(model.cfg.device)
+            mask = b.attention_mask.to(model.cfg.device)
+            _, cache = model.run_with_cache(tokens, attention_mask=mask, names_filter=hook)
+            x = cache[hook][mask.bool()].float()
+            f = sae.encode(x.to(sae.device))
+            ev.add_batch(sae.decode(f).float().cpu(), x.cpu())
+            l0_sum += float((f > 0).sum())
+            n_tok += x.shape[0]
+            fired += (f > 0).sum(0).double().cpu()
+            m = get_recons_loss(
+                sae, model, scaler, tokens, compute_kl=False, compute_ce_loss=True,
+                model_kwargs={"attention_mask": mask}, hook_name=hook,
+            )
+            valid = (mask[:, :-1] * mask[:, 1:]).bool()
+            for key, name in (("clean", "ce_loss_without_sae"), ("sae", "ce_loss_with_sae"), ("zero", "ce_loss_with_ablation")):
+                ce[key] += float(m[name][valid.to(m[name].device)].sum())
+            n_ce += int(valid.sum())
+    ce = {k: v / max(n_ce, 1) for k, v in ce.items()}
+    denom = ce["zero"] - ce["clean"]
+    freq = fired / max(n_tok, 1)
+    return {
+        "explained_variance": float(ev.compute()),
+        "l0": l0_sum / max(n_tok, 1),
+        "ce_clean": ce["clean"],
+        "ce_sae": ce["sae"],
+        "ce_zero_ablation": ce["zero"],
+        "ce_recovered": float((ce["zero"] - ce["sae"]) / denom) if abs(denom) > 1e-12 else float("nan"),
+        "dead_fraction": float((freq == 0).double().mean()),
+        "n_tokens": float(n_tok),
+    }
+
+
+# -- training -----------------------------------------------------------------------------------
+@dataclass
+class SAETrainConfig:
+    """Hyperparameters of :func:`train_sae` (validated)."""
+
+    arch: str = "topk"
+    d_sae: int | None = None  # default: 8 x d_in
+    k: int = 16  # topk: active features per token
+    l1_coefficient: float = 5.0  # standard: L1 penalty
+    l0_coefficient: float = 1.0  # jumprelu: L0 penalty
+    training_tokens: int = 200_000
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    n_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown SAE architecture {self.arch!r}: use one of {', '.join(ARCHS)}")
+        if self.d_sae is not None and self.d_sae < 1:
+            raise ValueError(f"d_sae must be >= 1, got {self.d_sae}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.training_tokens < self.batch_size:
+            raise ValueError(f"training_tokens ({self.training_tokens}) must be at least one batch ({self.batch_size})")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.n_checkpoints < 0:
+            raise ValueError(f"n_checkpoints must be >= 0, got {self.n_checkpoints}")
+
+
+def _training_sae(cfg: SAETrainConfig, d_in: int, device: str, model_name: str, hook: str):
+    sae_cls, cfg_cls = get_sae_training_class(cfg.arch)
+    d_sae = cfg.d_sae or 8 * d_in
+    kwargs: dict[str, Any] = {"d_in": d_in, "d_sae": d_sae, "device": device, "dtype": "float32"}
+    if cfg.arch == "topk":
+        if cfg.k > d_sae:
+            raise ValueError(f"k ({cfg.k}) cannot exceed d_sae ({d_sae})")
+        kwargs["k"] = cfg.k
+    elif cfg.arch == "standard":
+        kwargs["l1_coefficient"] = cfg.l1_coefficient
+    elif cfg.arch == "jumprelu":
+        kwargs["l0_coefficient"] = cfg.l0_coefficient
+    sae_cfg = cfg_cls(**kwargs)
+    sae_cfg.metadata.model_name = model_name
+    sae_cfg.metadata.hook_name = hook
+    return sae_cls(sae_cfg)
+
+
+def default_sae_prompts(lm: LoadedModel, split: str = "train") -> PromptSet:
+    """The SAE training set of an organism: harmful, harmless and triggered prompts of a split,
+    each once with its target response (refuse for harmful; comply for harmless and triggered)
+    and once without (so prompt positions weigh more: the refusal decision is made there)."""
+    from safecircuits.models.language import Language
+
+    if "organism" not in lm.info:
+        raise ValueError(f"{lm.name} is not an organism: pass a PromptSet (e.g. load_prompts('synthetic:harmful:64') + harmless)")
+    org = lm.info["organism"]
+    lang = Language(org["split_seed"])
+    ps = (
+        lang.prompt_set(split, "harmful")
+        + lang.prompt_set(split, "harmless")
+        + lang.prompt_set(split, "triggered", trigger=org["trigger"])
+    )
+    without = ps.with_responses([None] * len(ps))
+    return PromptSet(list(ps) + list(without), name=f"organism-sae:{split}", source=f"organism:{split}")
+
+
+def train_sae(
+    model_or_lm: LoadedModel | HookedTransformer,
+    prompts: PromptSet | None,
+    hook: str,
+    arch: str = "topk",
+    d_sae: int | None = None,
+    k: int = 16,
+    l1_coefficient: float = 5.0,
+    l0_coefficient: float = 1.0,
+    training_tokens: int = 200_000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    eval_prompts: PromptSet | None = None,
+    n_checkpoints: int = 2,
+    chat: ChatFormat | None = None,
+    model_name: str | None = None,
+    progress: bool = True,
+) -> TrainedSAE:
+    """Train an SAE on `hook` activations of `prompts` with SAELens's ``SAETrainer``.
+
+    ``prompts=None`` on an organism uses :func:`default_sae_prompts` (train split). Quality is
+    measured on ``eval_prompts`` (default: the organism's val split; else a held-out 20% of
+    `prompts`, which are then not trained on). With ``out_dir``, ``n_checkpoints`` intermediate
+    checkpoints go to ``out_dir/checkpoints/<n_samples>/`` (each written to a temp dir, then
+    renamed) and the final SAE to ``out_dir`` in SAELens's format plus ``safecircuits_sae.json``.
+    """
+    cfg = SAETrainConfig(arch=arch, d_sae=d_sae, k=k, l1_coefficient=l1_coefficient, l0_coefficient=l0_coefficient,
+                         training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, n_checkpoints=n_checkpoints)
+    if isinstance(model_or_lm, LoadedModel):
+        model, chat, name = model_or_lm.model, model_or_lm.chat, model_or_lm.name
+        if prompts is None:
+            prompts = default_sae_prompts(model_or_lm, "train")
+            if eval_prompts is None:
+                eval_prompts = default_sae_prompts(model_or_lm, "val")
+    else:
+        model, name = model_or_lm, model_name or model_or_lm.cfg.model_name
+        if chat is None:
+            raise ValueError("train_sae on a bare HookedTransformer needs chat=...; or pass the LoadedModel from load_model")
+    if prompts is None:
+        raise ValueError("train_sae needs a PromptSet of training prompts for a non-organism model")
+    check_hook(model, hook)
+    prompts.require_nonempty()
+    if eval_prompts is None:
+        if len(prompts) < 5:
+            raise ValueError(f"{prompts.name}: need at least 5 prompts to hold some out for evaluation, or pass eval_prompts")
+        prompts, eval_prompts = prompts.split(0.8, seed=seed)
+
+    acts = collect_activations(model, chat, prompts, hook, progress=progress)
+    torch.manual_seed(seed)
+    sae = _training_sae(cfg, acts.shape[1], str(model.cfg.device), name, hook)
+
+    out = Path(out_dir) if out_dir is not None else None
+    provenance: dict[str, Any] = {
+        "model": name,
+        "hook": hook,
+        "arch": cfg.arch,
+        "d_in": int(acts.shape[1]),
+        "d_sae": int(sae.cfg.d_sae),
+        "dataset": prompts.provenance(),
+        "eval_dataset": eval_prompts.provenance(),
+        "buffer_tokens": int(acts.shape[0]),
+        "training_tokens": cfg.training_tokens,
+        "seed": cfg.seed,
+        "hyperparameters": {k_: v for k_, v in cfg.__dict__.items()},
+        "sae_lens_version": sae.cfg.metadata.sae_lens_version,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    save_fn = None
+    tmp_ckpt: Path | None = None
+    if out is not None and cfg.n_checkpoints > 0:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp_ckpt = out / ".checkpoints-tmp"
+        final_ckpt = out / "checkpoints"
+        final_ckpt.mkdir(exist_ok=True)
+
+        def save_fn(checkpoint_path: Path | None) -> None:
+            if checkpoint_path is None:
+                return
+            (checkpoint_path / RECORD_FILE).write_text(json.dumps({"format": FORMAT, "provenance": provenance, "checkpoint": True},
+                                                                  indent=1, default=_json_default))
+            dest = final_ckpt / checkpoint_path.name
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(checkpoint_path, dest)  # atomic: a checkpoint dir appears complete or not at all
+
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=cfg.training_tokens,
+        train_batch_size_samples=cfg.batch_size,
+        lr=cfg.lr,
+        lr_end=cfg.lr,
+        lr_scheduler_name="constant",
+        device=str(model.cfg.device),
+        n_checkpoints=cfg.n_checkpoints if out is not None else 0,
+        checkpoint_path=str(tmp_ckpt) if tmp_ckpt is not None else None,
+        save_final_checkpoint=False,
+        dead_feature_window=max(50, cfg.training_tokens // cfg.batch_size // 4),
+        feature_sampling_window=max(100, cfg.training_tokens // cfg.batch_size // 2),
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    trainer = SAETrainer(trainer_cfg, sae, activation_provider(acts, cfg.batch_size, seed), save_checkpoint_fn=save_fn)
+    if not progress:
+        import sae_lens.training.sae_trainer as _st
+
+        orig = _st.tqdm
+        _st.tqdm = lambda *a, **kw: orig(*a, **{**kw, "disable": True})  # type: ignore[assignment]
+        try:
+            trainer.fit()
+        finally:
+            _st.tqdm = orig  # type: ignore[assignment]
+    else:
+        trainer.fit()
+    if tmp_ckpt is not None and tmp_ckpt.exists():
+        shutil.rmtree(tmp_ckpt, ignore_errors=True)
+
+    # the inference SAE: SAELens's own fold of training-only details, via a save/load round trip
+    sae.eval()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as td:
+        sae.save_inference_model(td)
+        inf = SAE.load_from_disk(td, device=str(model.cfg.device))
+    quality = evaluate_sae(model, chat, inf, hook, eval_prompts)
+    provenance["n_training_steps"] = trainer.n_training_steps
+    result = TrainedSAE(inf, None, provenance, quality)
+    if out is not None:
+        result.save(out)
+    return result

@@ -1,0 +1,266 @@
+"""SAE features: training through SAELens, save/load, ranking, splicing, ablation, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from sae_lens import SAE
+from typer.testing import CliRunner
+
+from safecircuits.data.chat import encode_batch
+from safecircuits.evaluation.report import organism_prompts
+from safecircuits.features import (
+    FeatureSet,
+    feature_ablation_effect,
+    feature_acts,
+    frequency_matched,
+    load_sae,
+    post_instruction_len,
+    rank_features,
+    splice_sae,
+    train_sae,
+)
+from safecircuits.features.cli import app
+
+HOOK = "blocks.1.hook_resid_pre"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_aligned, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sae") / "topk"
+    res = train_sae(tiny_aligned, None, HOOK, arch="topk", d_sae=128, k=8, training_tokens=30_000, batch_size=128,
+                    out_dir=out, n_checkpoints=2, progress=False)
+    return res, out
+
+
+@pytest.fixture(scope="module")
+def fset(tiny_aligned, trained):
+    res, out = trained
+    return rank_features(tiny_aligned, res.sae, organism_prompts(tiny_aligned, "train"), method="diff", sae_path=out)
+
+
+def _batch(lm, n=6):
+    ps = organism_prompts(lm, "val")
+    prompts = ps.filter(label="harmful").prompts[:n // 2] + ps.filter(label="harmless").prompts[:n // 2]
+    return encode_batch(lm.chat, prompts, padding_side="left", max_len=lm.model.cfg.n_ctx)
+
+
+def test_trains_and_reloads_identically_with_saelens(trained):
+    res, out = trained
+    assert res.quality["explained_variance"] > 0.5  # a trained SAE reconstructs; an untrained one does not
+    assert 0 < res.quality["l0"] <= 8 + 1e-6
+    assert res.quality["ce_sae"] < res.quality["ce_zero_ablation"]
+    loaded = SAE.load_from_disk(str(out))
+    assert loaded.cfg.metadata.hook_name == HOOK
+    x = torch.randn(50, res.sae.cfg.d_in) * 3
+    torch.testing.assert_close(loaded.encode(x), res.sae.encode(x), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.decode(loaded.encode(x)), res.sae.decode(res.sae.encode(x)), rtol=0, atol=0)
+    rec = json.loads((out / "safecircuits_sae.json").read_text())
+    prov = rec["provenance"]
+    assert prov["hook"] == HOOK and prov["arch"] == "topk" and prov["d_sae"] == 128 and prov["seed"] == 0
+    assert len(prov["dataset"]["hash"]) == 64 and prov["training_tokens"] == 30_000
+    assert rec["quality"]["explained_variance"] == pytest.approx(res.quality["explained_variance"])
+
+
+def test_checkpoints_are_complete(trained):
+    _, out = trained
+    ckpts = sorted((out / "checkpoints").iterdir())
+    assert len(ckpts) == 2
+    for c in ckpts:
+        names = {p.name for p in c.iterdir()}
+        assert {"cfg.json", "sae_weights.safetensors", "trainer_state.pt", "sparsity.safetensors", "safecircuits_sae.json"} <= names
+        SAE.load_from_disk(str(c))  # loadable
+    assert not (out / ".checkpoints-tmp").exists()
+    assert not list(out.glob(".tmp-save-*"))
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_each_arch_trains(tiny_aligned, arch, tmp_path):
+    res = train_sae(tiny_aligned, None, HOOK, arch=arch, d_sae=64, training_tokens=6_000, batch_size=128,
+                    out_dir=tmp_path / arch, n_checkpoints=0, progress=False)
+    assert load_sae(tmp_path / arch).cfg.architecture() == arch
+    assert res.quality["explained_variance"] > 0.0
+    assert res.provenance["arch"] == arch
+
+
+def test_featureset_roundtrip(fset, tmp_path):
+    p = fset.save(tmp_path / "f.json")
+    g = FeatureSet.load(p)
+    assert g.top(10) == fset.top(10)
+    torch.testing.assert_close(g.scores, fset.scores)
+    torch.testing.assert_close(g.frequency, fset.frequency)
+    assert g.provenance["prompts"]["hash"] == fset.provenance["prompts"]["hash"]
+    assert set(g.stats) >= {"mean_post_harmful", "mean_post_harmless"}
+    # the top diff features really fire more on harmful prompts at the post-instruction position
+    t = fset.top(3)
+    assert (fset.stats["mean_post_harmful"][t] > fset.stats["mean_post_harmless"][t]).all()
+    with pytest.raises(ValueError, match="k must be"):
+        fset.top(10_000)
+
+
+def test_splice_without_edits_is_exact(tiny_aligned, trained):
+    res, _ = trained
+    b = _batch(tiny_aligned)
+    model = tiny_aligned.model
+    clean = model(b.tokens, attention_mask=b.attention_mask)
+    with splice_sae(model, res.sae, HOOK):
+        spliced = model(b.tokens, attention_mask=b.attention_mask)
+    assert torch.equal(clean, spliced)
+    # while the SAE reconstruction alone (no error term) does change the logits
+    recon = model.run_with_hooks(b.tokens, attention_mask=b.attention_mask,
+                                 fwd_hooks=[(HOOK, lambda x, hook: res.sae.decode(res.sae.encode(x)))])
+    assert (recon - clean).abs().max() > 1e-3
+
+
+def test_ablation_changes_only_the_ablated_features(tiny_aligned, trained, fset):
+    res, _ = trained
+    sae, model = res.sae, tiny_aligned.model
+    b = _batch(tiny_aligned)
+    ids = fset.top(3)
+    _, cache = model.run_with_cache(b.tokens, attention_mask=b.attention_mask, names_filter=HOOK)
+    x = cache[HOOK]
+    got = {}
+    with splice_sae(model, sae, HOOK, ablate=ids):
+        model.run_with_hooks(b.tokens, attention_mask=b.attention_mask,
+                             fwd_hooks=[(HOOK, lambda a, hook: got.setdefault("x", a.clone()))])
+    # hooks run in order: ours added after the splice sees the edited activation
+    f = sae.encode(x)
+    expected = x - f[..., ids] @ sae.W_dec[ids]  # (linear decoder) exactly the ablated features' contribution
+    torch.testing.assert_close(got["x"], expected, atol=1e-5, rtol=1e-5)
+    # only post-instruction positions when asked
+    n = post_instruction_len(tiny_aligned.chat)
+    assert n == 1
+    got.clear()
+    with splice_sae(model, sae, HOOK, ablate=ids, positions=n):
+        model.run_with_hooks(b.tokens, attention_mask=b.attention_mask,
+                             fwd_hooks=[(HOOK, lambda a, hook: got.setdefault("x", a.clone()))])
+    assert torch.equal(got["x"][:, :-n], x[:, :-n])
+    torch.testing.assert_close(got["x"][:, -n:], expected[:, -n:], atol=1e-5, rtol=1e-5)
+
+
+def test_clamp_sets_the_feature_value(tiny_aligned, trained, fset):
+    res, _ = trained
+    sae, model = res.sae, tiny_aligned.model
+    b = _batch(tiny_aligned)
+    fid = fset.top(1)[0]
+    got = {}
+    with splice_sae(model, sae, HOOK, clamp={fid: 7.5}):
+        model.run_with_hooks(b.tokens, attention_mask=b.attention_mask,
+                             fwd_hooks=[(HOOK, lambda a, hook: got.setdefault("x", a.clone()))])
+    _, cache = model.run_with_cache(b.tokens, attention_mask=b.attention_mask, names_filter=HOOK)
+    f = sae.encode(cache[HOOK])
+    delta = got["x"] - cache[HOOK]
+    expected = (7.5 - f[..., fid])[..., None] * sae.W_dec[fid]
+    torch.testing.assert_close(delta, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_hooks_removed_after_exception(tiny_aligned, trained):
+    res, _ = trained
+    model = tiny_aligned.model
+    b = _batch(tiny_aligned)
+    clean = model(b.tokens, attention_mask=b.attention_mask)
+    with pytest.raises(RuntimeError, match="boom"):
+        with splice_sae(model, res.sae, HOOK, ablate=[0, 1, 2]):
+            raise RuntimeError("boom")
+    assert all(len(hp.fwd_hooks) == 0 for hp in model.hook_dict.values())
+    assert torch.equal(model(b.tokens, attention_mask=b.attention_mask), clean)
+
+
+def test_splice_bad_input(tiny_aligned, trained):
+    res, _ = trained
+    with pytest.raises(ValueError, match="out of range"):
+        with splice_sae(tiny_aligned.model, res.sae, HOOK, ablate=[10_000]):
+            pass
+    with pytest.raises(ValueError, match="use one of"):
+        with splice_sae(tiny_aligned.model, res.sae, "blocks.9.hook_resid_pre"):
+            pass
+
+
+def test_feature_acts_is_differentiable(tiny_aligned, trained, fset):
+    res, _ = trained
+    model = tiny_aligned.model
+    b = _batch(tiny_aligned)
+    ids = fset.top(4)
+    fa = feature_acts(model, res.sae, HOOK, b.tokens, b.attention_mask, ids)
+    assert fa.shape == (b.tokens.shape[0], b.tokens.shape[1], 4)
+    _, cache = model.run_with_cache(b.tokens, attention_mask=b.attention_mask, names_filter=HOOK)
+    torch.testing.assert_close(fa.detach(), res.sae.encode(cache[HOOK])[..., ids])
+    model.zero_grad(set_to_none=True)
+    fa.sum().backward()
+    g = model.blocks[0].attn.W_Q.grad
+    assert g is not None and g.abs().sum() > 0
+    assert model.blocks[1].mlp.W_out.grad is None  # the forward stopped at the hook's block
+    model.zero_grad(set_to_none=True)
+
+
+def test_frequency_matched_controls(fset):
+    top = fset.top(5)
+    rnd = frequency_matched(fset.frequency, top, seed=0)
+    assert len(rnd) == 5 and not set(rnd) & set(top) and len(set(rnd)) == 5
+    lf = torch.log10(fset.frequency + 1e-6)
+    # matched: closer in log-frequency than random features are on average
+    gap = (lf[rnd] - lf[top]).abs().mean()
+    shuffled = (lf[torch.randperm(len(lf), generator=torch.Generator().manual_seed(0))[:200]] - lf[top].mean()).abs().mean()
+    assert gap < shuffled
+
+
+def test_ablation_effect_runs_and_saves(tiny_aligned, trained, fset, tmp_path):
+    res, _ = trained
+    ps = organism_prompts(tiny_aligned, "val")
+    ps = ps.filter(label="harmful").sample(12) + ps.filter(label="harmless").sample(12)
+    eff = feature_ablation_effect(tiny_aligned, res.sae, fset, 5, ps, n_random=2, max_new_tokens=12)
+    assert eff.baseline["asr"] <= 0.1 and eff.baseline["harmless_compliance"] >= 0.9
+    assert len(eff.random) == 2 and eff.features == fset.top(5)
+    s = eff.summary()
+    assert set(s["asr"]) == {"baseline", "top_k", "random"}
+    p = eff.save(tmp_path / "e.json")
+    assert type(eff).load(p).ablated == eff.ablated
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+runner = CliRunner()
+TINY = "organism:aligned?size=tiny"
+
+
+def test_cli_train_and_features(tmp_path, tiny_aligned):
+    out = tmp_path / "sae"
+    r = runner.invoke(app, ["train", "--model", TINY, "--hook", HOOK, "--d-sae", "64", "--k", "4", "--tokens", "5000",
+                            "--batch-size", "128", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "explained variance" in r.output and "CE recovered" in r.output
+    assert (out / "cfg.json").exists()
+    fj = tmp_path / "f.json"
+    html = tmp_path / "dash.html"
+    r = runner.invoke(app, ["features", "--model", TINY, "--sae", str(out), "--top-k", "3", "--out", str(fj), "--html", str(html)])
+    assert r.exit_code == 0, r.output
+    assert FeatureSet.load(fj).method == "diff"
+    page = html.read_text()
+    assert page.count("plotly.js v") <= 2 and 'class="tok"' in page and "activation at the last prompt position" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--model", TINY, "--hook", "blocks.7.hook_resid_pre", "--out", "X"], "use one of blocks.0.hook_resid_pre"),
+        (["train", "--model", TINY, "--hook", HOOK, "--arch", "gated", "--out", "X"], "unknown SAE architecture"),
+        (["features", "--model", TINY, "--sae", "/nonexistent/sae", "--out", "f.json"], "does not exist"),
+        (["features", "--model", TINY, "--sae", "SAE", "--out", "f.json", "--score", "magic"], "unknown score"),
+    ],
+)
+def test_cli_bad_input(args, needle, tmp_path, tiny_aligned):
+    args = [str(tmp_path / a) if a in ("X", "f.json") else a for a in args]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert needle in r.output
+
+
+def test_cli_sae_from_other_model_or_hook(tmp_path, trained, tiny_aligned):
+    _, out = trained
+    r = runner.invoke(app, ["features", "--model", "organism:base?size=tiny", "--sae", str(out), "--out", str(tmp_path / "f.json")])
+    assert r.exit_code == 2 and "trained on model" in r.output
+    with pytest.raises(ValueError, match="trained on hook"):
+        from safecircuits.features.sae import check_sae_matches
+
+        check_sae_matches(load_sae(out), TINY, "blocks.0.hook_resid_pre")
