@@ -1,0 +1,157 @@
+"""The activation safety subspace: rank-k PCA of harmful-minus-harmless activation differences.
+
+At one hook (default the residual stream before a layer) and one post-instruction position, with
+``h_i`` the harmful and ``b_j`` the harmless activations:
+
+* ``pairing="mean"`` (default): the differences are ``h_i - mean(b)`` for every harmful prompt and
+  ``mean(h) - b_j`` for every harmless prompt (each example against the *other* class's mean, so
+  the sets need not be paired or of equal size);
+* ``pairing="paired"``: ``h_i - b_i`` for prompts given in matched pairs (same length required).
+
+The basis is the top-k right singular vectors of the **uncentred** difference matrix ``D [n, d]``
+(float64): uncentred so that the first component captures the mean difference (the
+difference-of-means refusal direction) and the others the main ways the difference varies.
+``explained_variance[c] = S_c^2 / sum(S^2)`` is the share of the differences' second moment
+along component c.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from safecircuits.data.chat import ChatFormat, encode_batch
+from safecircuits.data.promptset import PromptSet
+from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
+from safecircuits.subspaces.refusal import _prompts, resid_hook_name
+
+FORMAT = "safecircuits-activation-subspace/1"
+
+
+@torch.no_grad()
+def collect_activations(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    prompts: PromptSet | Sequence[str],
+    hook: str,
+    pos: int = -1,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Float[Tensor, "n d"]:
+    """Float64 activations at `hook`, position offset `pos` (left-padded, so -1 = last prompt token)."""
+    texts = _prompts(prompts, f"activations at {hook}")
+    if pos >= 0:
+        raise ValueError(f"pos must be a negative offset from the prompt end (e.g. -1), got {pos}")
+    if hook not in model.hook_dict:
+        raise ValueError(f"{hook!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
+    out = []
+    for i in tqdm(range(0, len(texts), batch_size), desc="activations", disable=not progress, leave=False):
+        b = encode_batch(chat, texts[i : i + batch_size], padding_side="left", max_len=model.cfg.n_ctx, source=hook)
+        dev = model.cfg.device
+        _, cache = model.run_with_cache(b.tokens.to(dev), attention_mask=b.attention_mask.to(dev), names_filter=lambda n: n == hook)
+        out.append(cache[hook][:, pos].double().cpu().flatten(1))
+    return torch.cat(out)
+
+
+@dataclass
+class ActivationSubspace:
+    """Orthonormal ``basis [d, k]`` of harmful-minus-harmless activation differences, the share
+    of the differences' second moment per component, and provenance."""
+
+    basis: Float[Tensor, "d k"]
+    explained_variance: Float[Tensor, " k"]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.basis = self.basis.detach().float().cpu()
+        self.explained_variance = self.explained_variance.detach().float().cpu()
+        if self.basis.ndim != 2 or self.explained_variance.shape != (self.basis.shape[1],):
+            raise ValueError(f"basis {tuple(self.basis.shape)} must be [d, k] with k = len(explained_variance) {tuple(self.explained_variance.shape)}")
+
+    @property
+    def k(self) -> int:
+        return self.basis.shape[1]
+
+    def project(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        """The part of activations `x` inside the subspace."""
+        b = self.basis.to(x.device, x.dtype)
+        return (x @ b) @ b.T
+
+    def save(self, path: str | Path) -> Path:
+        return save_bundle(path, FORMAT, {"basis": self.basis, "explained_variance": self.explained_variance},
+                           {"provenance": self.provenance})
+
+    @classmethod
+    def load(cls, path: str | Path) -> ActivationSubspace:
+        t, m = load_bundle(path, FORMAT, "activation subspace")
+        return cls(t["basis"], t["explained_variance"], m["provenance"])
+
+    def __repr__(self) -> str:
+        ev = ", ".join(f"{x:.3f}" for x in self.explained_variance[:4].tolist())
+        return f"ActivationSubspace(d={self.basis.shape[0]}, k={self.k}, explained=[{ev}{', ...' if self.k > 4 else ''}], hook={self.provenance.get('hook')})"
+
+
+def compute_activation_subspace(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    harmful: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str],
+    k: int = 4,
+    layer: int | None = None,
+    hook: str | None = None,
+    pos: int = -1,
+    pairing: str = "mean",
+    batch_size: int = 32,
+    model_name: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> ActivationSubspace:
+    """Rank-k PCA of activation differences (see the module docstring). Give `layer` (residual
+    stream before it; ``n_layers`` = final) or an explicit `hook` name."""
+    if (layer is None) == (hook is None):
+        raise ValueError("pass exactly one of layer (residual stream) or hook (any hook name)")
+    hook = resid_hook_name(model, layer) if hook is None else hook  # type: ignore[arg-type]
+    if pairing not in ("mean", "paired"):
+        raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
+    h = collect_activations(model, chat, harmful, hook, pos, batch_size, progress)
+    b = collect_activations(model, chat, harmless, hook, pos, batch_size, progress)
+    if pairing == "paired":
+        if h.shape[0] != b.shape[0]:
+            raise ValueError(f"pairing='paired' needs as many harmful as harmless prompts, got {h.shape[0]} and {b.shape[0]}")
+        diffs = h - b
+    else:
+        diffs = torch.cat([h - b.mean(0), h.mean(0) - b])
+    max_k = min(diffs.shape)
+    if not isinstance(k, int) or not 1 <= k <= max_k:
+        raise ValueError(f"k must be an integer between 1 and {max_k} (min of #differences and d), got {k!r}")
+    _, s, vh = torch.linalg.svd(diffs, full_matrices=False)
+    basis = vh[:k].T
+    # sign convention: first component points from harmless to harmful
+    mean_diff = h.mean(0) - b.mean(0)
+    signs = torch.sign(mean_diff @ basis)
+    basis = basis * torch.where(signs == 0, torch.ones_like(signs), signs)
+    ev = s**2 / (s**2).sum()
+    prov = {
+        "method": f"uncentred PCA of harmful-minus-harmless differences (pairing={pairing})",
+        "model": model_name or model.cfg.model_name,
+        "hook": hook,
+        "pos": pos,
+        "k": k,
+        "pairing": pairing,
+        "n_differences": diffs.shape[0],
+        "harmful": promptset_provenance(harmful),
+        "harmless": promptset_provenance(harmless),
+        "explained_variance_total": float(ev[:k].sum()),
+        "seed": seed,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    return ActivationSubspace(basis, ev[:k], prov)

@@ -1,0 +1,431 @@
+"""The refusal direction (Arditi et al. 2024, arXiv 2406.11717): find it, select it, intervene with it.
+
+* **Candidates.** For every residual-stream layer ``l`` (``blocks.l.hook_resid_pre`` for
+  ``l < n_layers`` and the final ``blocks.{n_layers-1}.hook_resid_post`` as ``l = n_layers``) and
+  every post-instruction position ``i`` (the chat-template tokens after the user's text, counted
+  from the end: ``-1`` is the last prompt token), ``r[i, l] = mean(x | harmful) - mean(x | harmless)``,
+  accumulated in float64. Batches are left-padded, so position ``-k`` is the same template token
+  in every prompt.
+* **Selection.** For each candidate, on validation prompts: the mean logit refusal score
+  (``log p(R) - log(1 - p(R))`` at the last prompt position) of harmful prompts under directional
+  ablation (lower = refusal bypassed), the KL divergence of the harmless prompts' next-token
+  distribution under ablation (must be <= ``kl_threshold``), and (recorded, optionally a filter)
+  the refusal score of harmless prompts under activation addition. Candidates in the last
+  ``prune_layer_fraction`` of layers are discarded (Arditi: layers ``>= int(n_layers * 0.8)``).
+  The candidate with the lowest ablated refusal score wins.
+* **Interventions.** :func:`directional_ablation` (``x <- x - r_hat r_hat^T x`` at every layer's
+  resid_pre, resid_mid and resid_post, every position), :func:`activation_addition`
+  (``x <- x + coeff * r`` at the chosen layer, every position) and :func:`orthogonalize_weights`
+  (every matrix writing to the residual stream: ``W <- W - r_hat r_hat^T W``), which returns a new
+  model whose outputs equal those of directional ablation.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from safecircuits.circuits.hooks import common_suffix_len
+from safecircuits.data.chat import ChatFormat, encode_batch
+from safecircuits.data.promptset import PromptSet
+from safecircuits.evaluation.judges import LogitJudge, refusal_score
+from safecircuits.evaluation.metrics import kl_divergence, next_token_logprobs
+from safecircuits.models.weights import as_matrix, from_matrix
+from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
+
+FORMAT = "safecircuits-refusal-direction/1"
+
+# Parameters that write into the residual stream, by their last name part, and the side of the
+# tensor that lives in d_model (TransformerLens layouts).
+RESID_WRITERS = ("W_E", "W_pos", "W_O", "b_O", "W_out", "b_out")
+
+
+def resid_hook_name(model: HookedTransformer, layer: int) -> str:
+    """Residual stream *before* layer `layer`; ``layer == n_layers`` is the final residual stream."""
+    n = model.cfg.n_layers
+    if not 0 <= layer <= n:
+        raise ValueError(f"layer {layer} is out of range: residual-stream layers are 0..{n} (n_layers = {n} is the final stream)")
+    return f"blocks.{layer}.hook_resid_pre" if layer < n else f"blocks.{n - 1}.hook_resid_post"
+
+
+def _prompts(x: PromptSet | Sequence[str], what: str) -> list[str]:
+    prompts = x.prompts if isinstance(x, PromptSet) else list(x)
+    if not prompts:
+        raise ValueError(f"{what}: no prompts given; pass a non-empty PromptSet or list of prompts")
+    return prompts
+
+
+def _unit(direction: Tensor) -> Tensor:
+    d = direction.detach().flatten()
+    n = d.double().norm()
+    if not torch.isfinite(n) or n == 0:
+        raise ValueError("the direction is zero or not finite: it cannot be normalised (were the harmful and harmless prompts the same?)")
+    return (d.double() / n).to(direction.dtype)
+
+
+def post_instruction_len(chat: ChatFormat, prompts: Sequence[str] = ()) -> int:
+    """Number of post-instruction template tokens: :func:`common_suffix_len` of the chat, capped by
+    the longest token suffix that every one of `prompts` shares.
+
+    The cap matters for word-level tokenizers: ``common_suffix_len`` probes with words outside the
+    organism vocabulary, which all map to ``<unk>`` and so look like a shared suffix.
+    """
+    k = common_suffix_len(chat)
+    ids = [chat.prompt_ids(p) for p in prompts]
+    if ids:
+        n = 0
+        shortest = min(len(x) for x in ids)
+        while n < min(k, shortest) and len({x[-1 - n] for x in ids}) == 1:
+            n += 1
+        k = max(n, 1)
+    return k
+
+
+def default_positions(chat: ChatFormat, prompts: Sequence[str] = ()) -> list[int]:
+    """The post-instruction positions of `chat`, as negative offsets (``[-k, ..., -1]``)."""
+    return list(range(-post_instruction_len(chat, prompts), 0))
+
+
+@torch.no_grad()
+def mean_activations(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    prompts: PromptSet | Sequence[str],
+    positions: Sequence[int],
+    batch_size: int = 32,
+    progress: bool = False,
+    desc: str = "activations",
+) -> Float[Tensor, "n_pos n_resid d_model"]:
+    """Float64 mean residual stream at every layer (``n_resid = n_layers + 1``) and position offset."""
+    texts = _prompts(prompts, desc)
+    L = model.cfg.n_layers
+    names = [resid_hook_name(model, layer) for layer in range(L + 1)]
+    wanted = set(names)
+    pos = torch.tensor(list(positions), dtype=torch.long)
+    total = torch.zeros(len(pos), L + 1, model.cfg.d_model, dtype=torch.float64)
+    batches = range(0, len(texts), batch_size)
+    for i in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        b = encode_batch(chat, texts[i : i + batch_size], padding_side="left", max_len=model.cfg.n_ctx, source=desc)
+        shortest = min(b.prompt_lengths)
+        if -int(pos.min()) > shortest:
+            raise ValueError(f"position {int(pos.min())} reaches before the start of a {shortest}-token prompt")
+        dev = model.cfg.device
+        _, cache = model.run_with_cache(b.tokens.to(dev), attention_mask=b.attention_mask.to(dev), names_filter=lambda n: n in wanted)
+        for j, n in enumerate(names):
+            total[:, j] += cache[n][:, pos.to(dev)].double().sum(0).cpu()
+        del cache
+    return total / len(texts)
+
+
+def compute_candidate_directions(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    harmful: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str],
+    positions: Sequence[int] | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Float[Tensor, "n_pos n_resid d_model"]:
+    """Difference-of-means candidates ``r[i, l]`` (float64) for every post-instruction position
+    offset in `positions` (default: :func:`default_positions`) and residual layer ``0..n_layers``."""
+    if positions is None:
+        positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"))
+    positions = list(positions)
+    if not positions or any(p >= 0 for p in positions):
+        raise ValueError(f"positions must be non-empty negative offsets from the prompt end (e.g. [-1]), got {positions}")
+    mu_h = mean_activations(model, chat, harmful, positions, batch_size, progress, "harmful activations")
+    mu_b = mean_activations(model, chat, harmless, positions, batch_size, progress, "harmless activations")
+    return mu_h - mu_b
+
+
+# -- interventions ----------------------------------------------------------------------------------
+def _ablation_hook(r_hat: Tensor):
+    cache: dict[tuple, Tensor] = {}
+
+    def hook(act: Tensor, hook) -> Tensor:  # noqa: ARG001
+        key = (act.dtype, act.device)
+        r = cache.get(key)
+        if r is None:
+            r = cache[key] = r_hat.to(device=act.device, dtype=act.dtype)
+        return act - (act @ r)[..., None] * r
+
+    return hook
+
+
+def ablation_hook_names(model: HookedTransformer) -> list[str]:
+    names = []
+    for layer in range(model.cfg.n_layers):
+        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_resid_post"]
+    return names
+
+
+@contextmanager
+def directional_ablation(model: HookedTransformer, direction: Float[Tensor, " d_model"]) -> Iterator[HookedTransformer]:
+    """Context manager: remove the component along ``r_hat`` from the residual stream at every
+    layer's resid_pre, resid_mid and resid_post, at every position (generation included). The hooks
+    are removed on exit, also when the body raises."""
+    _check_dim(model, direction)
+    hook = _ablation_hook(_unit(direction.double()))
+    with model.hooks(fwd_hooks=[(n, hook) for n in ablation_hook_names(model)]):
+        yield model
+
+
+@contextmanager
+def activation_addition(
+    model: HookedTransformer,
+    direction: Float[Tensor, " d_model"],
+    layer: int,
+    coeff: float = 1.0,
+    positions: str = "all",
+) -> Iterator[HookedTransformer]:
+    """Context manager: ``x <- x + coeff * r`` in the residual stream before `layer` (see
+    :func:`resid_hook_name`). `direction` is used as given (not normalised).
+
+    ``positions="all"`` (Arditi et al.) adds at every position, generated tokens included;
+    ``positions="prompt"`` adds only in forwards of more than one token, i.e. on the prompt when
+    generating with a key-value cache, and lets the model write its response unsteered.
+    """
+    _check_dim(model, direction)
+    if positions not in ("all", "prompt"):
+        raise ValueError(f"positions must be 'all' or 'prompt', got {positions!r}")
+    r = (coeff * direction.detach().double()).to(device=model.cfg.device, dtype=model.cfg.dtype)
+    prompt_only = positions == "prompt"
+
+    def hook(act: Tensor, hook) -> Tensor:  # noqa: ARG001
+        if prompt_only and act.shape[1] == 1:
+            return act
+        return act + r.to(act.dtype)
+
+    with model.hooks(fwd_hooks=[(resid_hook_name(model, layer), hook)]):
+        yield model
+
+
+@torch.no_grad()
+def orthogonalize_weights(model: HookedTransformer, direction: Float[Tensor, " d_model"]) -> HookedTransformer:
+    """A new model (deep copy; `model` is untouched) whose every residual-stream writer
+    (W_E, W_pos, W_O, b_O, W_out, b_out) is orthogonalised: ``W <- W - r_hat r_hat^T W`` on the
+    d_model side, so nothing is ever written along ``r_hat`` (Arditi et al.'s weight edit)."""
+    _check_dim(model, direction)
+    new = copy.deepcopy(model)
+    r = _unit(direction.double()).to(model.cfg.device)
+    for name, p in new.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf not in RESID_WRITERS:
+            continue
+        w = p.data.double()
+        if leaf in ("W_O", "W_out"):
+            m = as_matrix(name, w)  # [d_model, d_in]
+            m = m - torch.outer(r, r @ m)
+            w = from_matrix(name, m, w.shape)
+        else:  # W_E [d_vocab, d_model], W_pos [n_ctx, d_model], biases [d_model]: d_model is last
+            w = w - (w @ r)[..., None] * r
+        p.data.copy_(w.to(p.dtype))
+    return new
+
+
+def _check_dim(model: HookedTransformer, direction: Tensor) -> None:
+    if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:
+        raise ValueError(
+            f"direction has shape {tuple(direction.shape)} but the model's d_model is {model.cfg.d_model}; "
+            "use a direction computed on this model"
+        )
+
+
+# -- selection --------------------------------------------------------------------------------------
+def organism_or_default_refusal_ids(model: HookedTransformer, chat: ChatFormat) -> list[int]:
+    """The set R of refusal first tokens, as the logit judge picks them (organism: sorry / i / no)."""
+    return LogitJudge(model, chat).refusal_ids
+
+
+@torch.no_grad()
+def score_candidates(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    candidates: Float[Tensor, "n_pos n_resid d_model"],
+    positions: Sequence[int],
+    harmful_val: PromptSet | Sequence[str],
+    harmless_val: PromptSet | Sequence[str],
+    refusal_ids: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    kl_threshold: float = 0.1,
+    prune_layer_fraction: float = 0.2,
+    induce_filter: bool = False,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Scores of every candidate (one dict each: layer, pos, refusal_score, kl, steer_score,
+    norm, kept, reason). ``layers`` restricts which residual layers are scored (default all)."""
+    if not 0 <= prune_layer_fraction < 1:
+        raise ValueError(f"prune_layer_fraction must be in [0, 1), got {prune_layer_fraction}")
+    n_res = candidates.shape[1]
+    if candidates.shape[0] != len(positions):
+        raise ValueError(f"{candidates.shape[0]} candidate positions but {len(positions)} position offsets")
+    layers = list(range(n_res)) if layers is None else list(layers)
+    bad = [layer for layer in layers if not 0 <= layer < n_res]
+    if bad:
+        raise ValueError(f"layers {bad} are out of range 0..{n_res - 1}")
+    harmful = _prompts(harmful_val, "harmful validation prompts")
+    harmless = _prompts(harmless_val, "harmless validation prompts")
+    ids = organism_or_default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
+    max_layer = int(model.cfg.n_layers * (1.0 - prune_layer_fraction))
+    base_lp = next_token_logprobs(model, chat, harmless, batch_size)
+    out: list[dict[str, Any]] = []
+    todo = [(i, p, layer) for i, p in enumerate(positions) for layer in layers]
+    for i, p, layer in tqdm(todo, desc="scoring candidates", disable=not progress, leave=False):
+        r = candidates[i, layer].float()
+        norm = float(candidates[i, layer].norm())
+        rec: dict[str, Any] = {"layer": layer, "pos": int(p), "norm": norm}
+        if norm == 0 or not torch.isfinite(candidates[i, layer]).all():
+            out.append({**rec, "refusal_score": float("nan"), "kl": float("nan"), "steer_score": float("nan"),
+                        "kept": False, "reason": "zero or non-finite direction"})
+            continue
+        with directional_ablation(model, r):
+            s = float(refusal_score(model, chat, harmful, ids, batch_size).mean())
+            kl = kl_divergence(base_lp, next_token_logprobs(model, chat, harmless, batch_size))
+        with activation_addition(model, r, layer):
+            steer = float(refusal_score(model, chat, harmless, ids, batch_size).mean())
+        reason = None
+        if layer >= max_layer:
+            reason = f"layer >= {max_layer} (last {prune_layer_fraction:.0%} of layers)"
+        elif not kl <= kl_threshold:
+            reason = f"KL {kl:.3g} > {kl_threshold}"
+        elif induce_filter and not steer > 0:
+            reason = f"activation addition does not induce refusal (score {steer:.3g} <= 0)"
+        out.append({**rec, "refusal_score": s, "kl": kl, "steer_score": steer, "kept": reason is None, "reason": reason})
+    return out
+
+
+@dataclass
+class RefusalDirection:
+    """The selected refusal direction and how it was chosen.
+
+    ``direction`` is the unit vector r_hat; ``norm`` the raw difference-of-means norm, so
+    ``raw = norm * direction`` is Arditi's r. ``layer`` is the residual layer (see
+    :func:`resid_hook_name`) and ``pos`` the post-instruction position offset (-1 = last prompt
+    token). ``candidates`` holds the scores of every candidate; ``candidate_directions`` (optional)
+    the raw candidates ``[n_pos, n_layers + 1, d_model]`` for ``positions``.
+    """
+
+    direction: Float[Tensor, " d_model"]
+    norm: float
+    layer: int
+    pos: int
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    candidate_directions: Float[Tensor, "n_pos n_resid d_model"] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.direction = _unit(self.direction.detach().double().cpu()).float()
+        if self.candidate_directions is not None:
+            self.candidate_directions = self.candidate_directions.detach().cpu()
+
+    @property
+    def d_model(self) -> int:
+        return self.direction.shape[0]
+
+    @property
+    def raw(self) -> Float[Tensor, " d_model"]:
+        return self.direction * self.norm
+
+    def __repr__(self) -> str:
+        return f"RefusalDirection(layer={self.layer}, pos={self.pos}, norm={self.norm:.3g}, d_model={self.d_model}, model={self.provenance.get('model')})"
+
+    # interventions
+    def ablate(self, model: HookedTransformer):
+        """:func:`directional_ablation` with this direction (context manager)."""
+        return directional_ablation(model, self.direction)
+
+    def add(self, model: HookedTransformer, coeff: float = 1.0, layer: int | None = None, positions: str = "all"):
+        """:func:`activation_addition` of ``coeff * raw`` at this direction's layer (context manager)."""
+        return activation_addition(model, self.raw, self.layer if layer is None else layer, coeff, positions)
+
+    def orthogonalize(self, model: HookedTransformer) -> HookedTransformer:
+        return orthogonalize_weights(model, self.direction)
+
+    # persistence
+    def save(self, path: str | Path) -> Path:
+        """Save as ``.pt`` or ``.safetensors`` (tensors) with JSON metadata; loads without the model."""
+        tensors = {"direction": self.direction}
+        if self.candidate_directions is not None:
+            tensors["candidate_directions"] = self.candidate_directions
+        meta = {"norm": self.norm, "layer": self.layer, "pos": self.pos, "candidates": self.candidates,
+                "positions": self.positions, "provenance": self.provenance}
+        return save_bundle(path, FORMAT, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RefusalDirection:
+        t, m = load_bundle(path, FORMAT, "refusal direction")
+        return cls(t["direction"], m["norm"], m["layer"], m["pos"], m["candidates"], m["positions"],
+                   t.get("candidate_directions"), m["provenance"])
+
+
+def find_refusal_direction(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    harmful: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str],
+    harmful_val: PromptSet | Sequence[str],
+    harmless_val: PromptSet | Sequence[str],
+    positions: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    refusal_ids: Sequence[int] | None = None,
+    kl_threshold: float = 0.1,
+    prune_layer_fraction: float = 0.2,
+    induce_filter: bool = False,
+    batch_size: int = 32,
+    model_name: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> RefusalDirection:
+    """Candidates on (harmful, harmless), selection on the validation sets -> :class:`RefusalDirection`.
+
+    Raises ValueError when every candidate is filtered out, naming the filters to relax.
+    """
+    torch.manual_seed(seed)
+    if positions is None:
+        positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"))
+    positions = list(positions)
+    cands = compute_candidate_directions(model, chat, harmful, harmless, positions, batch_size, progress)
+    ids = organism_or_default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
+    scores = score_candidates(model, chat, cands, positions, harmful_val, harmless_val, ids, layers, kl_threshold,
+                              prune_layer_fraction, induce_filter, batch_size, progress)
+    kept = [s for s in scores if s["kept"]]
+    if not kept:
+        reasons = sorted({s["reason"] for s in scores})
+        raise ValueError(
+            f"every refusal-direction candidate was filtered out ({'; '.join(reasons)}); relax kl_threshold, "
+            "lower prune_layer_fraction or pass other layers"
+        )
+    best = min(kept, key=lambda s: s["refusal_score"])
+    i = positions.index(best["pos"])
+    r = cands[i, best["layer"]]
+    prov = {
+        "method": "difference of means, Arditi et al. 2406.11717",
+        "model": model_name or model.cfg.model_name,
+        "d_model": model.cfg.d_model,
+        "n_layers": model.cfg.n_layers,
+        "hook": resid_hook_name(model, best["layer"]),
+        "harmful": promptset_provenance(harmful),
+        "harmless": promptset_provenance(harmless),
+        "harmful_val": promptset_provenance(harmful_val),
+        "harmless_val": promptset_provenance(harmless_val),
+        "refusal_ids": ids,
+        "refusal_tokens": [chat.tokenizer.decode([t]) for t in ids],
+        "settings": {"kl_threshold": kl_threshold, "prune_layer_fraction": prune_layer_fraction, "induce_filter": induce_filter,
+                     "layers": None if layers is None else list(layers), "positions": positions, "batch_size": batch_size},
+        "seed": seed,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    return RefusalDirection(r.float(), float(r.norm()), best["layer"], best["pos"], scores, positions, cands.float(), prov)
