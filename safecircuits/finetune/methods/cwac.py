@@ -1,0 +1,256 @@
+"""CWAC: Coupled Weight and Activation Constraints (arXiv 2604.12384, ACL 2026; no public code).
+
+The paper couples (1) a precomputed safety subspace enforced on the weight updates and
+(2) targeted regularisation of safety-critical SAE features. Its formulas are not public; this is
+our design (docs/finetune.md, "CWAC"):
+
+(1) **Update projection** (``transform_update``). After every optimiser step the update
+    ``Δ = W_after - W_before`` of each subspace weight is replaced by its component orthogonal to
+    the safety subspace, in the ``[d_out, d_in]`` matrix view (``safecircuits.models.weights``):
+
+    * ``basis="weights"`` (default): U (output) and V (input) are the top-``rank`` singular vectors
+      of the alignment delta ``W_aligned - W_base`` (``ctx.artifacts["subspace"]``);
+      ``side="out"``: ``Δ <- (I - U U^T) Δ``; ``side="in"``: ``Δ <- Δ (I - V V^T)``;
+      ``side="both"`` (default): ``Δ <- (I - U U^T) Δ (I - V V^T)``.
+    * ``basis="activations"``: a residual-stream basis ``B [d_model, k]`` (an ActivationSubspace or
+      refusal direction, ``ctx.artifacts["activation_subspace"]``) is removed from the residual
+      side: the output rows of W_O / W_out (``Δ <- (I - B B^T) Δ``, the update can no longer write
+      into B) and the input columns of W_Q / W_K / W_V / W_in (``Δ <- Δ (I - B B^T)``, it can no
+      longer read B).
+
+    The projection is applied to the realised update, so it holds for any optimiser (AdamW's
+    weight decay included) and the weights stay at ``W_aligned + (I - P) (sum of updates)``.
+
+(2) **Feature anchoring** (``extra_loss``). With S the top-``k`` safety SAE features
+    (``ctx.artifacts["features"]``), every step draws a batch of safety prompts (harmful prompts with
+    refusals and harmless prompts with answers, ``ctx.safety_prompts``), teacher-forced, and adds
+
+        λ · Σ_{x,t} ||f_S(x_t; θ) - f_S(x_t; θ_ref)||² / Σ_{x,t} ||f_S(x_t; θ_ref)||²
+
+    over post-instruction positions t (the last prompt token and every response token).
+    The aligned values f_S(x; θ_ref) are computed once in ``setup`` from ``ctx.reference``.
+    Normalising by the reference energy makes λ scale-free (a relative drift).
+
+``cwac`` = (1) + (2); ``cwac-weights-only`` = (1); ``cwac-acts-only`` = (2). Full fine-tuning, so
+accuracy is comparable with ``sft``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from safecircuits.data.chat import TokenBatch, encode_batch
+from safecircuits.finetune.base import FinetuneContext, Method
+from safecircuits.finetune.methods.posthoc import factors_for, residual_basis
+from safecircuits.models.weights import as_matrix, from_matrix, weight_kind
+
+__all__ = ["CWAC", "CWACActsOnly", "CWACWeightsOnly", "project_matrix", "project_residual"]
+
+_READS_RESIDUAL = ("W_Q", "W_K", "W_V", "W_in", "W_gate")
+_WRITES_RESIDUAL = ("W_O", "W_out")
+
+
+def project_matrix(
+    m: Float[Tensor, "d_out d_in"],
+    u: Float[Tensor, "d_out r"] | None,
+    v: Float[Tensor, "d_in r2"] | None,
+    side: Literal["out", "in", "both"] = "both",
+) -> Float[Tensor, "d_out d_in"]:
+    """``(I - U U^T) M``, ``M (I - V V^T)`` or both, for orthonormal U, V (never forms d x d)."""
+    if side not in ("out", "in", "both"):
+        raise ValueError(f"side must be 'out', 'in' or 'both', got {side!r}")
+    out = m
+    if side in ("out", "both") and u is not None:
+        out = out - u @ (u.T @ out)
+    if side in ("in", "both") and v is not None:
+        out = out - (out @ v) @ v.T
+    return out
+
+
+# Non-layer parameters that touch the residual stream, and which axis is d_model.
+_RESIDUAL_LAST = ("embed.W_E", "pos_embed.W_pos", ".attn.b_O", ".mlp.b_out")  # write to the residual (d_model last)
+_RESIDUAL_FIRST = ("unembed.W_U",)  # reads the residual (d_model first)
+
+
+def project_residual(name: str, delta: Tensor, basis: Float[Tensor, "d_model k"]) -> Tensor:
+    """Remove the residual-stream basis from the side of `name` that touches the residual stream
+    (layer weights, and the embeddings, unembedding and output biases); other parameters pass."""
+    b = basis.to(delta.dtype).to(delta.device)
+    if name.endswith(_RESIDUAL_LAST):
+        return delta - (delta @ b) @ b.T
+    if name.endswith(_RESIDUAL_FIRST):
+        return delta - b @ (b.T @ delta)
+    try:
+        kind = weight_kind(name)
+    except ValueError:
+        return delta
+    m = as_matrix(name, delta)
+    if kind in _WRITES_RESIDUAL:
+        m = m - b @ (b.T @ m)
+    elif kind in _READS_RESIDUAL:
+        m = m - (m @ b) @ b.T
+    else:  # pragma: no cover - weight_kind only returns the kinds above
+        return delta
+    return from_matrix(name, m, delta.shape)
+
+
+class CWAC(Method):
+    """Coupled weight (update projection) and activation (SAE feature anchoring) constraints."""
+
+    name: ClassVar[str] = "cwac"
+    mode: ClassVar[Literal["full", "lora"]] = "full"
+    needs: ClassVar[tuple[str, ...]] = ("subspace", "features")
+    source: ClassVar[str] = "arXiv 2604.12384 (CWAC, ACL 2026); formulas are ours (no public code), see docs/finetune.md"
+    use_weights: ClassVar[bool] = True
+    use_acts: ClassVar[bool] = True
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "rank": 8, "side": "both", "basis": "weights", "lam": 1.0, "k": 16, "safety_batch": 16,
+    }
+
+    def __init__(self, **hparams: Any):
+        bad = set(hparams) - set(self.defaults)
+        if bad:
+            raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
+        super().__init__(**{**self.defaults, **hparams})
+        h = self.hparams
+        if h["side"] not in ("out", "in", "both"):
+            raise ValueError(f"{self.name}: side must be 'out', 'in' or 'both', got {h['side']!r}")
+        if h["basis"] not in ("weights", "activations"):
+            raise ValueError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
+        if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0:
+            raise ValueError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
+
+    # -- (1) update projection ------------------------------------------------------------------
+    def _setup_weights(self, ctx: FinetuneContext) -> None:
+        h = self.hparams
+        if h["basis"] == "activations":
+            art = ctx.artifacts.get("activation_subspace")
+            if art is None:
+                raise ValueError(f"{self.name}: basis='activations' needs ctx.artifacts['activation_subspace'] "
+                                 "(an ActivationSubspace / refusal direction, a [d_model, k] basis)")
+            ctx.state["cwac_basis"] = residual_basis(art, int(h["rank"]))
+            ctx.state["cwac_factors"] = {}
+            return
+        sub = ctx.artifacts.get("subspace")
+        if sub is None:
+            raise ValueError(f"{self.name}: needs ctx.artifacts['subspace'] (a WeightDeltaSubspace of aligned vs base)")
+        ctx.state["cwac_factors"] = factors_for(sub, [n for n, _ in ctx.lm.model.named_parameters()], int(h["rank"]))
+
+    def transform_update(self, ctx: FinetuneContext, name: str, delta: Tensor) -> Tensor:
+        if not self.use_weights:
+            return delta
+        basis = ctx.state.get("cwac_basis")
+        if basis is not None:
+            return project_residual(name, delta, basis)
+        f = ctx.state.get("cwac_factors", {}).get(name)
+        if f is None:
+            return delta
+        u, v = f
+        m = as_matrix(name, delta)
+        return from_matrix(name, project_matrix(m, u.to(m.dtype), v.to(m.dtype), self.hparams["side"]), delta.shape).contiguous()
+
+    # -- (2) feature anchoring ------------------------------------------------------------------
+    def _setup_acts(self, ctx: FinetuneContext) -> None:
+        if ctx.safety_prompts is None or len(ctx.safety_prompts) == 0:
+            raise ValueError(f"{self.name}: the feature anchor needs ctx.safety_prompts (task.safety_data(lm, n))")
+        feats = ctx.artifacts.get("features")
+        if feats is None:
+            raise ValueError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
+        reader = feature_reader(feats, int(self.hparams["k"]))
+        lm = ctx.reference
+        ps = ctx.safety_prompts
+        bs = int(self.hparams["safety_batch"])
+        batches, refs = [], []
+        for i in range(0, len(ps), bs):
+            chunk = ps[i : i + bs]
+            b = encode_batch(lm.chat, chunk.prompts, chunk.responses, max_len=lm.model.cfg.n_ctx, padding_side="right", source="cwac safety prompts")
+            mask = _post_instruction_mask(b)
+            with torch.no_grad():
+                ref = reader(lm.model, b.tokens, b.attention_mask)
+            batches.append((b, mask))
+            refs.append(ref.detach())
+        energy = sum(float((r.pow(2).sum(-1) * m).sum()) for r, (_, m) in zip(refs, batches, strict=True))
+        count = sum(float(m.sum()) for _, m in batches)
+        ctx.state["cwac_reader"] = reader
+        ctx.state["cwac_batches"] = batches
+        ctx.state["cwac_refs"] = refs
+        ctx.state["cwac_ref_energy"] = max(energy / max(count, 1.0), 1e-8)
+
+    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
+        if not self.use_acts or float(self.hparams["lam"]) == 0.0:
+            return {}
+        batches = ctx.state["cwac_batches"]
+        i = step % len(batches)
+        b, mask = batches[i]
+        model = ctx.lm.model
+        dev = model.cfg.device
+        acts = ctx.state["cwac_reader"](model, b.tokens.to(dev), b.attention_mask.to(dev))
+        ref = ctx.state["cwac_refs"][i].to(acts.device)
+        m = mask.to(acts.device).to(acts.dtype)
+        drift = ((acts - ref).pow(2).sum(-1) * m).sum() / m.sum().clamp_min(1.0)
+        return {"feature_anchor": float(self.hparams["lam"]) * drift / ctx.state["cwac_ref_energy"]}
+
+    def setup(self, ctx: FinetuneContext) -> None:
+        if self.use_weights:
+            self._setup_weights(ctx)
+        if self.use_acts:
+            self._setup_acts(ctx)
+
+    def has_update_transform(self) -> bool:
+        return self.use_weights
+
+
+class CWACWeightsOnly(CWAC):
+    """CWAC's half (1): the update projection alone."""
+
+    name: ClassVar[str] = "cwac-weights-only"
+    needs: ClassVar[tuple[str, ...]] = ("subspace",)
+    use_acts: ClassVar[bool] = False
+
+
+class CWACActsOnly(CWAC):
+    """CWAC's half (2): the SAE-feature anchor alone."""
+
+    name: ClassVar[str] = "cwac-acts-only"
+    needs: ClassVar[tuple[str, ...]] = ("features",)
+    use_weights: ClassVar[bool] = False
+
+
+def feature_reader(feats: Any, k: int):
+    """``reader(model, tokens, attention_mask) -> [batch, pos, k]``: differentiable activations of the
+    top-`k` safety features (:func:`safecircuits.features.feature_acts`). `feats` is a FeatureSet
+    (its SAE loaded from ``sae_path``), a ``(FeatureSet, SAE)`` pair, or a dict ``{"hook", "sae", "ids"}``."""
+    from safecircuits.features import feature_acts, load_sae
+
+    sae = None
+    if isinstance(feats, tuple):
+        feats, sae = feats
+    if isinstance(feats, dict):
+        hook, sae, ids = feats["hook"], feats.get("sae", sae), [int(i) for i in list(feats["ids"])[:k]]
+    else:
+        hook, ids = feats.hook, feats.top(min(k, feats.d_sae))
+        if sae is None:
+            if not getattr(feats, "sae_path", None):
+                raise ValueError("the feature anchor needs the feature set's SAE: give (FeatureSet, SAE) or a FeatureSet with sae_path")
+            sae = load_sae(feats.sae_path)
+    if sae is None:
+        raise ValueError("the feature anchor needs an SAE: give {'hook', 'sae', 'ids'} or (FeatureSet, SAE)")
+    for p in sae.parameters():
+        p.requires_grad_(False)
+
+    def reader(model, tokens: Tensor, attention_mask: Tensor) -> Tensor:
+        return feature_acts(model, sae, hook, tokens, attention_mask, ids)
+
+    return reader
+
+
+def _post_instruction_mask(b: TokenBatch) -> Tensor:
+    """1 at the last prompt token and every response token (right padding), else 0."""
+    pos = torch.arange(b.tokens.shape[1]).unsqueeze(0)
+    start = torch.tensor([pl - 1 for pl in b.prompt_lengths]).unsqueeze(1)
+    return ((pos >= start) & (b.attention_mask.bool())).float()
