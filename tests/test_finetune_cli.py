@@ -1,0 +1,118 @@
+"""The `finetune` command through typer's CliRunner, with a stub task (and part B's task when present)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from safecircuits.circuits.circuit import Circuit
+from safecircuits.data.promptset import PromptSet
+from safecircuits.finetune import cli as ft_cli
+from safecircuits.models import load_model
+from safecircuits.models.language import Language
+
+MODEL = "organism:aligned?size=tiny"
+
+
+class StubTask:
+    name = "stub"
+
+    def train_data(self, lm, harmful_ratio, n, seed):
+        lang = Language(0)
+        harmless = lang.prompt_set("train", "harmless").sample(n, seed)
+        k = int(round(harmful_ratio * n))
+        harmful = lang.prompt_set("train", "harmful", response="comply").sample(max(k, 1), seed)[:k]
+        return PromptSet(list(harmless[: n - k]) + list(harmful), name="stub")
+
+    def evaluate(self, lm):
+        return {"accuracy": 0.25, "n": 3}
+
+
+@pytest.fixture
+def app(monkeypatch):
+    def get_task(name):
+        if name != "stub":
+            raise ValueError(f"unknown task {name!r}: use one of stub")
+        return StubTask()
+
+    monkeypatch.setattr(ft_cli, "get_task", get_task)
+    a = typer.Typer()
+    a.command("finetune")(ft_cli.finetune_command)
+    a.command("methods")(ft_cli.methods_command)
+    return a
+
+
+def invoke(app, *args):
+    return CliRunner().invoke(app, ["finetune", *args])
+
+
+def test_finetune_command_runs_and_saves(app, tmp_path, tiny_aligned):
+    out, js = tmp_path / "ft", tmp_path / "ft.json"
+    r = invoke(app, "--model", MODEL, "--method", "sft", "--task", "stub", "--harmful-ratio", "0.25", "--n", "32",
+               "--steps", "3", "--batch-size", "8", "--out", str(out), "--json", str(js))
+    assert r.exit_code == 0, r.output
+    assert "trainable params" in r.output and "100.00%" in r.output and "accuracy" in r.output
+    payload = json.loads(js.read_text())
+    assert payload["summary"]["trainable_share"] == 1.0 and payload["evaluation"]["accuracy"] == 0.25
+    assert payload["summary"]["steps"] == 3 and payload["data"]["n"] == 32
+    lm = load_model(str(out))
+    x = torch.tensor([[2, 4, 10, 11, 5]])
+    assert not torch.equal(lm.model(x), tiny_aligned.model(x))
+
+
+def test_sct_command_with_circuit(app, tmp_path, tiny_aligned):
+    c = tiny_aligned.model.cfg
+    heads = torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool)
+    heads[1, 1] = True
+    path = Circuit(heads, torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool)).to_json(tmp_path / "c.json")
+    r = invoke(app, "--model", MODEL, "--method", "sct-tune", "--task", "stub", "--circuit", str(path), "--n", "16",
+               "--steps", "2", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 0, r.output
+    share = (4 * c.d_model * c.d_head + 3 * c.d_head) / sum(p.numel() for p in tiny_aligned.model.parameters())
+    assert f"{100 * share:.2f}%" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "nope", "--task", "stub"], "unknown method 'nope': use one of"),
+        (["--method", "sft", "--task", "nope"], "unknown task 'nope': use one of stub"),
+        (["--method", "sct-tune", "--task", "stub"], "needs --circuit"),
+        (["--method", "sft", "--task", "stub", "--harmful-ratio", "1.5"], "--harmful-ratio must be in [0, 1]"),
+        (["--method", "sct-freeze", "--task", "stub", "--circuit", "missing.json"], "does not exist"),
+    ],
+)
+def test_bad_input_errors(app, tmp_path, args, message):
+    r = invoke(app, "--model", MODEL, *args, "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    if "nope" in message and "method" in message:
+        assert "sct-tune" in r.output and "sft" in r.output
+
+
+def test_wrong_shape_circuit_is_an_error(app, tmp_path):
+    path = Circuit(torch.ones(5, 2, dtype=torch.bool), torch.zeros(5, 3, dtype=torch.bool)).to_json(tmp_path / "c.json")
+    r = invoke(app, "--model", MODEL, "--method", "sct-tune", "--task", "stub", "--circuit", str(path), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "shape" in r.output
+
+
+def test_methods_listing(app):
+    r = CliRunner().invoke(app, ["methods"])
+    assert r.exit_code == 0 and "sct-freeze" in r.output and "circuit" in r.output
+
+
+def test_real_task_when_available(tmp_path, tiny_aligned):
+    tasks = pytest.importorskip("safecircuits.finetune.tasks")
+    if "reverse-steps" not in getattr(tasks, "TASKS", {}):
+        pytest.skip("part B's reverse-steps task is not registered")
+    a = typer.Typer()  # a single command: typer runs it without a command name
+    a.command("finetune")(ft_cli.finetune_command)
+    r = CliRunner().invoke(a, ["--model", MODEL, "--method", "lora", "--task", "reverse-steps", "--harmful-ratio", "0.1",
+                               "--n", "32", "--steps", "2", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "o.json")])
+    assert r.exit_code == 0, r.output
+    ev = json.loads((tmp_path / "o.json").read_text())["evaluation"]
+    assert 0.0 <= ev["accuracy"] <= 1.0 and 0.0 <= ev["harmful_score"] <= 1.0
