@@ -24,7 +24,7 @@ from safecircuits.subspaces._io import json_default
 FORMAT = "safecircuits-geometry-report/1"
 
 
-def orthonormal_basis(a: Float[Tensor, "d k"], tol: float = 1e-8) -> Float[Tensor, "d r"]:
+def orthonormal_basis(a: Float[Tensor, "d ..."], tol: float = 1e-8) -> Float[Tensor, "d r"]:
     """Orthonormal basis of the column span of `a` (float64; rank-deficient columns dropped)."""
     if a.ndim == 1:
         a = a[:, None]
@@ -47,7 +47,7 @@ def _qr(a: Tensor) -> Tensor:
     return q
 
 
-def principal_angles(a: Float[Tensor, "d ka"], b: Float[Tensor, "d kb"]) -> tuple[Float[Tensor, " k"], Float[Tensor, " k"]]:
+def principal_angles(a: Float[Tensor, "d ..."], b: Float[Tensor, "d ..."]) -> tuple[Float[Tensor, " k"], Float[Tensor, " k"]]:
     """(cosines, angles in radians) of the principal angles between span(a) and span(b), largest cosine first."""
     a = a[:, None] if a.ndim == 1 else a
     b = b[:, None] if b.ndim == 1 else b
@@ -58,7 +58,7 @@ def principal_angles(a: Float[Tensor, "d ka"], b: Float[Tensor, "d kb"]) -> tupl
     return cos, torch.arccos(cos)
 
 
-def overlap(a: Float[Tensor, "d ka"], b: Float[Tensor, "d kb"]) -> float:
+def overlap(a: Float[Tensor, "d ..."], b: Float[Tensor, "d ..."]) -> float:
     """Mean squared cosine of the principal angles: ``||Qa^T Qb||_F^2 / min(k_a, k_b)``."""
     cos, _ = principal_angles(a, b)
     return float((cos**2).sum() / cos.numel())

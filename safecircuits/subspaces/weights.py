@@ -24,7 +24,7 @@ import datetime as _dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -36,7 +36,6 @@ from safecircuits.models.weights import WEIGHT_KINDS, as_matrix, from_matrix, we
 from safecircuits.subspaces._io import load_bundle, save_bundle
 
 FORMAT = "safecircuits-weight-delta-subspace/1"
-Side = Literal["out", "in", "both"]
 
 
 class SubspaceShapeError(ValueError):
@@ -158,7 +157,7 @@ class WeightDeltaSubspace:
         return u.shape[0], vh.shape[1]
 
     # -- projections ----------------------------------------------------------------------------
-    def project(self, name: str, delta: Float[Tensor, "d_out d_in"], side: Side = "out") -> Float[Tensor, "d_out d_in"]:
+    def project(self, name: str, delta: Float[Tensor, "d_out d_in"], side: str = "out") -> Float[Tensor, "d_out d_in"]:
         """The part of `delta` ([d_out, d_in] matrix view) inside the subspace of module `name`."""
         u, _, vh = self._get(name)
         want = self.matrix_shape(name)
@@ -181,11 +180,11 @@ class WeightDeltaSubspace:
             raise ValueError(f"side must be 'out', 'in' or 'both', got {side!r}")
         return p.to(delta.dtype)
 
-    def project_out(self, name: str, delta: Float[Tensor, "d_out d_in"], side: Side = "out") -> Float[Tensor, "d_out d_in"]:
+    def project_out(self, name: str, delta: Float[Tensor, "d_out d_in"], side: str = "out") -> Float[Tensor, "d_out d_in"]:
         """The part of `delta` orthogonal to the subspace: ``delta - project(delta)``."""
         return (delta.detach().double() - self.project(name, delta, side).double()).to(delta.dtype)
 
-    def project_param(self, name: str, delta: Tensor, complement: bool = False, side: Side = "out") -> Tensor:
+    def project_param(self, name: str, delta: Tensor, complement: bool = False, side: str = "out") -> Tensor:
         """Like :meth:`project` / :meth:`project_out`, for a delta in the TransformerLens layout of `name`."""
         shape = self.shapes[name] if name in self.shapes else None
         if shape is None:
@@ -262,7 +261,7 @@ def safelora_project(
     deltas: Mapping[str, Tensor],
     tau: float | None = None,
     k: int | None = None,
-    projector: Literal["safelora", "orthogonal"] = "safelora",
+    projector: str = "safelora",
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """SafeLoRA post-hoc projection: new deltas (inputs untouched) and a report.
 
@@ -294,7 +293,7 @@ def safelora_project(
 
 @torch.no_grad()
 def apply_delta_projection(
-    aligned: Any, base: Any, sub: WeightDeltaSubspace, mode: Literal["keep", "remove"] = "keep", side: Side = "out"
+    aligned: Any, base: Any, sub: WeightDeltaSubspace, mode: str = "keep", side: str = "out"
 ) -> HookedTransformer:
     """A new model: a copy of `aligned` whose subspace modules are ``W_base + P(V)`` (``keep``) or
     ``W_base + (V - P(V)) = W_aligned - P(V)`` (``remove``), with ``V = W_aligned - W_base`` exact

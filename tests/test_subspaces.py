@@ -1,0 +1,309 @@
+"""Subspaces on tiny organisms: refusal direction, interventions, weight-delta subspace, geometry, CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from safecircuits.evaluation.generate import generate
+from safecircuits.models.language import Language
+from safecircuits.subspaces import (
+    ActivationSubspace,
+    GeometryReport,
+    RefusalDirection,
+    SubspaceShapeError,
+    WeightDeltaSubspace,
+    activation_addition,
+    apply_delta_projection,
+    compute_activation_subspace,
+    compute_candidate_directions,
+    directional_ablation,
+    find_refusal_direction,
+    geometry_report,
+    orthogonalize_weights,
+    overlap,
+    principal_angles,
+    safelora_cosines,
+    safelora_project,
+)
+from safecircuits.subspaces.cli import app
+from safecircuits.subspaces.refusal import post_instruction_len
+
+
+@pytest.fixture(scope="module")
+def sets(tiny_aligned):
+    lang = Language(tiny_aligned.info["organism"]["split_seed"])
+    return {s: (lang.prompt_set(s, "harmful")[:48], lang.prompt_set(s, "harmless")[:48]) for s in ("train", "val", "test")}
+
+
+@pytest.fixture(scope="module")
+def rd(tiny_aligned, sets):
+    (h, b), (hv, bv) = sets["train"], sets["val"]
+    return find_refusal_direction(tiny_aligned.model, tiny_aligned.chat, h, b, hv[:16], bv[:16], prune_layer_fraction=0.0,
+                                  model_name=tiny_aligned.name)
+
+
+def test_post_instruction_positions(tiny_aligned, sets):
+    # "<bos> [user] ... [assistant]": only "[assistant]" is shared once the prompts end with "?" or "."
+    h, b = sets["train"]
+    assert post_instruction_len(tiny_aligned.chat, h.prompts + b.prompts) == 1
+    c = compute_candidate_directions(tiny_aligned.model, tiny_aligned.chat, h, b)
+    assert c.shape == (1, tiny_aligned.model.cfg.n_layers + 1, tiny_aligned.model.cfg.d_model)
+    assert c.dtype == torch.float64
+
+
+def test_refusal_direction_selection_and_roundtrip(rd, tiny_aligned, tmp_path):
+    m = tiny_aligned.model
+    assert rd.direction.shape == (m.cfg.d_model,)
+    assert abs(float(rd.direction.norm()) - 1) < 1e-5
+    assert len(rd.candidates) == m.cfg.n_layers + 1
+    kept = [c for c in rd.candidates if c["kept"]]
+    assert rd.layer == min(kept, key=lambda c: c["refusal_score"])["layer"]
+    assert rd.provenance["harmful"]["hash"] and rd.provenance["model"] == tiny_aligned.name
+    for suffix in (".pt", ".safetensors"):
+        rd.save(tmp_path / f"rd{suffix}")
+        back = RefusalDirection.load(tmp_path / f"rd{suffix}")
+        assert torch.equal(back.direction, rd.direction) and back.layer == rd.layer and back.pos == rd.pos
+        assert back.candidates == rd.candidates and back.provenance == rd.provenance
+        assert torch.equal(back.candidate_directions, rd.candidate_directions)
+    torch.save({"x": 1}, tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="not a safecircuits refusal direction"):
+        RefusalDirection.load(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="not a safecircuits weight-delta subspace"):
+        WeightDeltaSubspace.load(tmp_path / "rd.pt")
+    with pytest.raises(FileNotFoundError):
+        RefusalDirection.load(tmp_path / "missing.pt")
+
+
+def test_ablation_removes_component_and_orthogonalized_equals_hooks(rd, tiny_aligned, sets):
+    m, chat = tiny_aligned.model, tiny_aligned.chat
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    ortho = orthogonalize_weights(m, rd.direction)
+    for n, p in m.named_parameters():  # the original is untouched
+        assert torch.equal(p, before[n]), n
+    tokens = torch.tensor([chat.prompt_ids(p) for p in sets["test"][0].prompts[:8] if len(chat.prompt_ids(p)) == 9][:4])
+    r = rd.direction
+    seen = {}
+    with directional_ablation(m, r):
+        logits_hook, cache = m.run_with_cache(tokens, names_filter=lambda n: "resid" in n)
+        for n, act in cache.items():
+            seen[n] = float((act @ r).abs().max())
+    assert max(seen.values()) < 1e-4, seen
+    logits_plain = m(tokens)
+    logits_ortho = ortho(tokens)
+    assert torch.allclose(logits_ortho, logits_hook, atol=1e-4), float((logits_ortho - logits_hook).abs().max())
+    assert not torch.allclose(logits_plain, logits_hook, atol=1e-2)  # the ablation does something
+    prompts = sets["test"][0].prompts[:16] + sets["test"][1].prompts[:16]
+    with directional_ablation(m, r):
+        a = generate(m, chat, prompts, max_new_tokens=12)
+    assert generate(ortho, chat, prompts, max_new_tokens=12) == a
+
+
+def test_hooks_removed_after_exception(rd, tiny_aligned):
+    m = tiny_aligned.model
+    tokens = torch.tensor([tiny_aligned.chat.prompt_ids("how do i bake the bread ?")])
+    ref = m(tokens)
+    for ctx in (lambda: directional_ablation(m, rd.direction), lambda: activation_addition(m, rd.raw, rd.layer, 2.0)):
+        with pytest.raises(RuntimeError, match="boom"), ctx():
+            assert not torch.allclose(m(tokens), ref)
+            raise RuntimeError("boom")
+        assert all(not hp.fwd_hooks for hp in m.hook_dict.values())
+        assert torch.equal(m(tokens), ref)
+
+
+def test_activation_addition_changes_only_selected_layer(rd, tiny_aligned):
+    m = tiny_aligned.model
+    tokens = torch.tensor([tiny_aligned.chat.prompt_ids("how do i bake the bread ?")])
+    name = "blocks.0.hook_resid_pre"
+    _, c0 = m.run_with_cache(tokens, names_filter=lambda n: n == name)
+    with activation_addition(m, rd.raw, 0, coeff=2.0):
+        _, c1 = m.run_with_cache(tokens, names_filter=lambda n: n == name)
+    assert torch.allclose(c1[name] - c0[name], 2.0 * rd.raw.expand_as(c0[name]), atol=1e-5)
+    with pytest.raises(ValueError, match="d_model"):
+        with directional_ablation(m, torch.ones(3)):
+            pass
+    with pytest.raises(ValueError, match="out of range"):
+        with activation_addition(m, rd.raw, 99):
+            pass
+
+
+def test_activation_subspace(tiny_aligned, sets, rd, tmp_path):
+    (h, b) = sets["train"]
+    sub = compute_activation_subspace(tiny_aligned.model, tiny_aligned.chat, h, b, k=3, layer=1, model_name=tiny_aligned.name)
+    assert sub.basis.shape == (tiny_aligned.model.cfg.d_model, 3)
+    assert torch.allclose(sub.basis.T @ sub.basis, torch.eye(3), atol=1e-5)
+    ev = sub.explained_variance
+    assert bool((ev[:-1] >= ev[1:]).all()) and 0 < float(ev.sum()) <= 1 + 1e-6
+    # uncentred PCA: the first component is (nearly) the difference of means at that layer
+    cand = rd.candidate_directions[0, 1]
+    assert abs(float(sub.basis[:, 0] @ cand / cand.norm())) > 0.9
+    sub.save(tmp_path / "a.safetensors")
+    back = ActivationSubspace.load(tmp_path / "a.safetensors")
+    assert torch.equal(back.basis, sub.basis) and back.provenance == sub.provenance
+    with pytest.raises(ValueError, match="k must be"):
+        compute_activation_subspace(tiny_aligned.model, tiny_aligned.chat, h, b, k=10_000, layer=0)
+    with pytest.raises(ValueError, match="paired"):
+        compute_activation_subspace(tiny_aligned.model, tiny_aligned.chat, h, b[:5], k=2, layer=0, pairing="paired")
+
+
+@pytest.fixture(scope="module")
+def wsub(tiny_aligned, tiny_base):
+    return WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=4)
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_weight_subspace_projections(wsub, tiny_aligned):
+    g = torch.Generator().manual_seed(0)
+    for name in wsub.names[:4]:
+        d_out, d_in = wsub.matrix_shape(name)
+        delta = torch.randn(d_out, d_in, generator=g)
+        for side in ("out", "in", "both"):
+            p, q = wsub.project(name, delta, side), wsub.project_out(name, delta, side)
+            assert torch.allclose(p + q, delta, atol=1e-5)
+        u, vh = wsub.basis(name), wsub.input_basis(name)
+        assert float((u.T @ wsub.project_out(name, delta, "out")).abs().max()) < 1e-4
+        assert float((wsub.project_out(name, delta, "in") @ vh.T).abs().max()) < 1e-4
+        p = wsub.project(name, delta, "out")
+        assert torch.allclose(wsub.project(name, p, "out"), p, atol=1e-5)  # idempotent
+        assert float(p.norm()) < float(delta.norm())
+        # the TransformerLens-layout helper agrees with the matrix view
+        from safecircuits.models.weights import as_matrix
+
+        param = dict(tiny_aligned.model.named_parameters())[name]
+        t = torch.randn(param.shape, generator=g)
+        assert torch.allclose(as_matrix(name, wsub.project_param(name, t, complement=True)), wsub.project_out(name, as_matrix(name, t)), atol=1e-6)
+    with pytest.raises(SubspaceShapeError, match="matrix view"):
+        wsub.project(wsub.names[0], torch.zeros(3, 3))
+    with pytest.raises(KeyError, match="not in this subspace"):
+        wsub.basis("blocks.9.attn.W_Q")
+
+
+def test_weight_subspace_errors_and_roundtrip(wsub, tiny_aligned, tiny_base, tmp_path):
+    from safecircuits.models import load_model
+
+    with pytest.raises(ValueError, match="rank 1000 is larger"):
+        WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=1000)
+    with pytest.raises(ValueError, match="positive integer"):
+        WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=0)
+    small = load_model("organism:base", progress=False)
+    with pytest.raises(SubspaceShapeError, match="shape"):
+        WeightDeltaSubspace.from_models(tiny_aligned, small, rank=2, layers=[0])
+    for suffix in (".pt", ".safetensors"):
+        wsub.save(tmp_path / f"w{suffix}")
+        back = WeightDeltaSubspace.load(tmp_path / f"w{suffix}")
+        assert back.names == wsub.names and back.energy == wsub.energy and back.provenance == wsub.provenance
+        for n in wsub.names:
+            assert all(torch.equal(x, y) for x, y in zip(back.factors[n], wsub.factors[n], strict=True))
+    assert wsub.provenance["aligned"] == tiny_aligned.name and wsub.provenance["base"] == tiny_base.name
+    assert all(0 < e <= 1 + 1e-6 for e in wsub.energy.values())
+
+
+def test_safelora_never_mutates(tiny_aligned, tiny_base):
+    before_a, before_b = _snapshot(tiny_aligned.model), _snapshot(tiny_base.model)
+    sub = WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=4)
+    g = torch.Generator().manual_seed(1)
+    deltas = {n: torch.randn(*sub.matrix_shape(n), generator=g) for n in sub.names}
+    copies = {n: d.clone() for n, d in deltas.items()}
+    cos = safelora_cosines(sub, deltas)
+    new, report = safelora_project(sub, deltas, k=3)
+    new2, report2 = safelora_project(sub, deltas, tau=1.0, projector="orthogonal")
+    apply_delta_projection(tiny_aligned, tiny_base, sub, "keep")
+    for n in deltas:
+        assert torch.equal(deltas[n], copies[n])
+    for m, before in ((tiny_aligned.model, before_a), (tiny_base.model, before_b)):
+        for n, p in m.named_parameters():
+            assert torch.equal(p, before[n]), n
+    assert len(report["projected"]) == 3
+    assert set(report["projected"]) == set(sorted(cos, key=cos.get)[:3])
+    for n in sub.names:
+        if n in report["projected"]:
+            assert not torch.equal(new[n], deltas[n])
+        else:
+            assert torch.equal(new[n], deltas[n]) and new[n].data_ptr() != deltas[n].data_ptr()
+    assert report2["projected"] == sorted(sub.names)
+    # a delta inside the subspace has cosine 1 for the orthogonal projector and is unchanged by it
+    n0 = sub.names[0]
+    inside = sub.basis(n0) @ torch.randn(sub.rank, sub.matrix_shape(n0)[1], generator=g)
+    assert torch.allclose(safelora_project(sub, {n0: inside}, tau=1.0, projector="orthogonal")[0][n0], inside, atol=1e-5)
+    with pytest.raises(ValueError, match="exactly one"):
+        safelora_project(sub, deltas)
+
+
+def test_safelora_c_matches_dense_at_full_rank(tiny_aligned, tiny_base):
+    from safecircuits.models.weights import as_matrix
+
+    sub = WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=32, kinds=("W_O",), layers=[0])
+    n = sub.names[0]
+    a, b = dict(tiny_aligned.model.named_parameters())[n], dict(tiny_base.model.named_parameters())[n]
+    v = (as_matrix(n, a) - as_matrix(n, b)).double().detach()
+    c = v @ v.T / v.norm()
+    d = torch.randn(*sub.matrix_shape(n), generator=torch.Generator().manual_seed(2)).double()
+    cd = c @ d
+    dense = float((cd * d).sum() / (cd.norm() * d.norm()))
+    assert abs(safelora_cosines(sub, {n: d})[n] - dense) < 1e-5
+
+
+def test_apply_delta_projection_endpoints(wsub, tiny_aligned, tiny_base):
+    full = WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=32)
+    keep_all = apply_delta_projection(tiny_aligned, tiny_base, full, "keep")
+    remove_all = apply_delta_projection(tiny_aligned, tiny_base, full, "remove")
+    keep_none = apply_delta_projection(tiny_aligned, tiny_base, full.truncate(0), "keep")
+    pa, pb = dict(tiny_aligned.model.named_parameters()), dict(tiny_base.model.named_parameters())
+    n = full.names[0]
+    assert torch.allclose(dict(keep_all.named_parameters())[n], pa[n], atol=1e-5)  # full rank keeps all of V
+    assert torch.allclose(dict(remove_all.named_parameters())[n], pb[n], atol=1e-5)
+    assert torch.equal(dict(keep_none.named_parameters())[n], pb[n])
+    with pytest.raises(ValueError, match="mode"):
+        apply_delta_projection(tiny_aligned, tiny_base, wsub, "drop")
+
+
+def test_geometry(tmp_path, rd, wsub):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 3, generator=g)
+    cos, ang = principal_angles(a, a @ torch.randn(3, 3, generator=g))
+    assert torch.allclose(cos, torch.ones(3, dtype=cos.dtype), atol=1e-6) and float(ang.max()) < 1e-2
+    e = torch.eye(16)
+    assert overlap(e[:, :2], e[:, 2:4]) == pytest.approx(0.0, abs=1e-12)
+    assert overlap(e[:, :2], e[:, 1:3]) == pytest.approx(0.5)
+    spaces = {"refusal": rd.direction, "W_out": wsub.output_directions(("W_out",), layers=[1]), "random": torch.randn(32, 4, generator=g)}
+    rep = geometry_report(spaces, provenance={"model": "tiny"})
+    assert rep.names == list(spaces) and rep.overlap[0][0] == pytest.approx(1.0)
+    assert rep.pair("refusal", "W_out") == rep.pair("W_out", "refusal")
+    rep.save(tmp_path / "g.json")
+    back = GeometryReport.load(tmp_path / "g.json")
+    assert back.overlap == rep.overlap and back.cosines == rep.cosines
+    from safecircuits.viz.subspaces import write_geometry_html
+
+    html = write_geometry_html(rep, tmp_path / "g.html").read_text()
+    assert "plotly" in html and len(html) > 1_000_000  # self-contained: plotly.js embedded
+    with pytest.raises(ValueError, match="different spaces"):
+        geometry_report({"a": torch.randn(8, 2), "b": torch.randn(9, 2)})
+
+
+def test_cli(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["refusal", "--model", "organism:aligned?size=tiny", "--out", str(tmp_path / "rd.pt"), "--json",
+                            str(tmp_path / "rd.json"), "--prune", "0", "--max-new-tokens", "8"])
+    assert r.exit_code == 0, r.output
+    assert "refusal direction of organism:aligned?size=tiny: layer" in r.output and "directional ablation" in r.output
+    assert RefusalDirection.load(tmp_path / "rd.pt").d_model == 32
+    r = runner.invoke(app, ["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "2",
+                            "--out", str(tmp_path / "w.safetensors")])
+    assert r.exit_code == 0, r.output
+    assert WeightDeltaSubspace.load(tmp_path / "w.safetensors").rank == 2
+    for args, msg in (
+        (["weights", "--base", "organism:base", "--aligned", "organism:aligned?size=tiny", "--out", str(tmp_path / "x.pt")], "shape"),
+        (["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "999",
+          "--out", str(tmp_path / "x.pt")], "rank 999 is larger"),
+        (["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "0",
+          "--out", str(tmp_path / "x.pt")], "--rank must be"),
+        (["refusal", "--model", "organism:nonsense", "--out", str(tmp_path / "x.pt")], "cannot load model"),
+        (["refusal", "--model", "organism:aligned?size=tiny", "--out", str(tmp_path / "x.txt")], "--out must end"),
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert msg in r.output, r.output
