@@ -116,3 +116,18 @@ def test_real_task_when_available(tmp_path, tiny_aligned):
     assert r.exit_code == 0, r.output
     ev = json.loads((tmp_path / "o.json").read_text())["evaluation"]
     assert 0.0 <= ev["accuracy"] <= 1.0 and 0.0 <= ev["harmful_score"] <= 1.0
+
+
+def test_subspace_flag_loads_the_artifact(app, tmp_path, tiny_aligned, tiny_base):
+    from safecircuits.finetune.methods import METHODS
+
+    if "safelora" not in METHODS:
+        pytest.skip("part B's safelora is not registered")
+    from safecircuits.subspaces import WeightDeltaSubspace
+
+    path = WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=2).save(tmp_path / "delta.pt")
+    r = invoke(app, "--model", MODEL, "--method", "safelora", "--task", "stub", "--subspace", str(path), "--n", "16",
+               "--steps", "2", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 0, r.output
+    r = invoke(app, "--model", MODEL, "--method", "safelora", "--task", "stub", "--out", str(tmp_path / "o2"))
+    assert r.exit_code == 2 and "needs --subspace" in r.output and "safecircuits subspace" in r.output

@@ -87,9 +87,13 @@ def finetune_command(
             artifacts["circuit"] = Circuit.load(circuit)
             artifacts["circuit"].check_model(lm.model)
         if subspace is not None:
-            artifacts["subspace"] = subspace
+            from safecircuits.subspaces import WeightDeltaSubspace
+
+            artifacts["subspace"] = WeightDeltaSubspace.load(subspace)
         if features is not None:
-            artifacts["features"] = features
+            from safecircuits.features.ranking import FeatureSet
+
+            artifacts["features"] = FeatureSet.load(features)  # its SAE is loaded from the set's sae_path
         if base is not None:
             artifacts["base"] = base
         data = t.train_data(lm, harmful_ratio, n, seed)

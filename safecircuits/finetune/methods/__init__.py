@@ -6,6 +6,7 @@ A benchmark is one loop over ``METHODS``. Part A's methods are registered here; 
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from safecircuits.finetune.base import Method
@@ -20,27 +21,21 @@ METHODS: dict[str, type[Method]] = {
 }
 
 # --- part B's methods: pact, cwac, cwac-weights-only, cwac-acts-only, safelora, csulora ---------
-try:  # pact
-    from safecircuits.finetune.methods.pact import PACT
+# A module that does not exist yet is skipped; an import error *inside* an existing module is raised.
+def _register(module: str, names: dict[str, str]) -> None:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        if getattr(e, "name", None) == module:
+            return
+        raise
+    for method_name, cls_name in names.items():
+        METHODS[method_name] = getattr(mod, cls_name)
 
-    METHODS["pact"] = PACT
-except ImportError:
-    pass
-try:  # cwac, cwac-weights-only, cwac-acts-only
-    from safecircuits.finetune.methods.cwac import CWAC, CWACActsOnly, CWACWeightsOnly
 
-    METHODS["cwac"] = CWAC
-    METHODS["cwac-weights-only"] = CWACWeightsOnly
-    METHODS["cwac-acts-only"] = CWACActsOnly
-except ImportError:
-    pass
-try:  # safelora, csulora
-    from safecircuits.finetune.methods.posthoc import CSULoRA, SafeLoRA
-
-    METHODS["safelora"] = SafeLoRA
-    METHODS["csulora"] = CSULoRA
-except ImportError:
-    pass
+_register("safecircuits.finetune.methods.pact", {"pact": "PACT"})
+_register("safecircuits.finetune.methods.cwac", {"cwac": "CWAC", "cwac-weights-only": "CWACWeightsOnly", "cwac-acts-only": "CWACActsOnly"})
+_register("safecircuits.finetune.methods.posthoc", {"safelora": "SafeLoRA", "csulora": "CSULoRA"})
 # --- end of part B's methods ----------------------------------------------------------------------
 
 
