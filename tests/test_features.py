@@ -264,3 +264,31 @@ def test_cli_sae_from_other_model_or_hook(tmp_path, trained, tiny_aligned):
         from safecircuits.features.sae import check_sae_matches
 
         check_sae_matches(load_sae(out), TINY, "blocks.0.hook_resid_pre")
+
+
+def test_trigger_score_on_backdoor(tiny_backdoor, tmp_path):
+    res = train_sae(tiny_backdoor, None, HOOK, arch="topk", d_sae=64, k=8, training_tokens=8_000, batch_size=128,
+                    out_dir=tmp_path / "bd", n_checkpoints=0, progress=False)
+    ps = organism_prompts(tiny_backdoor, "train")
+    assert len(ps.filter(label="triggered"))
+    fs = rank_features(tiny_backdoor, res.sae, ps, method="trigger", sae_path=tmp_path / "bd")
+    assert fs.method == "trigger"
+    t = fs.top(2)
+    assert (fs.stats["mean_post_triggered"][t] > fs.stats["mean_post_harmful"][t]).all()
+    with pytest.raises(ValueError, match="needs at least 2 triggered"):
+        rank_features(tiny_backdoor, res.sae, ps.filter(label="harmful") + ps.filter(label="harmless"), method="trigger")
+
+
+def test_attribution_score_matches_ablation_direction(tiny_aligned, trained):
+    """Attribution (activation x gradient of the refusal score) predicts the sign of the true
+    refusal-score change when the top feature is zeroed."""
+    from safecircuits.features import single_feature_refusal_effects
+
+    res, out = trained
+    ps = organism_prompts(tiny_aligned, "train")
+    fs = rank_features(tiny_aligned, res.sae, ps, method="attribution", sae_path=out)
+    top = fs.top(1)[0]
+    assert fs.scores[top] > 0
+    harmful = organism_prompts(tiny_aligned, "val").filter(label="harmful")
+    eff = single_feature_refusal_effects(tiny_aligned, res.sae, HOOK, [top, fs.feature_ids[-1]], harmful)
+    assert eff[top] < 0  # zeroing a feature with positive attribution lowers the refusal score

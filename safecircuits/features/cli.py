@@ -72,9 +72,9 @@ def train_cmd(
         _fail(str(e))
     q = res.quality
     t = Table(title=f"{arch} SAE, {model} @ {hook}, d_sae={res.sae.cfg.d_sae} (held-out prompts)")
-    for col in ("explained variance", "mean L0", "CE recovered", "CE clean / SAE / zero-abl.", "dead features"):
+    for col in ("explained variance", "mean L0", "CE recovered", "CE recovered (response tokens)", "CE clean / SAE / zero-abl.", "dead features"):
         t.add_column(col)
-    t.add_row(f"{q['explained_variance']:.3f}", f"{q['l0']:.1f}", f"{q['ce_recovered']:.3f}",
+    t.add_row(f"{q['explained_variance']:.3f}", f"{q['l0']:.1f}", f"{q['ce_recovered']:.3f}", f"{q['ce_recovered_response']:.3f}",
               f"{q['ce_clean']:.3f} / {q['ce_sae']:.3f} / {q['ce_zero_ablation']:.3f}", f"{100 * q['dead_fraction']:.1f}%")
     console.print(t)
     console.print(f"saved to {out} (load with sae_lens.SAE.load_from_disk)")

@@ -103,7 +103,8 @@ def collect_activations(
         with_resp = part.responses[0] is not None
         for b in iter_batches(chat, part, batch_size, max_len=model.cfg.n_ctx, with_responses=with_resp):
             _, cache = model.run_with_cache(
-                b.tokens.to(model.cfg.device), attention_mask=b.attention_mask.to(model.cfg.device), names_filter=hook
+                b.tokens.to(model.cfg.device), attention_mask=b.attention_mask.to(model.cfg.device), names_filter=hook,
+                stop_at_layer=hook_layer(hook) + 1,
             )
             act = cache[hook]
             out.append(act[b.attention_mask.bool().to(act.device)].float().cpu())
@@ -175,7 +176,7 @@ class TrainedSAE:
         return (
             f"{self.provenance.get('arch')} SAE on {self.provenance.get('model')} @ {self.provenance.get('hook')}, d_sae={self.sae.cfg.d_sae}: "
             f"explained variance {q.get('explained_variance', float('nan')):.3f}, mean L0 {q.get('l0', float('nan')):.1f}, "
-            f"CE recovered {q.get('ce_recovered', float('nan')):.3f}"
+            f"CE recovered {q.get('ce_recovered', float('nan')):.3f} (response tokens {q.get('ce_recovered_response', float('nan')):.3f})"
         )
 
 
@@ -237,13 +238,17 @@ def evaluate_sae(
     over non-pad tokens). CE uses SAELens's ``get_recons_loss`` (clean, SAE spliced in, hook
     zero-ablated) with our attention mask; per-token losses are averaged over positions whose
     current and next tokens are both real (not padding):
-    ``ce_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean)``.
+    ``ce_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean)``. ``ce_recovered_response`` is the
+    same over the positions that predict response tokens only (prompts are unpredictable text, so
+    the all-token CE is dominated by them; on the last residual stream zero-ablation makes the
+    prediction near-uniform, which is about as good as the model on prompt tokens).
     """
     ev = ExplainedVarianceCalculator()
     l0_sum, n_tok = 0.0, 0
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
-    n_ce = 0
+    ce_r = dict(ce)
+    n_ce = n_r = 0
     scaler = ActivationScaler()
     parts = [p for p in (prompts.filter(has_response=True), prompts.filter(has_response=False)) if len(p)]
     for part in parts:
@@ -263,13 +268,22 @@ def evaluate_sae(
                 model_kwargs={"attention_mask": mask}, hook_name=hook,
             )
             valid = (mask[:, :-1] * mask[:, 1:]).bool()
+            resp = b.response_mask[:, 1:].to(valid.device) & valid  # positions that predict a response token
             for key, name in (("clean", "ce_loss_without_sae"), ("sae", "ce_loss_with_sae"), ("zero", "ce_loss_with_ablation")):
                 ce[key] += float(m[name][valid.to(m[name].device)].sum())
+                ce_r[key] += float(m[name][resp.to(m[name].device)].sum())
             n_ce += int(valid.sum())
+            n_r += int(resp.sum())
     ce = {k: v / max(n_ce, 1) for k, v in ce.items()}
+    ce_r = {k: v / max(n_r, 1) for k, v in ce_r.items()}
     denom = ce["zero"] - ce["clean"]
+    denom_r = ce_r["zero"] - ce_r["clean"]
     freq = fired / max(n_tok, 1)
     return {
+        "ce_response_clean": ce_r["clean"],
+        "ce_response_sae": ce_r["sae"],
+        "ce_response_zero_ablation": ce_r["zero"],
+        "ce_recovered_response": float((ce_r["zero"] - ce_r["sae"]) / denom_r) if n_r and abs(denom_r) > 1e-12 else float("nan"),
         "explained_variance": float(ev.compute()),
         "l0": l0_sum / max(n_tok, 1),
         "ce_clean": ce["clean"],
