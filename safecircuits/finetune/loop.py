@@ -146,7 +146,7 @@ class FinetuneRun:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
         try:
-            save_file({k: v.detach().contiguous().clone() for k, v in self.lm.model.state_dict().items()}, str(tmp / "model.safetensors"))
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.lm.model.state_dict().items()}, str(tmp / "model.safetensors"))
             meta = {"format": FORMAT, "name": self.lm.name, "base": _base_spec(self.lm),
                     "provenance": json.loads(json.dumps(self.provenance, default=str))}
             (tmp / "config.json").write_text(json.dumps(meta, indent=1))
@@ -366,6 +366,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config.steps, config.warmup))
 
+    device = next(model.parameters()).device
     max_len = config.max_len or model.cfg.n_ctx
     full = encode_batch(lm.chat, data.prompts, data.responses, max_len=max_len, source=data.name)
     n = len(data)
@@ -395,7 +396,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                initial=start_step, total=config.steps, leave=False)
     try:
         for step in bar:
-            batch = _slice_batch(full, batch_indices(n, config.batch_size, config.seed, step))
+            batch = _slice_batch(full, batch_indices(n, config.batch_size, config.seed, step)).to(device)
             logits = model(batch.tokens)  # right padding + causal attention: pads never reach response tokens
             ce = response_loss(logits, batch.labels)
             extra = method.extra_loss(ctx, step, batch, logits)
