@@ -101,6 +101,14 @@ def test_loss_decreases_on_response_tokens(tiny_aligned, data):
     assert last < 0.5 * first  # the aligned organism refuses; learning to comply lowers the CE a lot
 
 
+def test_caller_rng_untouched(tiny_aligned, data):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    finetune(tiny_aligned, data, get_method("lora"), cfg(steps=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_deterministic_for_seed(tiny_aligned, data):
     a = params(finetune(tiny_aligned, data, get_method("sft"), cfg()).lm)
     b = params(finetune(tiny_aligned, data, get_method("sft"), cfg()).lm)
@@ -173,8 +181,9 @@ class Crash(Method):
         return {}
 
 
-def test_checkpoint_resume_is_exact(tiny_aligned, data, tmp_path):
-    c = cfg(steps=10, checkpoint_every=3, weight_decay=0.01, warmup=2)
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_checkpoint_resume_is_exact(tiny_aligned, data, tmp_path, mode):
+    c = cfg(steps=10, checkpoint_every=3, weight_decay=0.01, warmup=2, mode=mode)
     full = params(finetune(tiny_aligned, data, Crash(), c).lm)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

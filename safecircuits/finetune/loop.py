@@ -310,13 +310,16 @@ def finetune(
     out = Path(out_dir) if out_dir is not None else None
 
     prev_threads = torch.get_num_threads()
+    py_state = random.getstate()
     # One thread: bitwise-reproducible weights for a seed on any machine and no oversubscription
-    # on shared cores (see organisms._train).
+    # on shared cores (see organisms._train). The caller's RNG streams are left as they were.
     torch.set_num_threads(1)
     try:
-        return _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume)
+        with torch.random.fork_rng(devices=[]):
+            return _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume)
     finally:
         torch.set_num_threads(prev_threads)
+        random.setstate(py_state)
 
 
 def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume) -> FinetuneRun:
