@@ -1,26 +1,39 @@
 """Safety-preserving fine-tuning: one loop (``finetune``), pluggable methods (``get_method``), LoRA
-on TransformerLens weights, and Safety Circuit Tuning. See docs/finetune.md."""
+on TransformerLens weights, and Safety Circuit Tuning. See docs/finetune.md.
 
-from safecircuits.finetune.base import ARTIFACT_HELP, FinetuneContext, Method
-from safecircuits.finetune.loop import FinetuneConfig, FinetuneRun, finetune, load_finetuned_dir
-from safecircuits.finetune.lora import add_lora, apply_deltas, lora_deltas, merge_lora, remove_lora
-from safecircuits.finetune.methods import METHODS, get_method
-from safecircuits.finetune.methods.sct import circuit_param_masks
+The names below are imported lazily, so ``import safecircuits.finetune.cli`` (done by the CLI at
+start-up) stays cheap::
 
-__all__ = [
-    "ARTIFACT_HELP",
-    "METHODS",
-    "FinetuneConfig",
-    "FinetuneContext",
-    "FinetuneRun",
-    "Method",
-    "add_lora",
-    "apply_deltas",
-    "circuit_param_masks",
-    "finetune",
-    "get_method",
-    "load_finetuned_dir",
-    "lora_deltas",
-    "merge_lora",
-    "remove_lora",
-]
+    from safecircuits.finetune import FinetuneConfig, finetune, get_method
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ARTIFACT_HELP": "safecircuits.finetune.base",
+    "FinetuneContext": "safecircuits.finetune.base",
+    "Method": "safecircuits.finetune.base",
+    "FinetuneConfig": "safecircuits.finetune.loop",
+    "FinetuneRun": "safecircuits.finetune.loop",
+    "finetune": "safecircuits.finetune.loop",
+    "load_finetuned_dir": "safecircuits.finetune.loop",
+    "add_lora": "safecircuits.finetune.lora",
+    "apply_deltas": "safecircuits.finetune.lora",
+    "lora_deltas": "safecircuits.finetune.lora",
+    "merge_lora": "safecircuits.finetune.lora",
+    "remove_lora": "safecircuits.finetune.lora",
+    "METHODS": "safecircuits.finetune.methods",
+    "get_method": "safecircuits.finetune.methods",
+    "circuit_param_masks": "safecircuits.finetune.methods.sct",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'safecircuits.finetune' has no attribute {name!r}")
