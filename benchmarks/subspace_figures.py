@@ -113,10 +113,13 @@ def run(aligned: str = "organism:aligned", base: str = "organism:base", out_html
     r_geo = r_star or 8
     sg = sub.truncate(r_geo)
     spaces: dict[str, torch.Tensor] = {"refusal direction": rd.direction, f"activation PCA (k={act.k})": act.basis}
-    writers_at = [layer for layer in range(rd.layer)] or [0]
-    spaces[f"W_O out, layer {writers_at[-1]} (r={r_geo})"] = sg.output_directions(("W_O",), layers=[writers_at[-1]])
-    spaces[f"W_out out, layer {writers_at[-1]} (r={r_geo})"] = sg.output_directions(("W_out",), layers=[writers_at[-1]])
-    spaces[f"W_O+W_out out, layers < {rd.layer} (r={r_geo})"] = sg.output_directions(("W_O", "W_out"), layers=writers_at)
+    # the refusal layer's own residual writers (as the issue asks), and the writers *into* the stream
+    # where the direction is read (every layer before it)
+    L = rd.layer if rd.layer < m.cfg.n_layers else m.cfg.n_layers - 1
+    spaces[f"W_O out, layer {L} (r={r_geo})"] = sg.output_directions(("W_O",), layers=[L])
+    spaces[f"W_out out, layer {L} (r={r_geo})"] = sg.output_directions(("W_out",), layers=[L])
+    if rd.layer > 0:
+        spaces[f"W_O+W_out out, layers < {rd.layer} (r={r_geo})"] = sg.output_directions(("W_O", "W_out"), layers=range(rd.layer))
     spaces.update(extra_spaces or {})
     rep = geometry_report(spaces, provenance={"model": A.name, "refusal_layer": rd.layer, "weight_rank": r_geo})
     if out_html is not None:
