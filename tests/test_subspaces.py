@@ -176,6 +176,12 @@ def test_weight_subspace_projections(wsub, tiny_aligned):
         param = dict(tiny_aligned.model.named_parameters())[name]
         t = torch.randn(param.shape, generator=g)
         assert torch.allclose(as_matrix(name, wsub.project_param(name, t, complement=True)), wsub.project_out(name, as_matrix(name, t)), atol=1e-6)
+    # projections are differentiable (usable inside a loss) and never touch their input
+    n0 = wsub.names[0]
+    x = torch.randn(*wsub.matrix_shape(n0), generator=g, requires_grad=True)
+    x0 = x.detach().clone()
+    wsub.project_out(n0, x).pow(2).sum().backward()
+    assert torch.allclose(x.grad, 2 * wsub.project_out(n0, x0), atol=1e-5) and torch.equal(x.detach(), x0)
     with pytest.raises(SubspaceShapeError, match="matrix view"):
         wsub.project(wsub.names[0], torch.zeros(3, 3))
     with pytest.raises(KeyError, match="not in this subspace"):

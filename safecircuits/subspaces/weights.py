@@ -166,10 +166,9 @@ class WeightDeltaSubspace:
                 f"{name}: delta has shape {tuple(delta.shape)} but the subspace expects the [d_out, d_in] matrix view {want}; "
                 "convert TransformerLens tensors with project_param or models.weights.as_matrix"
             )
-        d = delta.detach()
-        u = u.to(device=d.device, dtype=torch.float64)
-        vh = vh.to(device=d.device, dtype=torch.float64)
-        x = d.double()
+        u = u.to(device=delta.device, dtype=torch.float64)
+        vh = vh.to(device=delta.device, dtype=torch.float64)
+        x = delta.double()  # differentiable: usable inside a loss as well as on updates
         if side == "out":
             p = u @ (u.T @ x)
         elif side == "in":
@@ -182,7 +181,7 @@ class WeightDeltaSubspace:
 
     def project_out(self, name: str, delta: Float[Tensor, "d_out d_in"], side: str = "out") -> Float[Tensor, "d_out d_in"]:
         """The part of `delta` orthogonal to the subspace: ``delta - project(delta)``."""
-        return (delta.detach().double() - self.project(name, delta, side).double()).to(delta.dtype)
+        return (delta.double() - self.project(name, delta, side).double()).to(delta.dtype)
 
     def project_param(self, name: str, delta: Tensor, complement: bool = False, side: str = "out") -> Tensor:
         """Like :meth:`project` / :meth:`project_out`, for a delta in the TransformerLens layout of `name`."""
@@ -191,7 +190,7 @@ class WeightDeltaSubspace:
             self._get(name)
         if tuple(delta.shape) != tuple(shape):  # type: ignore[arg-type]
             raise SubspaceShapeError(f"{name}: delta has shape {tuple(delta.shape)}, expected the parameter shape {shape}")
-        m = as_matrix(name, delta.detach())
+        m = as_matrix(name, delta)
         p = self.project_out(name, m, side) if complement else self.project(name, m, side)
         return from_matrix(name, p, delta.shape).contiguous()
 
@@ -284,7 +283,7 @@ def safelora_project(
     for n, d in deltas.items():
         if n in chosen:
             p = _c_apply(sub, n, d) if projector == "safelora" else sub.project(n, d.double(), "out")
-            new[n] = p.to(d.dtype)
+            new[n] = p.to(d.dtype).detach()
         else:
             new[n] = d.detach().clone()
     report = {"cosines": cos, "projected": sorted(chosen), "tau": tau, "k": k, "projector": projector, "rank": sub.rank}
