@@ -25,6 +25,7 @@ def test_sae_on_smollm2(tmp_path):
     res = train_sae(lm, ps, hook, arch="topk", d_sae=1024, k=32, training_tokens=20_000, batch_size=256, lr=1e-3,
                     out_dir=out, n_checkpoints=1, progress=False)
     q = res.quality
+    print('smollm2 SAE quality', q)
     assert q["l0"] <= 32 + 1e-6
     assert q["explained_variance"] > 0.3, q  # 20k tokens is a tiny budget; an untrained SAE is far below
     assert q["ce_sae"] < q["ce_zero_ablation"]
