@@ -51,13 +51,25 @@ def neuron_hook(layer: int) -> str:
     return f"blocks.{layer}.mlp.hook_post"
 
 
+# Probe prompts for the template suffix: they differ in their last word, in English and in the
+# organism language alike. (Probing with words outside a word-level vocabulary would make every
+# probe end in the same <unk> tokens, which look like template tokens.)
+_SUFFIX_PROBES = ("alpha beta", "gamma delta epsilon", "how do i bake the bread ?", "tell me how to plant the tulip .", "sure")
+
+
 def common_suffix_len(chat: ChatFormat) -> int:
-    """Number of template tokens after the user's text (the post-instruction positions)."""
-    a, b = chat.prompt_ids("alpha beta"), chat.prompt_ids("gamma delta epsilon")
-    n = 0
-    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-        n += 1
-    return max(n, 1)
+    """Number of template tokens after the user's text (the post-instruction positions): the
+    shortest token suffix shared by any two probe prompts whose last words differ."""
+    ids = [chat.prompt_ids(p) for p in _SUFFIX_PROBES]
+    best = None
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            a, b = ids[i], ids[j]
+            n = 0
+            while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+                n += 1
+            best = n if best is None else min(best, n)
+    return max(best or 0, 1)
 
 
 def position_classes(batch: TokenBatch, suffix_len: int) -> Int[Tensor, "batch pos"]:

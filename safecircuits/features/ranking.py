@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.hooks import common_suffix_len
-from safecircuits.data.chat import ChatFormat, TemplateChat, encode_batch
+from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.features.sae import check_sae_matches, hook_layer
 from safecircuits.models import LoadedModel
@@ -40,19 +40,7 @@ ORGANISM_REFUSAL_STARTS = ["sorry", "i", "no"]
 
 
 def post_instruction_len(chat: ChatFormat) -> int:
-    """Number of template tokens after the user's text.
-
-    For a :class:`TemplateChat` it is the token count of the template's tail (after ``{prompt}``),
-    checked against a real encoding; otherwise (and if that check fails) it falls back to
-    :func:`safecircuits.circuits.hooks.common_suffix_len`. (The fallback over-counts on
-    word-level tokenizers, where both of its probe texts become unknown-word tokens.)
-    """
-    if isinstance(chat, TemplateChat):
-        tail = chat.template.split("{prompt}", 1)[1]
-        ids = chat.encode(tail)
-        full = chat.prompt_ids("x")
-        if ids and full[-len(ids) :] == ids:
-            return len(ids)
+    """Number of template tokens after the user's text (see :func:`safecircuits.circuits.hooks.common_suffix_len`)."""
     return common_suffix_len(chat)
 
 
