@@ -7,8 +7,7 @@ The public API is re-exported here (imported lazily, so ``import safecircuits`` 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from safecircuits._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -32,10 +31,5 @@ _EXPORTS = {
     "circuit_report_html": "safecircuits.viz",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'safecircuits' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
+__all__ = __all__ + ["__version__"]

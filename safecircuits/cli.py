@@ -182,6 +182,24 @@ def demo(
     run_demo(out=out, size=size, console=console)
 
 
+# Sub-apps of the analysis packages. Their modules import only typer/rich at module level (the
+# heavy imports happen inside each command), so `safecircuits --help` stays fast.
+def _register_subapps() -> None:
+    from safecircuits.features.cli import app as sae_app
+    from safecircuits.finetune.bench_cli import bench_app
+    from safecircuits.finetune.cli import finetune_command, methods_command
+    from safecircuits.subspaces.cli import app as subspace_app
+
+    app.add_typer(sae_app, name="sae")
+    app.add_typer(subspace_app, name="subspace")
+    app.command("finetune")(finetune_command)
+    app.command("finetune-methods")(methods_command)
+    app.add_typer(bench_app, name="bench")
+
+
+_register_subapps()
+
+
 def main() -> None:  # pragma: no cover
     app()
 

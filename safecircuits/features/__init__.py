@@ -2,33 +2,28 @@
 ranking (diff / attribution / trigger scores), and causal interventions (ablation, clamping).
 
 For CWAC (fine-tuning): :func:`load_sae`, :meth:`FeatureSet.load` and :func:`feature_acts`
-(activations of chosen features, differentiable w.r.t. the model's parameters).
-"""
+(activations of chosen features, differentiable w.r.t. the model's parameters)."""
 
-from safecircuits.features.intervene import (
-    FeatureEffect,
-    clamp_effect,
-    feature_ablation_effect,
-    feature_acts,
-    frequency_matched,
-    single_feature_refusal_effects,
-    splice_sae,
-)
-from safecircuits.features.ranking import FeatureSet, post_instruction_len, rank_features
-from safecircuits.features.sae import (
-    ARCHS,
-    SAETrainConfig,
-    TrainedSAE,
-    collect_activations,
-    default_sae_prompts,
-    evaluate_sae,
-    load_sae,
-    train_sae,
-    valid_hooks,
-)
+from safecircuits._lazy import lazy_exports
 
-__all__ = [
-    "ARCHS", "FeatureEffect", "FeatureSet", "SAETrainConfig", "TrainedSAE", "clamp_effect", "collect_activations",
-    "default_sae_prompts", "evaluate_sae", "feature_ablation_effect", "feature_acts", "frequency_matched", "load_sae",
-    "post_instruction_len", "rank_features", "single_feature_refusal_effects", "splice_sae", "train_sae", "valid_hooks",
-]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "ARCHS": "safecircuits.features.sae",
+    "FeatureEffect": "safecircuits.features.intervene",
+    "FeatureSet": "safecircuits.features.ranking",
+    "SAETrainConfig": "safecircuits.features.sae",
+    "TrainedSAE": "safecircuits.features.sae",
+    "clamp_effect": "safecircuits.features.intervene",
+    "collect_activations": "safecircuits.features.sae",
+    "default_sae_prompts": "safecircuits.features.sae",
+    "evaluate_sae": "safecircuits.features.sae",
+    "feature_ablation_effect": "safecircuits.features.intervene",
+    "feature_acts": "safecircuits.features.intervene",
+    "frequency_matched": "safecircuits.features.intervene",
+    "load_sae": "safecircuits.features.sae",
+    "post_instruction_len": "safecircuits.features.ranking",
+    "rank_features": "safecircuits.features.ranking",
+    "single_feature_refusal_effects": "safecircuits.features.intervene",
+    "splice_sae": "safecircuits.features.intervene",
+    "train_sae": "safecircuits.features.sae",
+    "valid_hooks": "safecircuits.features.sae",
+})

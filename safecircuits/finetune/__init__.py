@@ -9,8 +9,7 @@ start-up) stays cheap::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from safecircuits._lazy import lazy_exports
 
 _EXPORTS = {
     "ARTIFACT_HELP": "safecircuits.finetune.base",
@@ -30,10 +29,4 @@ _EXPORTS = {
     "circuit_param_masks": "safecircuits.finetune.methods.sct",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'safecircuits.finetune' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,56 +1,28 @@
 """Safety subspaces: the refusal direction (Arditi et al.), activation-difference subspaces,
 the weight-delta subspace (SafeLoRA), and their geometry. See docs/subspaces.md."""
 
-from safecircuits.subspaces.activation import (
-    ActivationSubspace,
-    collect_activations,
-    compute_activation_subspace,
-)
-from safecircuits.subspaces.geometry import (
-    GeometryReport,
-    chance_overlap,
-    geometry_report,
-    overlap,
-    principal_angles,
-)
-from safecircuits.subspaces.refusal import (
-    RefusalDirection,
-    activation_addition,
-    compute_candidate_directions,
-    directional_ablation,
-    find_refusal_direction,
-    orthogonalize_weights,
-    resid_hook_name,
-    score_candidates,
-)
-from safecircuits.subspaces.weights import (
-    SubspaceShapeError,
-    WeightDeltaSubspace,
-    apply_delta_projection,
-    safelora_cosines,
-    safelora_project,
-)
+from safecircuits._lazy import lazy_exports
 
-__all__ = [
-    "ActivationSubspace",
-    "GeometryReport",
-    "RefusalDirection",
-    "SubspaceShapeError",
-    "WeightDeltaSubspace",
-    "activation_addition",
-    "apply_delta_projection",
-    "chance_overlap",
-    "collect_activations",
-    "compute_activation_subspace",
-    "compute_candidate_directions",
-    "directional_ablation",
-    "find_refusal_direction",
-    "geometry_report",
-    "orthogonalize_weights",
-    "overlap",
-    "principal_angles",
-    "resid_hook_name",
-    "safelora_cosines",
-    "safelora_project",
-    "score_candidates",
-]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "ActivationSubspace": "safecircuits.subspaces.activation",
+    "GeometryReport": "safecircuits.subspaces.geometry",
+    "RefusalDirection": "safecircuits.subspaces.refusal",
+    "SubspaceShapeError": "safecircuits.subspaces.weights",
+    "WeightDeltaSubspace": "safecircuits.subspaces.weights",
+    "activation_addition": "safecircuits.subspaces.refusal",
+    "apply_delta_projection": "safecircuits.subspaces.weights",
+    "chance_overlap": "safecircuits.subspaces.geometry",
+    "collect_activations": "safecircuits.subspaces.activation",
+    "compute_activation_subspace": "safecircuits.subspaces.activation",
+    "compute_candidate_directions": "safecircuits.subspaces.refusal",
+    "directional_ablation": "safecircuits.subspaces.refusal",
+    "find_refusal_direction": "safecircuits.subspaces.refusal",
+    "geometry_report": "safecircuits.subspaces.geometry",
+    "orthogonalize_weights": "safecircuits.subspaces.refusal",
+    "overlap": "safecircuits.subspaces.geometry",
+    "principal_angles": "safecircuits.subspaces.geometry",
+    "resid_hook_name": "safecircuits.subspaces.refusal",
+    "safelora_cosines": "safecircuits.subspaces.weights",
+    "safelora_project": "safecircuits.subspaces.weights",
+    "score_candidates": "safecircuits.subspaces.refusal",
+})
