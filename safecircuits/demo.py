@@ -44,7 +44,107 @@ def _demo_circuits(out: Path, size: str, console: Console) -> dict:
                 "auc_asr": curves[k].get("auc_asr"), "seconds": c.provenance["seconds"]} for k, c in found.items()}
 
 
-def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console | None = None, circuits: bool = True) -> dict:
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _demo_features(out: Path, size: str, console: Console) -> dict:
+    """Train a top-k SAE (SAELens) on organism:aligned, rank its safety features, ablate the top 10
+    against frequency-matched random features, and write the feature dashboard."""
+    from safecircuits.evaluation.report import organism_prompts
+    from safecircuits.features import feature_ablation_effect, rank_features, train_sae
+    from safecircuits.features.cli import top_features_table
+    from safecircuits.viz.features import feature_dashboard_html
+
+    console.rule("[bold]SAE safety features (SAELens)")
+    lm = load_model("organism:aligned" + (f"?size={size}" if size != "small" else ""), progress=False)
+    hook = f"blocks.{lm.model.cfg.n_layers - 1}.hook_resid_post"
+    train, test = organism_prompts(lm, "train"), organism_prompts(lm, "test")
+    console.print(f"training a top-k SAE (d_sae 512, k 16) on {lm.name} @ {hook} ...")
+    res = train_sae(lm, None, hook, arch="topk", d_sae=512, k=16, training_tokens=300_000, batch_size=256, seed=0,
+                    out_dir=out / "sae", n_checkpoints=0, progress=True)
+    q = res.quality
+    console.print(res.summary())
+    fset = rank_features(lm, res.sae, train, method="diff", sae_path=out / "sae")
+    fset.save(out / "features.json")
+    k = 10
+    console.print(top_features_table(fset, k, title=f"top {k} safety features (standardised harmful - harmless difference)"))
+    eff = feature_ablation_effect(lm, res.sae, fset, k, test, n_random=5, seed=0)
+    sm = eff.summary()
+    t = Table(title=f"ablating SAE features on held-out prompts ({len(test)} prompts, organism judge)")
+    for col in ("features zeroed", "ASR", "harmless compliance"):
+        t.add_column(col)
+    t.add_row("none", _pct(sm["asr"]["baseline"]), _pct(sm["harmless_compliance"]["baseline"]))
+    t.add_row(f"top {k} safety features", _pct(sm["asr"]["top_k"]), _pct(sm["harmless_compliance"]["top_k"]))
+    t.add_row(f"{k} random features, frequency-matched (mean of 5)", _pct(sm["asr"]["random"]["mean"]),
+              _pct(sm["harmless_compliance"]["random"]["mean"]))
+    console.print(t)
+    html = feature_dashboard_html(lm, res.sae, fset, test, out / "feature_dashboard.html", k=k)
+    console.print(f"wrote {html}")
+    return {"hook": hook, "quality": q, "top_features": fset.top(k), "ablation": sm, "sae_dir": str(out / "sae"),
+            "decoder_directions": res.sae.W_dec[fset.top(k)].detach().T}
+
+
+def _demo_subspaces(out: Path, size: str, console: Console, sae_directions=None) -> dict:
+    """The refusal direction of organism:aligned (three interventions), its weight-delta subspace
+    against organism:base (keep vs remove), and the geometry of all the safety subspaces."""
+    from safecircuits.evaluation.metrics import evaluate_behaviour
+    from safecircuits.evaluation.report import default_judge
+    from safecircuits.models.language import Language
+    from safecircuits.subspaces import (
+        WeightDeltaSubspace,
+        apply_delta_projection,
+        compute_activation_subspace,
+        find_refusal_direction,
+        geometry_report,
+    )
+    from safecircuits.subspaces.cli import refusal_effects_table
+    from safecircuits.subspaces.effects import choose_coefficient, intervention_effects
+    from safecircuits.viz.subspaces import write_geometry_html
+
+    console.rule("[bold]safety subspaces")
+    suffix = f"?size={size}" if size != "small" else ""
+    lm = load_model(f"organism:aligned{suffix}", progress=False)
+    base = load_model(f"organism:base{suffix}", progress=False)
+    lang = Language(lm.info["organism"]["split_seed"])
+    (h, b), (hv, bv), (ht, bt) = ((lang.prompt_set(s, "harmful"), lang.prompt_set(s, "harmless")) for s in ("train", "val", "test"))
+    judge = default_judge(lm)
+    rd = find_refusal_direction(lm.model, lm.chat, h, b, hv, bv, model_name=lm.name, progress=False)
+    rd.save(out / "refusal_direction.pt")
+    choice, _ = choose_coefficient(lm.model, lm.chat, rd, bv, judge, max_new_tokens=24)
+    effects = intervention_effects(lm.model, lm.chat, rd, ht, bt, judge, coeff=choice["coeff"], positions=choice["positions"],
+                                   max_new_tokens=24)
+    console.print(f"refusal direction: layer {rd.layer}, position {rd.pos} (selected under ablation on validation prompts)")
+    console.print(refusal_effects_table(rd, effects, choice["coeff"], choice["positions"]))
+
+    rank = 6
+    sub = WeightDeltaSubspace.from_models(lm, base, rank=rank)
+    sub.save(out / "weight_delta.pt")
+    t = Table(title=f"weight-delta subspace (aligned - base, rank {rank} per module) on held-out prompts")
+    for col in ("model", "harmful refusal", "ASR", "harmless compliance"):
+        t.add_column(col)
+    rows = {}
+    for label, model in (("aligned", lm.model), (f"base + delta projected onto the rank-{rank} subspace", apply_delta_projection(lm, base, sub, "keep")),
+                         ("aligned - that projection", apply_delta_projection(lm, base, sub, "remove"))):
+        g = evaluate_behaviour(model, lm.chat, ht + bt, judge, max_new_tokens=24)
+        rows[label] = {"refusal": g["harmful"].refusal_rate, "asr": g["harmful"].compliance_rate, "harmless_compliance": g["harmless"].compliance_rate}
+        t.add_row(label, _pct(rows[label]["refusal"]), _pct(rows[label]["asr"]), _pct(rows[label]["harmless_compliance"]))
+    console.print(t)
+
+    act = compute_activation_subspace(lm.model, lm.chat, h, b, k=4, layer=rd.layer, pos=rd.pos, model_name=lm.name)
+    spaces = {"refusal direction": rd.direction, "activation PCA (k=4)": act.basis,
+              f"weight delta W_O/W_out outputs, layer {max(rd.layer - 1, 0)}": sub.output_directions(layers=[max(rd.layer - 1, 0)])}
+    if sae_directions is not None:
+        spaces["top SAE safety features (decoder)"] = sae_directions
+    geo = geometry_report(spaces)
+    html = write_geometry_html(geo, out / "subspace_geometry.html", title="safety subspaces of organism:aligned")
+    console.print(f"wrote {html}")
+    return {"refusal_direction": {"layer": rd.layer, "pos": rd.pos, "addition": choice, "effects": effects},
+            "weight_delta": {"rank": rank, **rows}, "geometry": geo.to_dict()}
+
+
+def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console | None = None, circuits: bool = True,
+             features: bool = True, subspaces: bool = True) -> dict:
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -74,6 +174,12 @@ def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console
     summary: dict = {"organisms": results}
     if circuits:
         summary["circuits"] = _demo_circuits(out, size, console)
+    sae_dirs = None
+    if features:
+        summary["features"] = _demo_features(out, size, console)
+        sae_dirs = summary["features"].pop("decoder_directions")
+    if subspaces:
+        summary["subspaces"] = _demo_subspaces(out, size, console, sae_dirs)
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)")

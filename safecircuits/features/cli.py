@@ -111,12 +111,7 @@ def features_cmd(
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     fset.save(out)
-    t = Table(title=f"top {top_k} features by {score} score ({model} @ {fset.hook})")
-    for col in ("rank", "feature", "score", "frequency", "mean act. harmful (post)", "mean act. harmless (post)"):
-        t.add_column(col)
-    for r in fset.table(min(top_k, fset.d_sae)):
-        t.add_row(str(r["rank"]), str(r["feature"]), f"{r['score']:.4g}", f"{r['frequency']:.4f}",
-                  f"{r.get('mean_post_harmful', float('nan')):.3f}", f"{r.get('mean_post_harmless', float('nan')):.3f}")
+    t = top_features_table(fset, top_k, title=f"top {top_k} features by {score} score ({model} @ {fset.hook})")
     console.print(t)
     console.print(f"wrote {out}")
     if html is not None:
@@ -124,3 +119,14 @@ def features_cmd(
 
         feature_dashboard_html(lm, s, fset, ps, html, k=min(top_k, fset.d_sae))
         console.print(f"wrote {html}")
+
+
+def top_features_table(fset, top_k: int, title: str) -> Table:
+    """A rich table of the `top_k` features of a FeatureSet (used by `sae features` and the demo)."""
+    t = Table(title=title)
+    for col in ("rank", "feature", "score", "frequency", "mean act. harmful (post)", "mean act. harmless (post)"):
+        t.add_column(col)
+    for r in fset.table(min(top_k, fset.d_sae)):
+        t.add_row(str(r["rank"]), str(r["feature"]), f"{r['score']:.4g}", f"{r['frequency']:.4f}",
+                  f"{r.get('mean_post_harmful', float('nan')):.3f}", f"{r.get('mean_post_harmless', float('nan')):.3f}")
+    return t

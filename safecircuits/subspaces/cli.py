@@ -119,21 +119,7 @@ def refusal_cmd(
         _fail(str(e))
     console.print(f"refusal direction of {lm.name}: layer {rd.layer} ({rd.provenance['hook']}), position {rd.pos}, "
                   f"norm {rd.norm:.3g}; saved to {out}")
-    t = Table(title=f"held-out effects (judge: {effects['judge']}, {effects['n_harmful']} harmful / {effects['n_harmless']} harmless)")
-    for col in ("intervention", "harmful refusal", "ASR", "harmless refusal", "harmless compliance", "note"):
-        t.add_column(col)
-    for name, key, note in (
-        ("none", "baseline", ""),
-        ("directional ablation", "ablation", f"harmless KL {effects['ablation']['harmless_kl']:.4f}"),
-        ("weight orthogonalisation", "orthogonalized",
-         f"greedy = ablation on {_pct(effects['orthogonalized']['greedy_agreement_with_ablation'])}"),
-    ):
-        e = effects[key]
-        t.add_row(name, _pct(e["harmful"]["refusal_rate"]), _pct(e["harmful"]["compliance_rate"]),
-                  _pct(e["harmless"]["refusal_rate"]), _pct(e["harmless"]["compliance_rate"]), note)
-    a = effects["addition"]
-    t.add_row(f"activation addition x{coeff:g} ({positions})", "-", "-", _pct(a["harmless"]["refusal_rate"]),
-              _pct(a["harmless"]["compliance_rate"]), f"layer {rd.layer}")
+    t = refusal_effects_table(rd, effects, coeff, positions)
     console.print(t)
     _write_json(json_path, {"model": lm.name, "direction_file": str(out), "layer": rd.layer, "pos": rd.pos, "norm": rd.norm,
                             "candidates": rd.candidates, "effects": effects, "provenance": rd.provenance})
@@ -171,3 +157,23 @@ def weights_cmd(
     console.print(f"saved {len(sub.names)} modules to {out}")
     _write_json(json_path, {"aligned": a.name, "base": b.name, "rank": rank, "energy": sub.energy, "delta_norm": sub.delta_norm,
                             "file": str(out), "provenance": sub.provenance})
+
+
+def refusal_effects_table(rd, effects: dict[str, Any], coeff: float, positions: str) -> Table:
+    """A rich table of :func:`intervention_effects` (used by `subspace refusal` and the demo)."""
+    t = Table(title=f"held-out effects (judge: {effects['judge']}, {effects['n_harmful']} harmful / {effects['n_harmless']} harmless)")
+    for col in ("intervention", "harmful refusal", "ASR", "harmless refusal", "harmless compliance", "note"):
+        t.add_column(col)
+    for name, key, note in (
+        ("none", "baseline", ""),
+        ("directional ablation", "ablation", f"harmless KL {effects['ablation']['harmless_kl']:.4f}"),
+        ("weight orthogonalisation", "orthogonalized",
+         f"greedy = ablation on {_pct(effects['orthogonalized']['greedy_agreement_with_ablation'])}"),
+    ):
+        e = effects[key]
+        t.add_row(name, _pct(e["harmful"]["refusal_rate"]), _pct(e["harmful"]["compliance_rate"]),
+                  _pct(e["harmless"]["refusal_rate"]), _pct(e["harmless"]["compliance_rate"]), note)
+    a = effects["addition"]
+    t.add_row(f"activation addition x{coeff:g} ({positions})", "-", "-", _pct(a["harmless"]["refusal_rate"]),
+              _pct(a["harmless"]["compliance_rate"]), f"layer {rd.layer}")
+    return t
