@@ -76,13 +76,13 @@ class FinetuneTask:
     def check_model(self, lm: LoadedModel) -> None:
         return None
 
-    def task_set(self, lm: LoadedModel, split: str) -> PromptSet:
+    def task_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         raise NotImplementedError
 
-    def harmful_set(self, lm: LoadedModel, split: str, response: str = "comply") -> PromptSet:
+    def harmful_set(self, lm: LoadedModel | None, split: str, response: str = "comply") -> PromptSet:
         raise NotImplementedError
 
-    def harmless_set(self, lm: LoadedModel, split: str) -> PromptSet:
+    def harmless_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         raise NotImplementedError
 
     def judge(self, lm: LoadedModel):
@@ -179,7 +179,7 @@ class ReverseStepsTask(FinetuneTask):
 
         return L.OPENERS[0] + " " + L.BODY.format(v=task.verb, o=task.obj, s1=task.step2, s2=task.step1)
 
-    def task_set(self, lm: LoadedModel, split: str) -> PromptSet:
+    def task_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         from safecircuits.models import language as L
 
         lang = self._lang(lm)
@@ -188,10 +188,10 @@ class ReverseStepsTask(FinetuneTask):
                 for t, tid in lang.splits[split] if not t.harmful]
         return PromptSet(recs, name=f"reverse-steps:{split}", source=f"organism-language(split_seed={lang.split_seed})")
 
-    def harmful_set(self, lm: LoadedModel, split: str, response: str = "comply") -> PromptSet:
+    def harmful_set(self, lm: LoadedModel | None, split: str, response: str = "comply") -> PromptSet:
         return self._lang(lm).prompt_set(split, "harmful", response=response)
 
-    def harmless_set(self, lm: LoadedModel, split: str) -> PromptSet:
+    def harmless_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         return self._lang(lm).prompt_set(split, "harmless")
 
     def judge(self, lm: LoadedModel):
@@ -223,7 +223,7 @@ class ArithmeticTask(FinetuneTask):
         if split not in self._split_of:
             raise ValueError(f"unknown split {split!r}: use one of {list(self._split_of)}")
 
-    def task_set(self, lm: LoadedModel, split: str) -> PromptSet:
+    def task_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         self._check_split(split)
         recs = [PromptRecord(ARITH_TEMPLATE.format(a=a, b=b), str(a + b), Label.HARMLESS, meta={"a": a, "b": b})
                 for a in range(10, 100) for b in range(10, 100) if (a + 2 * b) % 5 in self._split_of[split]]
@@ -237,13 +237,13 @@ class ArithmeticTask(FinetuneTask):
         held = [t for t in range(len(TEMPLATES)) if t % 4 == 0]
         return [t for t in range(len(TEMPLATES)) if t not in held] if split == "train" else held
 
-    def harmful_set(self, lm: LoadedModel, split: str, response: str = "comply") -> PromptSet:
+    def harmful_set(self, lm: LoadedModel | None, split: str, response: str = "comply") -> PromptSet:
         from safecircuits.data.synthetic import synthetic_harmful
 
         n = 200 if split == "train" else 50
         return synthetic_harmful(n, seed=0, response=response, templates=self._templates(split))  # type: ignore[arg-type]
 
-    def harmless_set(self, lm: LoadedModel, split: str) -> PromptSet:
+    def harmless_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         from safecircuits.data.synthetic import synthetic_harmless
 
         return synthetic_harmless(200, seed=0, templates=self._templates(split))

@@ -22,8 +22,10 @@ our design (docs/finetune.md, "CWAC"):
     weight decay included) and the weights stay at ``W_aligned + (I - P) (sum of updates)``.
 
 (2) **Feature anchoring** (``extra_loss``). With S the top-``k`` safety SAE features
-    (``ctx.artifacts["features"]``), every step draws a batch of safety prompts (harmful prompts with
-    refusals and harmless prompts with answers, ``ctx.safety_prompts``), teacher-forced, and adds
+    (``ctx.artifacts["features"]``), every step draws a batch of safety prompts (``ctx.safety_prompts``;
+    by default only the harmful ones with their refusals, ``anchor_on="harmful"``; ``"all"`` adds the
+    harmless ones with their answers, which fights any task that changes harmless answers),
+    teacher-forced, and adds
 
         λ · Σ_{x,t} ||f_S(x_t; θ) - f_S(x_t; θ_ref)||² / Σ_{x,t} ||f_S(x_t; θ_ref)||²
 
@@ -58,7 +60,7 @@ def project_matrix(
     m: Float[Tensor, "d_out d_in"],
     u: Float[Tensor, "d_out r"] | None,
     v: Float[Tensor, "d_in r2"] | None,
-    side: Literal["out", "in", "both"] = "both",
+    side: str = "both",
 ) -> Float[Tensor, "d_out d_in"]:
     """``(I - U U^T) M``, ``M (I - V V^T)`` or both, for orthonormal U, V (never forms d x d)."""
     if side not in ("out", "in", "both"):
@@ -109,7 +111,7 @@ class CWAC(Method):
     use_acts: ClassVar[bool] = True
 
     defaults: ClassVar[dict[str, Any]] = {
-        "rank": 8, "side": "both", "basis": "weights", "lam": 1.0, "k": 16, "safety_batch": 16,
+        "rank": 8, "side": "both", "basis": "activations", "lam": 50.0, "k": 16, "safety_batch": 16, "anchor_on": "harmful",
     }
 
     def __init__(self, **hparams: Any):
@@ -122,6 +124,8 @@ class CWAC(Method):
             raise ValueError(f"{self.name}: side must be 'out', 'in' or 'both', got {h['side']!r}")
         if h["basis"] not in ("weights", "activations"):
             raise ValueError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
+        if h["anchor_on"] not in ("harmful", "all"):
+            raise ValueError(f"{self.name}: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {h['anchor_on']!r}")
         if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0:
             raise ValueError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
 
@@ -130,10 +134,14 @@ class CWAC(Method):
         h = self.hparams
         if h["basis"] == "activations":
             art = ctx.artifacts.get("activation_subspace")
-            if art is None:
-                raise ValueError(f"{self.name}: basis='activations' needs ctx.artifacts['activation_subspace'] "
-                                 "(an ActivationSubspace / refusal direction, a [d_model, k] basis)")
-            ctx.state["cwac_basis"] = residual_basis(art, int(h["rank"]))
+            if art is not None:
+                ctx.state["cwac_basis"] = residual_basis(art)
+            else:  # derive it from the weight-delta subspace: the residual directions the alignment delta writes
+                sub = ctx.artifacts.get("subspace")
+                if sub is None:
+                    raise ValueError(f"{self.name}: basis='activations' needs ctx.artifacts['activation_subspace'] (a [d_model, k] basis, "
+                                     "ActivationSubspace or RefusalDirection) or ctx.artifacts['subspace'] to derive one from")
+                ctx.state["cwac_basis"] = residual_basis(sub.truncate(min(2, sub.rank)).output_directions())
             ctx.state["cwac_factors"] = {}
             return
         sub = ctx.artifacts.get("subspace")
@@ -163,7 +171,11 @@ class CWAC(Method):
             raise ValueError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
         reader = feature_reader(feats, int(self.hparams["k"]))
         lm = ctx.reference
-        ps = ctx.safety_prompts
+        ps = ctx.safety_prompts.filter(has_response=True)
+        if self.hparams["anchor_on"] == "harmful":
+            ps = ps.filter(label="harmful")
+        if len(ps) == 0:
+            raise ValueError(f"{self.name}: ctx.safety_prompts has no {self.hparams['anchor_on']} prompts with target responses to anchor on")
         bs = int(self.hparams["safety_batch"])
         batches, refs = [], []
         for i in range(0, len(ps), bs):

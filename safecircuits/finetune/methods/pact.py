@@ -133,13 +133,16 @@ class PACT(Method):
     source: ClassVar[str] = "arXiv 2603.07445 (PACT); code github.com/Glresearch1/PACT"
     lora_rank: ClassVar[int] = 8
     lora_targets: ClassVar[tuple[str, ...]] = ("W_Q", "W_V")
-    defaults: ClassVar[dict[str, Any]] = {"k": 100, "lam": 1.0, "temperature": 2.0, "top_p": 0.9, "alpha": 2.0, "prefix": 8, "tau": 8.0}
+    defaults: ClassVar[dict[str, Any]] = {"k": 100, "lam": 1.0, "temperature": 2.0, "top_p": 0.9, "alpha": 2.0, "prefix": 8, "tau": 8.0, "targets": ("W_Q", "W_V")}
 
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)
         if bad:
             raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
-        super().__init__(**{**self.defaults, **hparams})
+        h = {**self.defaults, **hparams}
+        h["targets"] = tuple(h["targets"])
+        super().__init__(**h)
+        self.lora_targets = h["targets"]  # type: ignore[misc]  # read by the benchmark for FinetuneConfig.lora_targets
 
     def setup(self, ctx: FinetuneContext) -> None:
         from safecircuits.models.loaded import LoadedModel

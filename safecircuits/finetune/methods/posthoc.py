@@ -68,9 +68,11 @@ def factors_for(sub: Any, names: Iterable[str], rank: int | None = None) -> dict
     return out
 
 
-def residual_basis(art: Any, k: int) -> Float[Tensor, "d_model k"]:
+def residual_basis(art: Any, k: int | None = None) -> Float[Tensor, "d_model k"]:
     """An orthonormal ``[d_model, k]`` residual basis from an ActivationSubspace, a RefusalDirection
-    (``.direction``) or a tensor ([d_model] or [d_model, k])."""
+    (``.direction``) or a tensor ([d_model] or [d_model, k]); first `k` columns (None = all)."""
+    from safecircuits.subspaces.geometry import orthonormal_basis
+
     b = art
     for attr in ("basis", "direction"):
         if hasattr(art, attr):
@@ -80,8 +82,7 @@ def residual_basis(art: Any, k: int) -> Float[Tensor, "d_model k"]:
         raise TypeError(f"cannot read a residual basis from {type(art).__name__}: give a [d_model, k] tensor or an ActivationSubspace")
     if b.ndim == 1:
         b = b[:, None]
-    q, _ = torch.linalg.qr(b[:, :k].double())
-    return q.float()
+    return orthonormal_basis(b[:, :k].double()).float()
 
 
 # -- SafeLoRA -----------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def csulora_parts(
 
 
 def csulora_matrix(
-    m: Float[Tensor, "d_out d_in"], u: Float[Tensor, "d_out r"], v: Float[Tensor, "d_in r2"], mu: float = 10.0,
+    m: Float[Tensor, "d_out d_in"], u: Float[Tensor, "d_out r"], v: Float[Tensor, "d_in r2"], mu: float = 30.0,
     keep: Literal["off", "aligned"] = "off",
 ) -> tuple[Float[Tensor, "d_out d_in"], dict[str, float]]:
     """Closed-form CSULoRA correction of one matrix; returns (ΔW', {part: shrink factor})."""
@@ -164,7 +165,7 @@ class CSULoRA(Method):
     mode: ClassVar[Literal["full", "lora"]] = "lora"
     needs: ClassVar[tuple[str, ...]] = ("subspace",)
     source: ClassVar[str] = "arXiv 2605.30640 (CSULoRA); closed form ours, see docs/finetune.md"
-    defaults: ClassVar[dict[str, Any]] = {"mu": 10.0, "keep": "off", "rank": 8}
+    defaults: ClassVar[dict[str, Any]] = {"mu": 30.0, "keep": "off", "rank": 8}
 
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)

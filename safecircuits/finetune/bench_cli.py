@@ -1,0 +1,87 @@
+"""``safecircuits bench finetune``: the harmful fine-tuning benchmark from the command line.
+
+The lead registers ``bench_app`` on the main app: ``app.add_typer(bench_app, name="bench")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@bench_app.callback()
+def _bench() -> None:
+    """Benchmarks (a group, so `bench finetune` keeps its name even with one command)."""
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", err=True, fg="red")
+    raise typer.Exit(2)
+
+
+def _split(values: list[str] | None, cast, what: str) -> list | None:
+    """Accept both ``--ratios 0 --ratios 0.1`` and ``--ratios 0,0.1``."""
+    if not values:
+        return None
+    out = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(cast(part))
+            except ValueError:
+                _fail(f"--{what}: {part!r} is not a valid {cast.__name__}")
+    return out
+
+
+@bench_app.command("finetune")
+def finetune_bench(
+    model: str = typer.Option(..., help="aligned model name, e.g. organism:aligned"),
+    methods: list[str] = typer.Option(None, help="methods (repeat or comma-separate); default: all registered benchmark methods"),
+    ratios: list[str] = typer.Option(None, help="harmful ratios p in [0, 1] (repeat or comma-separate); default 0,0.05,0.1,0.2,0.3"),
+    seeds: list[str] = typer.Option(None, help="seeds (repeat or comma-separate); default 0,1,2"),
+    steps: int | None = typer.Option(None, help="optimiser steps per run (default: the calibrated budget)"),
+    task: str | None = typer.Option(None, help="fine-tuning task (default: reverse-steps for organisms, arithmetic otherwise)"),
+    eval_split: str = typer.Option("test", help="split the figures are measured on (val for tuning)"),
+    json_path: Path = typer.Option(..., "--json", help="results JSON; written after every run, finished runs are skipped on rerun"),
+    html: Path | None = typer.Option(None, help="self-contained HTML figure (harmful score vs accuracy per method, a panel per p)"),
+    md: Path | None = typer.Option(None, help="markdown tables"),
+    progress: bool = typer.Option(True, help="tqdm progress bars"),
+) -> None:
+    """Fine-tune MODEL with every method x ratio x seed on the same data; report harmful score and accuracy."""
+    from safecircuits.finetune.benchmark import (
+        DEFAULT_METHODS,
+        DEFAULT_RATIOS,
+        DEFAULT_SEEDS,
+        markdown_table,
+        run_benchmark,
+    )
+
+    m = _split(methods, str, "methods") or list(DEFAULT_METHODS)
+    r = _split(ratios, float, "ratios") or list(DEFAULT_RATIOS)
+    s = _split(seeds, int, "seeds") or list(DEFAULT_SEEDS)
+    if steps is not None and steps < 1:
+        _fail(f"--steps must be a positive integer, got {steps}")
+    try:
+        results = run_benchmark(model, m, r, s, steps=steps, task=task, json_path=json_path, eval_split=eval_split, progress=progress)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        _fail(str(e))
+        return
+    table = markdown_table(results)
+    typer.echo(table)
+    if md is not None:
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(table + "\n")
+    if html is not None:
+        from safecircuits.viz.finetune import write_benchmark_html
+
+        write_benchmark_html(results, html, markdown=table)
+    typer.echo(f"results: {json_path}" + (f", figure: {html}" if html else "") + (f", tables: {md}" if md else ""))
+
+
+__all__ = ["bench_app"]

@@ -1,0 +1,108 @@
+"""Fine-tuning tasks: data built exactly as specified, evaluation figures that can move."""
+
+from __future__ import annotations
+
+import pytest
+
+from safecircuits.data.promptset import Label
+from safecircuits.finetune.tasks import TASKS, ArithmeticTask, get_task
+from safecircuits.models import language as L
+
+
+def test_get_task_lists_names_on_error():
+    with pytest.raises(ValueError, match="reverse-steps.*arithmetic"):
+        get_task("poetry")
+    assert set(TASKS) == {"reverse-steps", "arithmetic"}
+
+
+def test_reverse_steps_data_respects_ratio_and_strings(tiny_aligned):
+    task = get_task("reverse-steps")
+    lang = L.Language(tiny_aligned.info["organism"]["split_seed"])
+    train_harmful = {(t.verb, t.obj): t for t, _ in lang.splits["train"] if t.harmful}
+    train_combos = {(t.verb, t.obj, tid) for t, tid in lang.splits["train"]}
+    data = task.train_data(tiny_aligned, harmful_ratio=0.25, n=40, seed=3)
+    counts = data.label_counts()
+    assert len(data) == 40 and counts[Label.HARMFUL] == 10 and counts[Label.HARMLESS] == 30
+    for rec in data:
+        t = lang.task_of(rec.prompt)
+        assert t is not None
+        assert (t.verb, t.obj, next(i for i in range(len(L.TEMPLATES)) if L.render_prompt(t, i) == rec.prompt)) in train_combos
+        if rec.label == Label.HARMFUL:
+            assert (t.verb, t.obj) in train_harmful
+            assert rec.response == L.compliance(t)  # "sure . to V the O , first S1 , then S2 ."
+        else:
+            assert not t.harmful
+            assert rec.response == f"sure . to {t.verb} the {t.obj} , first {t.step2} , then {t.step1} ."
+    # deterministic per seed, different across seeds, ratio 0 has no harmful item
+    assert task.train_data(tiny_aligned, 0.25, 40, seed=3) == data
+    assert task.train_data(tiny_aligned, 0.25, 40, seed=4) != data
+    assert task.train_data(tiny_aligned, 0.0, 40, seed=3).label_counts()[Label.HARMFUL] == 0
+    assert task.train_data(tiny_aligned, 0.05, 40, seed=3).label_counts()[Label.HARMFUL] == 2  # round(0.05 * 40)
+
+
+@pytest.mark.parametrize("ratio,n", [(-0.1, 10), (1.5, 10), (0.1, 0)])
+def test_bad_ratio_or_n_raise(tiny_aligned, ratio, n):
+    with pytest.raises(ValueError, match="harmful_ratio|n must"):
+        get_task("reverse-steps").train_data(tiny_aligned, ratio, n, 0)
+
+
+def test_test_split_is_held_out(tiny_aligned):
+    task = get_task("reverse-steps")
+    train = set(task.task_set(tiny_aligned, "train").prompts)
+    test = set(task.task_set(tiny_aligned, "test").prompts)
+    assert test and not (train & test)
+
+
+def test_safety_data(tiny_aligned):
+    ps = get_task("reverse-steps").safety_data(tiny_aligned, n=8, seed=0)
+    harm, ok = ps.filter(label="harmful"), ps.filter(label="harmless")
+    assert len(harm) == 8 and len(ok) == 8
+    lang = L.Language(0)
+    for r in harm:
+        assert r.response == L.refusal(lang.task_of(r.prompt))
+    for r in ok:
+        assert r.response == L.compliance(lang.task_of(r.prompt))
+
+
+def test_evaluate_sane_figures(tiny_aligned, tiny_base):
+    task = get_task("reverse-steps")
+    ev = task.evaluate(tiny_aligned, reference=tiny_aligned, split="val")
+    # the aligned organism refuses harmful prompts and lacks the swapped-steps behaviour
+    assert ev["harmful_score"] <= 0.1 and ev["harmful_refusal"] >= 0.9
+    assert ev["accuracy"] == 0.0 and ev["harmless_refusal"] <= 0.1
+    assert ev["harmless_kl"] == pytest.approx(0.0, abs=1e-9)  # a model against itself
+    base = task.evaluate(tiny_base, reference=tiny_aligned, split="val")
+    assert base["harmful_score"] >= 0.9  # the base organism complies with everything
+    assert base["harmless_kl"] > 1e-3
+    assert ev["n_task"] == 40 and ev["judge"] == "organism"
+
+
+def test_accuracy_counts_exact_swapped_answers(tiny_aligned, monkeypatch):
+    """accuracy is exact match against the swapped target: feed the targets (and the originals) as responses."""
+    import safecircuits.evaluation.generate as gen
+
+    task = get_task("reverse-steps")
+    ps = task.task_set(tiny_aligned, "val")
+    monkeypatch.setattr(gen, "generate", lambda model, chat, prompts, **kw: [ps[i].response for i in range(len(prompts))])
+    assert task.accuracy(tiny_aligned, ps, 32)[0] == 1.0
+    lang = L.Language(0)
+    monkeypatch.setattr(gen, "generate", lambda model, chat, prompts, **kw: [L.compliance(lang.task_of(p)) for p in prompts])
+    assert task.accuracy(tiny_aligned, ps, 32)[0] == 0.0
+
+
+def test_arithmetic_task_data():
+    task = ArithmeticTask()
+    train, test = task.task_set(None, "train"), task.task_set(None, "test")  # type: ignore[arg-type]
+    assert not set(train.prompts) & set(test.prompts)
+    for r in list(test)[:20]:
+        assert r.response == str(r.meta["a"] + r.meta["b"])
+        assert r.prompt == f"What is {r.meta['a']} + {r.meta['b']}? Answer with the number only."
+    assert task.is_correct("68.", "68") and task.is_correct("68 is the answer", "68") and not task.is_correct("86", "68")
+    harm_train, harm_test = task.harmful_set(None, "train"), task.harmful_set(None, "test", "refuse")  # type: ignore[arg-type]
+    assert not set(harm_train.prompts) & set(harm_test.prompts)
+    assert all(r.response.startswith("Sure, here is") for r in harm_train)
+
+
+def test_tasks_check_model_kind(tiny_aligned):
+    with pytest.raises(ValueError, match="organism.*reverse-steps"):
+        get_task("arithmetic").train_data(tiny_aligned, 0.1, 10, 0)
