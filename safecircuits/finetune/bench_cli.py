@@ -42,9 +42,9 @@ def _split(values: list[str] | None, cast, what: str) -> list | None:
 @bench_app.command("finetune")
 def finetune_bench(
     model: str = typer.Option(..., help="aligned model name, e.g. organism:aligned"),
-    methods: list[str] = typer.Option(None, help="methods (repeat or comma-separate); default: all registered benchmark methods"),
-    ratios: list[str] = typer.Option(None, help="harmful ratios p in [0, 1] (repeat or comma-separate); default 0,0.05,0.1,0.2,0.3"),
-    seeds: list[str] = typer.Option(None, help="seeds (repeat or comma-separate); default 0,1,2"),
+    methods: list[str] | None = typer.Option(None, help="methods (repeat or comma-separate); default: all registered benchmark methods"),
+    ratios: list[str] | None = typer.Option(None, help="harmful ratios p in [0, 1] (repeat or comma-separate); default 0,0.05,0.1,0.2,0.3"),
+    seeds: list[str] | None = typer.Option(None, help="seeds (repeat or comma-separate); default 0,1,2"),
     steps: int | None = typer.Option(None, help="optimiser steps per run (default: the calibrated budget)"),
     task: str | None = typer.Option(None, help="fine-tuning task (default: reverse-steps for organisms, arithmetic otherwise)"),
     eval_split: str = typer.Option("test", help="split the figures are measured on (val for tuning)"),
