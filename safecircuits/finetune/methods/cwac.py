@@ -31,7 +31,8 @@ our design (docs/finetune.md, "CWAC"):
 
     over post-instruction positions t (the last prompt token and every response token).
     The aligned values f_S(x; θ_ref) are computed once in ``setup`` from ``ctx.reference``.
-    Normalising by the reference energy makes λ scale-free (a relative drift).
+    Normalising by the reference energy makes λ scale-free (a relative drift). ``anchor_every = m``
+    applies the anchor every m-th step with weight m·λ (same expected pull, 1/m of its cost).
 
 ``cwac`` = (1) + (2); ``cwac-weights-only`` = (1); ``cwac-acts-only`` = (2). Full fine-tuning, so
 accuracy is comparable with ``sft``.
@@ -111,7 +112,7 @@ class CWAC(Method):
     use_acts: ClassVar[bool] = True
 
     defaults: ClassVar[dict[str, Any]] = {
-        "rank": 8, "side": "both", "basis": "activations", "lam": 50.0, "k": 16, "safety_batch": 16, "anchor_on": "harmful",
+        "rank": 8, "side": "both", "basis": "activations", "lam": 50.0, "k": 16, "safety_batch": 16, "anchor_on": "harmful", "anchor_every": 1,
     }
 
     def __init__(self, **hparams: Any):
@@ -126,7 +127,7 @@ class CWAC(Method):
             raise ValueError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
         if h["anchor_on"] not in ("harmful", "all"):
             raise ValueError(f"{self.name}: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {h['anchor_on']!r}")
-        if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0:
+        if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0 or int(h["anchor_every"]) < 1:
             raise ValueError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
 
     # -- (1) update projection ------------------------------------------------------------------
@@ -194,10 +195,11 @@ class CWAC(Method):
         ctx.state["cwac_ref_energy"] = max(energy / max(count, 1.0), 1e-8)
 
     def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
-        if not self.use_acts or float(self.hparams["lam"]) == 0.0:
+        every = int(self.hparams["anchor_every"])
+        if not self.use_acts or float(self.hparams["lam"]) == 0.0 or step % every:
             return {}
         batches = ctx.state["cwac_batches"]
-        i = step % len(batches)
+        i = (step // every) % len(batches)
         b, mask = batches[i]
         model = ctx.lm.model
         dev = model.cfg.device
@@ -205,7 +207,7 @@ class CWAC(Method):
         ref = ctx.state["cwac_refs"][i].to(acts.device)
         m = mask.to(acts.device).to(acts.dtype)
         drift = ((acts - ref).pow(2).sum(-1) * m).sum() / m.sum().clamp_min(1.0)
-        return {"feature_anchor": float(self.hparams["lam"]) * drift / ctx.state["cwac_ref_energy"]}
+        return {"feature_anchor": float(self.hparams["lam"]) * every * drift / ctx.state["cwac_ref_energy"]}
 
     def setup(self, ctx: FinetuneContext) -> None:
         if self.use_weights:
