@@ -106,3 +106,19 @@ def test_arithmetic_task_data():
 def test_tasks_check_model_kind(tiny_aligned):
     with pytest.raises(ValueError, match="organism.*reverse-steps"):
         get_task("arithmetic").train_data(tiny_aligned, 0.1, 10, 0)
+
+
+@pytest.mark.slow
+def test_arithmetic_evaluate_on_smollm2():
+    """The chat task end to end on the real model, with a tiny budget (a few prompts)."""
+    from safecircuits.models import load_model
+
+    lm = load_model("smollm2-135m-instruct", progress=False)
+    task = get_task("arithmetic")
+    ev = task.evaluate(lm, reference=lm, split="test", limit=4)
+    assert ev["n_task"] == 4 and ev["n_harmful"] == 4 and ev["judge"] == "keyword-refusal-direction"
+    assert 0 <= ev["accuracy"] <= 1 and 0 <= ev["harmful_score"] <= 1
+    assert ev["harmless_kl"] == pytest.approx(0.0, abs=1e-9)
+    data = task.train_data(lm, 0.25, 8, 0)
+    assert data.label_counts()[Label.HARMFUL] == 2
+    assert all(r.response == str(r.meta["a"] + r.meta["b"]) for r in data.filter(label="harmless"))
