@@ -12,6 +12,7 @@ feature activations, PACT's safety tokens). Reported: the median over repetition
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import platform
 import statistics
@@ -30,7 +31,8 @@ from safecircuits.models import load_model
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="organism:aligned")
-    ap.add_argument("--methods", default="sft,lora,cwac,cwac-weights-only,cwac-acts-only,pact")
+    ap.add_argument("--methods", default="sft,lora,cwac,cwac-weights-only,cwac-acts-only,pact",
+                    help="comma-separated; a method may carry hyperparameters: 'cwac:anchor_source=train;lam=15'")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--short", type=int, default=10)
     ap.add_argument("--long", type=int, default=50)
@@ -40,13 +42,24 @@ def main() -> None:
     methods = a.methods.split(",")
     lm = load_model(a.model, progress=False)
     task = get_task("reverse-steps")
-    arts = prepare_artifacts(lm, methods, progress=False)
+    arts = prepare_artifacts(lm, [m.split(":")[0] for m in methods], progress=False)
     data = task.train_data(lm, 0.1, DEFAULTS["n_train"], seed=0)
     safety = task.safety_data(lm, DEFAULTS["n_safety"], seed=0)
     times: dict[str, list[float]] = {m: [] for m in methods}
 
+    def make(spec: str):
+        name, _, hp = spec.partition(":")
+        kw = {}
+        for item in filter(None, hp.split(";")):
+            k, _, v = item.partition("=")
+            try:
+                kw[k] = ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                kw[k] = v
+        return get_method(name, **kw)
+
     def run(m: str, steps: int) -> float:
-        method = get_method(m)
+        method = make(m)
         kw = {"lora_targets": method.lora_targets} if hasattr(method, "lora_targets") else {}
         cfg = FinetuneConfig(steps=steps, lr=DEFAULTS["lora_lr"] if method.mode == "lora" else DEFAULTS["lr"],
                              batch_size=DEFAULTS["batch_size"], seed=0, progress=False, **kw)

@@ -131,7 +131,7 @@ def test_cwac_feature_anchor_zero_at_reference_and_differentiable(tiny_aligned, 
 
     batch = encode_batch(tiny_aligned.chat, safety.prompts[:2], safety.responses[:2])
     logits = torch.zeros(2, batch.tokens.shape[1], tiny_aligned.model.cfg.d_vocab)  # unused by CWAC
-    method = get_method("cwac-acts-only", lam=2.0, k=8, safety_batch=4)
+    method = get_method("cwac-acts-only", lam=2.0, k=8, safety_batch=4, anchor_source="safety")
     ctx = _ctx(tiny_aligned, {"features": features}, safety)
     method.setup(ctx)
     assert len(ctx.state["cwac_batches"]) == 2  # only the 8 harmful prompts (anchor_on="harmful"), batches of 4
@@ -152,7 +152,7 @@ def test_cwac_rejects_bad_hparams_and_missing_artifacts(tiny_aligned):
     with pytest.raises(ValueError, match="side"):
         get_method("cwac", side="left")
     with pytest.raises(ValueError, match="safety_prompts"):
-        get_method("cwac-acts-only").setup(_ctx(tiny_aligned, {"features": object()}))
+        get_method("cwac-acts-only", anchor_source="safety").setup(_ctx(tiny_aligned, {"features": object()}))
 
 
 # -- SafeLoRA / CSULoRA -----------------------------------------------------------------------
@@ -282,3 +282,19 @@ def test_pact_through_the_loop(tiny_aligned, tiny_base, safety):
     assert all("pact_kl" in r and r["pact_kl"] >= 0 for r in run.losses)
     changed = [n for n, p in run.lm.model.named_parameters() if not torch.equal(p, dict(tiny_aligned.model.named_parameters())[n])]
     assert changed and all(n.endswith(("W_Q", "W_V")) for n in changed)  # LoRA on W_Q, W_V only
+
+
+def test_cwac_train_anchor_reads_the_training_forward_and_leaves_no_hook(tiny_aligned, subspace, features, safety):
+    data = get_task("reverse-steps").train_data(tiny_aligned, 0.3, 16, 0)
+    method = get_method("cwac", k=8, anchor_source="train")
+    assert method.hparams["lam"] == 15.0
+    run = finetune(tiny_aligned, data, method, FinetuneConfig(steps=3, lr=1e-2, batch_size=8, progress=False),
+                   artifacts={"subspace": subspace, "features": features}, safety_prompts=safety)
+    anchors = [r["feature_anchor"] for r in run.losses]
+    assert anchors[0] == pytest.approx(0.0, abs=1e-10)  # step 0: the student is the reference
+    assert anchors[-1] > 1e-6  # it moved, and the anchor saw it
+    hook = features[0].hook
+    assert not run.lm.model.hook_dict[hook]._forward_hooks  # the capture hook is gone from the returned model
+    assert get_method("cwac").hparams["anchor_source"] == "safety" and get_method("cwac").hparams["lam"] == 50.0
+    with pytest.raises(ValueError, match="anchor_source"):
+        get_method("cwac", anchor_source="both")

@@ -34,10 +34,15 @@ our design (docs/finetune.md, "CWAC"):
     The aligned values f_S(x; θ_ref) are computed once in ``setup`` from ``ctx.reference``.
     Normalising by the reference energy makes λ scale-free (a relative drift). ``anchor_every = m``
     applies the anchor every m-th step with weight m·λ (same expected pull, 1/m of its cost).
+    ``anchor_source="train"`` is the cheap variant: no safety batch; the loop's own training
+    forward is captured at the SAE hook and the features at each training example's last prompt
+    token (the decision point) are anchored to the reference's (cached per prompt), with λ = 15.
+    It costs ~nothing but, with no harmful prompt in the data (p = 0), it suppresses the harm
+    features on harmless prompts and with them refusal (docs/finetune.md), so it is not the default.
 
 ``cwac`` = (1) + (2); ``cwac-weights-only`` = (1); ``cwac-acts-only`` = (2). Full fine-tuning, so
 accuracy is comparable with ``sft``. Defaults (val-tuned on organism:aligned): ``basis="activations"``,
-``lam=50``, ``k=16``, ``safety_batch=16``; measured figures in docs/finetune.md.
+``anchor_source="safety"``, ``lam=50``, ``k=16``, ``safety_batch=16``; measured figures in docs/finetune.md.
 """
 
 from __future__ import annotations
@@ -114,21 +119,27 @@ class CWAC(Method):
     use_acts: ClassVar[bool] = True
 
     defaults: ClassVar[dict[str, Any]] = {
-        "rank": 8, "side": "both", "basis": "activations", "lam": 50.0, "k": 16, "safety_batch": 16, "anchor_on": "harmful", "anchor_every": 1,
+        "rank": 8, "side": "both", "basis": "activations", "lam": None, "k": 16, "safety_batch": 16, "anchor_on": "harmful", "anchor_every": 1,
+        "anchor_source": "safety",
     }
 
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)
         if bad:
             raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
-        super().__init__(**{**self.defaults, **hparams})
-        h = self.hparams
+        h = {**self.defaults, **hparams}
+        if h["lam"] is None:  # val-tuned per anchor source (docs/finetune.md)
+            h["lam"] = 15.0 if h["anchor_source"] == "train" else 50.0
+        super().__init__(**h)
         if h["side"] not in ("out", "in", "both"):
             raise ValueError(f"{self.name}: side must be 'out', 'in' or 'both', got {h['side']!r}")
         if h["basis"] not in ("weights", "activations"):
             raise ValueError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
         if h["anchor_on"] not in ("harmful", "all"):
             raise ValueError(f"{self.name}: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {h['anchor_on']!r}")
+        if h["anchor_source"] not in ("safety", "train"):
+            raise ValueError(f"{self.name}: anchor_source must be 'safety' (a safety batch per step) or 'train' "
+                             f"(the training batch's decision points), got {h['anchor_source']!r}")
         if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0 or int(h["anchor_every"]) < 1:
             raise ValueError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
 
@@ -167,11 +178,14 @@ class CWAC(Method):
 
     # -- (2) feature anchoring ------------------------------------------------------------------
     def _setup_acts(self, ctx: FinetuneContext) -> None:
-        if ctx.safety_prompts is None or len(ctx.safety_prompts) == 0:
-            raise ValueError(f"{self.name}: the feature anchor needs ctx.safety_prompts (task.safety_data(lm, n))")
         feats = ctx.artifacts.get("features")
         if feats is None:
             raise ValueError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
+        if self.hparams["anchor_source"] == "train":
+            self._setup_train_anchor(ctx, feats)
+            return
+        if ctx.safety_prompts is None or len(ctx.safety_prompts) == 0:
+            raise ValueError(f"{self.name}: anchor_source='safety' needs ctx.safety_prompts (task.safety_data(lm, n))")
         reader = feature_reader(feats, int(self.hparams["k"]))
         lm = ctx.reference
         ps = ctx.safety_prompts.filter(has_response=True)
@@ -196,10 +210,48 @@ class CWAC(Method):
         ctx.state["cwac_refs"] = refs
         ctx.state["cwac_ref_energy"] = max(energy / max(count, 1.0), 1e-8)
 
+    def _setup_train_anchor(self, ctx: FinetuneContext, feats: Any) -> None:
+        """``anchor_source="train"``: capture the hook activation of the loop's own training forward
+        (no extra student pass) and anchor the features at each example's last prompt token (the
+        decision point); reference values are cached per prompt."""
+        hook, sae, ids = feature_parts(feats, int(self.hparams["k"]))
+        store: dict[str, Tensor] = {}
+        handle = ctx.lm.model.hook_dict[hook].register_forward_hook(lambda mod, inp, out: store.__setitem__("x", out))
+        ctx.state["cwac_train"] = {"hook": hook, "sae": sae, "ids": torch.as_tensor(ids), "store": store, "handle": handle, "cache": {}}
+
+    def _train_anchor(self, ctx: FinetuneContext, step: int, batch: TokenBatch) -> dict[str, Tensor]:
+        st = ctx.state["cwac_train"]
+        x = st["store"].pop("x")
+        sae, ids, cache = st["sae"], st["ids"], st["cache"]
+        last = torch.tensor([pl - 1 for pl in batch.prompt_lengths], device=x.device)
+        f = sae.encode(x[torch.arange(x.shape[0], device=x.device), last].float())[:, ids.to(x.device)]
+        keys = [tuple(batch.tokens[i, : pl].tolist()) for i, pl in enumerate(batch.prompt_lengths)]
+        missing = [k for k in dict.fromkeys(keys) if k not in cache]
+        if missing:
+            ref_model = ctx.reference.model
+            n = max(len(k) for k in missing)
+            toks = torch.zeros(len(missing), n, dtype=torch.long)
+            att = torch.zeros(len(missing), n, dtype=torch.long)
+            for i, k in enumerate(missing):
+                toks[i, : len(k)], att[i, : len(k)] = torch.tensor(k), 1
+            with torch.no_grad():
+                from safecircuits.features import feature_acts
+
+                r = feature_acts(ref_model, sae, st["hook"], toks.to(ref_model.cfg.device), att.to(ref_model.cfg.device), ids)
+            for i, k in enumerate(missing):
+                cache[k] = r[i, len(k) - 1].detach().cpu()
+        ref = torch.stack([cache[k] for k in keys]).to(f.device)
+        drift = (f - ref).pow(2).sum(-1).mean() / ref.pow(2).sum(-1).mean().clamp_min(1e-8)
+        if step >= ctx.config.steps - 1:  # the last step: leave no hook on the returned model
+            st["handle"].remove()
+        return {"feature_anchor": float(self.hparams["lam"]) * drift}
+
     def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
         every = int(self.hparams["anchor_every"])
         if not self.use_acts or float(self.hparams["lam"]) == 0.0 or step % every:
             return {}
+        if "cwac_train" in ctx.state:
+            return self._train_anchor(ctx, step, batch)
         batches = ctx.state["cwac_batches"]
         i = (step // every) % len(batches)
         b, mask = batches[i]
@@ -237,11 +289,10 @@ class CWACActsOnly(CWAC):
     use_weights: ClassVar[bool] = False
 
 
-def feature_reader(feats: Any, k: int):
-    """``reader(model, tokens, attention_mask) -> [batch, pos, k]``: differentiable activations of the
-    top-`k` safety features (:func:`safecircuits.features.feature_acts`). `feats` is a FeatureSet
-    (its SAE loaded from ``sae_path``), a ``(FeatureSet, SAE)`` pair, or a dict ``{"hook", "sae", "ids"}``."""
-    from safecircuits.features import feature_acts, load_sae
+def feature_parts(feats: Any, k: int) -> tuple[str, Any, list[int]]:
+    """(hook, SAE, top-`k` feature ids) from a FeatureSet (its SAE loaded from ``sae_path``), a
+    ``(FeatureSet, SAE)`` pair, or a dict ``{"hook", "sae", "ids"}``. The SAE is frozen."""
+    from safecircuits.features import load_sae
 
     sae = None
     if isinstance(feats, tuple):
@@ -258,6 +309,15 @@ def feature_reader(feats: Any, k: int):
         raise ValueError("the feature anchor needs an SAE: give {'hook', 'sae', 'ids'} or (FeatureSet, SAE)")
     for p in sae.parameters():
         p.requires_grad_(False)
+    return hook, sae, ids
+
+
+def feature_reader(feats: Any, k: int):
+    """``reader(model, tokens, attention_mask) -> [batch, pos, k]``: differentiable activations of the
+    top-`k` safety features (:func:`safecircuits.features.feature_acts`); `feats` as in :func:`feature_parts`."""
+    from safecircuits.features import feature_acts
+
+    hook, sae, ids = feature_parts(feats, k)
 
     def reader(model, tokens: Tensor, attention_mask: Tensor) -> Tensor:
         return feature_acts(model, sae, hook, tokens, attention_mask, ids)
