@@ -193,7 +193,7 @@ def _write_atomic(path: Path, d: dict[str, Any]) -> None:
 
 
 def run_benchmark(
-    model_name: str,
+    model_name: str | LoadedModel,
     methods: Sequence[str] = DEFAULT_METHODS,
     ratios: Sequence[float] = DEFAULT_RATIOS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
@@ -208,9 +208,13 @@ def run_benchmark(
     n_safety: int | None = None,
     method_hparams: dict[str, dict[str, Any]] | None = None,
     eval_split: str = "test",
+    eval_limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune `model_name` with every method x ratio x seed; returns (and writes) the results dict.
+
+    `model_name` may be a loaded model (e.g. one already on a GPU). ``eval_limit`` caps the
+    held-out task and harmful prompts per evaluation (reduced budgets on real models).
 
     ``results["runs"][run_key(m, p, s)]`` holds each run's figures; ``results["aggregate"]`` the
     mean / std over seeds per (method, ratio). Runs already in `json_path` are skipped.
@@ -227,7 +231,8 @@ def run_benchmark(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown fine-tuning methods {unknown}: use some of {', '.join(sorted(METHODS))}")
-    lm = load_model(model_name, progress=False)
+    lm = model_name if isinstance(model_name, LoadedModel) else load_model(model_name, progress=False)
+    model_name = lm.name
     task_obj = get_task(task or default_task(lm))
     hp = {**METHOD_HPARAMS, **(method_hparams or {})}
     settings = {
@@ -236,6 +241,8 @@ def run_benchmark(
         "batch_size": batch_size or DEFAULTS["batch_size"], "n_train": n_train or DEFAULTS["n_train"],
         "n_safety": n_safety or DEFAULTS["n_safety"], "method_hparams": {m: hp.get(m, {}) for m in sorted(hp)},
     }
+    if eval_limit is not None:
+        settings["eval_limit"] = eval_limit
     path = Path(json_path) if json_path is not None else None
     results = _load_results(path, settings) if path is not None else {"format": FORMAT, "settings": settings, "runs": {}}
     if artifacts is None:
@@ -266,7 +273,7 @@ def run_benchmark(
         t0 = time.perf_counter()
         run = finetune(lm, data, method, cfg, artifacts={k: artifacts[k] for k in method.needs if k in artifacts} | _extra(method, artifacts), safety_prompts=safety)
         wall = time.perf_counter() - t0
-        ev = task_obj.evaluate(run.lm, reference=lm, split=eval_split)
+        ev = task_obj.evaluate(run.lm, reference=lm, split=eval_split, limit=eval_limit)
         rec = {
             "method": m, "ratio": p, "seed": s, "mode": method.mode, "hparams": method.config(),
             "harmful_score": ev["harmful_score"], "accuracy": ev["accuracy"], "harmless_kl": ev.get("harmless_kl"),

@@ -1,0 +1,152 @@
+"""Harmful fine-tuning table on the real model, SmolLM2-135M-Instruct, with a reduced budget.
+
+SmolLM2 complies with harmful requests out of the box, so it first gets a safety to lose:
+
+1. ``align``: ``safety_align`` (safecircuits.finetune.align) — sft on refusals for synthetic-train
+   and Do-Not-Answer prompts plus self-distilled harmless answers. Saved to WORK/aligned.
+2. ``artifacts``: what the methods need, against the *aligned* model:
+   the weight-delta subspace aligned - original (rank --rank), an SAE (top-k, SAELens) on a
+   middle-layer residual stream with its safety features ranked, a safety circuit from
+   attribution patching (3% of heads, 0.8% of neurons — SafeSeek's headline sizes; mask learning
+   on 30 layers is too slow for this budget), and the original model as PACT's base.
+3. ``bench``: every method x harmful ratio on the ``arithmetic`` task, one seed, evaluated on
+   held-out arithmetic and held-out synthetic harmful templates (keyword refusal judge).
+
+Every stage resumes: a finished stage is skipped, and finished benchmark runs are kept in the
+JSON. CPU works but is slow (hours); the figures in docs/finetune.md were measured on one GPU::
+
+    .venv/bin/python benchmarks/finetune_smollm2.py --device cuda --work /tmp/sc-smollm2 \\
+        --json benchmarks/results/finetune_smollm2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+ORIGINAL = "smollm2-135m-instruct"
+METHODS = ("sft", "lora", "sct-freeze", "sct-tune", "cwac", "cwac-weights-only", "cwac-acts-only", "safelora", "csulora", "pact")
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def stage_align(args, original) -> Path:
+    from safecircuits.finetune.align import safety_align
+    from safecircuits.finetune.tasks import get_task
+
+    out = args.work / "aligned"
+    if (out / "config.json").exists():
+        return out
+    task = get_task("arithmetic")
+    before = task.evaluate(original, split="test", limit=args.eval_limit)
+    _log(f"original: harmful score {before['harmful_score']:.3f}, arithmetic accuracy {before['accuracy']:.3f}")
+    run = safety_align(original, steps=args.align_steps, lr=args.align_lr, batch_size=16, n_harmful=args.align_n, n_harmless=args.align_n,
+                       progress=not args.quiet)
+    after = task.evaluate(run.lm, reference=original, split="test", limit=args.eval_limit)
+    _log(f"aligned: harmful score {after['harmful_score']:.3f}, accuracy {after['accuracy']:.3f}, harmless KL {after.get('harmless_kl')}")
+    run.save(out)
+    (args.work / "alignment.json").write_text(json.dumps(
+        {"original": {k: v for k, v in before.items() if k != "examples"}, "aligned": {k: v for k, v in after.items() if k != "examples"},
+         "examples": after["examples"], "run": run.summary()}, indent=1, default=str))
+    return out
+
+
+def stage_artifacts(args, aligned, original) -> dict:
+    from safecircuits.circuits.baselines import attribution_patching
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.data.synthetic import synthetic_harmful, synthetic_harmless
+    from safecircuits.features import FeatureSet, load_sae, rank_features, train_sae
+    from safecircuits.finetune.tasks import ArithmeticTask
+    from safecircuits.subspaces import WeightDeltaSubspace
+
+    root = args.work / "artifacts"
+    root.mkdir(parents=True, exist_ok=True)
+    train_t = ArithmeticTask()._templates("train")
+    out: dict = {"base": original}
+    p = root / "subspace.safetensors"
+    if not p.exists():
+        WeightDeltaSubspace.from_models(aligned, original, rank=args.rank).save(p)
+    out["subspace"] = WeightDeltaSubspace.load(p)
+    fpath, sae_dir = root / "features.json", root / "sae"
+    harm = synthetic_harmful(128, seed=0, response="none", templates=train_t)
+    ok = synthetic_harmless(128, seed=0, templates=train_t, with_responses=False)
+    if not fpath.exists():
+        hook = f"blocks.{aligned.model.cfg.n_layers // 2}.hook_resid_post"
+        if not (sae_dir / "cfg.json").exists():
+            tr = train_sae(aligned, harm + ok, hook, arch="topk", d_sae=4096, k=32, training_tokens=args.sae_tokens, out_dir=sae_dir,
+                           n_checkpoints=0, progress=not args.quiet)
+            _log(tr.summary())
+        rank_features(aligned, load_sae(sae_dir, device=args.device), harm + ok, method="diff", hook=hook, sae_path=sae_dir).save(fpath)
+    out["features"] = FeatureSet.load(fpath)
+    cpath = root / "safety_circuit.json"
+    if not cpath.exists():
+        data = {"comply": synthetic_harmful(64, seed=1, response="comply", templates=train_t),
+                "refuse": synthetic_harmful(64, seed=1, response="refuse", templates=train_t),
+                "harmless": synthetic_harmless(64, seed=1, templates=train_t)}
+        cfg = aligned.model.cfg
+        c = attribution_patching(aligned, "safety", data, n_heads=round(0.03 * cfg.n_layers * cfg.n_heads),
+                                 n_neurons=round(0.008 * cfg.n_layers * cfg.d_mlp))
+        c.to_json(cpath)
+    out["circuit"] = Circuit.from_json(cpath)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/sc-smollm2"))
+    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/finetune_smollm2.json"))
+    ap.add_argument("--stages", default="align,artifacts,bench")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--ratios", default="0,0.1,0.3")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--lora-lr", type=float, default=2e-4)
+    ap.add_argument("--n-train", type=int, default=800)
+    ap.add_argument("--align-steps", type=int, default=200)
+    ap.add_argument("--align-lr", type=float, default=2e-5)
+    ap.add_argument("--align-n", type=int, default=384)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--sae-tokens", type=int, default=300_000)
+    ap.add_argument("--eval-limit", type=int, default=100)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    stages = set(args.stages.split(","))
+    t0 = time.time()
+    from safecircuits.finetune.benchmark import markdown_table, run_benchmark
+    from safecircuits.models import load_model
+
+    original = load_model(ORIGINAL, device=args.device, progress=not args.quiet)
+    _log(f"loaded {original.name} on {args.device}")
+    aligned_dir = stage_align(args, original) if "align" in stages else args.work / "aligned"
+    aligned = load_model(str(aligned_dir), device=args.device, progress=False)
+    _log(f"aligned model: {aligned.name}")
+    if not ({"artifacts", "bench"} & stages):
+        return
+    artifacts = stage_artifacts(args, aligned, original)
+    _log("artifacts ready: " + ", ".join(artifacts))
+    if "bench" not in stages:
+        return
+    res = run_benchmark(aligned, methods=args.methods.split(","), ratios=[float(x) for x in args.ratios.split(",")],
+                        seeds=[int(x) for x in args.seeds.split(",")], steps=args.steps, task="arithmetic", artifacts=artifacts,
+                        json_path=args.json, lr=args.lr, lora_lr=args.lora_lr, n_train=args.n_train, eval_limit=args.eval_limit,
+                        progress=not args.quiet)
+    align_file = args.work / "alignment.json"
+    if align_file.exists():
+        res["alignment"] = json.loads(align_file.read_text())
+    res["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    res["seconds_total"] = round(time.time() - t0, 1)
+    args.json.write_text(json.dumps(res, indent=1, default=str))
+    print(markdown_table(res))
+
+
+if __name__ == "__main__":
+    main()
