@@ -46,7 +46,7 @@ def stage_align(args, original) -> Path:
     task = get_task("arithmetic")
     before = task.evaluate(original, split="test", limit=args.eval_limit)
     _log(f"original: harmful score {before['harmful_score']:.3f}, arithmetic accuracy {before['accuracy']:.3f}")
-    run = safety_align(original, steps=args.align_steps, lr=args.align_lr, batch_size=16, n_harmful=args.align_n, n_harmless=args.align_n,
+    run = safety_align(original, steps=args.align_steps, lr=args.align_lr, batch_size=args.batch_size, n_harmful=args.align_n, n_harmless=args.align_n,
                        progress=not args.quiet)
     after = task.evaluate(run.lm, reference=original, split="test", limit=args.eval_limit)
     _log(f"aligned: harmful score {after['harmful_score']:.3f}, accuracy {after['accuracy']:.3f}, harmless KL {after.get('harmless_kl')}")
@@ -79,7 +79,7 @@ def stage_artifacts(args, aligned, original) -> dict:
     if not fpath.exists():
         hook = f"blocks.{aligned.model.cfg.n_layers // 2}.hook_resid_post"
         if not (sae_dir / "cfg.json").exists():
-            tr = train_sae(aligned, harm + ok, hook, arch="topk", d_sae=4096, k=32, training_tokens=args.sae_tokens, out_dir=sae_dir,
+            tr = train_sae(aligned, harm + ok, hook, arch="topk", d_sae=args.d_sae, k=32, training_tokens=args.sae_tokens, out_dir=sae_dir,
                            n_checkpoints=0, progress=not args.quiet)
             _log(tr.summary())
         rank_features(aligned, load_sae(sae_dir, device=args.device), harm + ok, method="diff", hook=hook, sae_path=sae_dir).save(fpath)
@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--lora-lr", type=float, default=2e-4)
     ap.add_argument("--n-train", type=int, default=800)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--d-sae", type=int, default=4096)
     ap.add_argument("--align-steps", type=int, default=200)
     ap.add_argument("--align-lr", type=float, default=2e-5)
     ap.add_argument("--align-n", type=int, default=384)
@@ -137,7 +139,7 @@ def main() -> None:
         return
     res = run_benchmark(aligned, methods=args.methods.split(","), ratios=[float(x) for x in args.ratios.split(",")],
                         seeds=[int(x) for x in args.seeds.split(",")], steps=args.steps, task="arithmetic", artifacts=artifacts,
-                        json_path=args.json, lr=args.lr, lora_lr=args.lora_lr, n_train=args.n_train, eval_limit=args.eval_limit,
+                        json_path=args.json, lr=args.lr, lora_lr=args.lora_lr, n_train=args.n_train, batch_size=args.batch_size, eval_limit=args.eval_limit,
                         progress=not args.quiet)
     align_file = args.work / "alignment.json"
     if align_file.exists():

@@ -143,8 +143,40 @@ def _demo_subspaces(out: Path, size: str, console: Console, sae_directions=None)
             "weight_delta": {"rank": rank, **rows}, "geometry": geo.to_dict()}
 
 
+FINETUNE_METHODS = ("sft", "sct-freeze", "sct-tune", "cwac")
+
+
+def _demo_finetune(out: Path, size: str, console: Console, circuit=None, ratio: float = 0.1) -> dict:
+    """A short harmful fine-tuning comparison on organism:aligned: sft vs SCT vs CWAC at one harmful
+    ratio, one seed, the benchmark's calibrated budget (docs/finetune.md)."""
+    from safecircuits.finetune.benchmark import DEFAULTS, prepare_artifacts, run_benchmark
+    from safecircuits.viz.finetune import write_benchmark_html
+
+    console.rule(f"[bold]harmful fine-tuning: {', '.join(FINETUNE_METHODS)} at p = {ratio:g}")
+    lm = load_model("organism:aligned" + (f"?size={size}" if size != "small" else ""), progress=False)
+    console.print(f"preparing artifacts (safety circuit, weight-delta subspace, SAE features; cached) for {lm.name} ...")
+    artifacts = prepare_artifacts(lm, FINETUNE_METHODS, progress=True, circuit=circuit)
+    path = out / "finetune_bench.json"
+    path.unlink(missing_ok=True)  # a demo run measures afresh
+    res = run_benchmark(lm, methods=FINETUNE_METHODS, ratios=(ratio,), seeds=(0,), artifacts=artifacts, json_path=path, progress=True)
+    t = Table(title=f"fine-tuning {lm.name} on reverse-steps mixed with {100 * ratio:g}% harmful pairs "
+                    f"({DEFAULTS['steps']} steps; held-out prompts, organism judge)")
+    for col in ("method", "harmful score (ASR)", "task accuracy", "harmless KL", "trainable share", "wall time"):
+        t.add_column(col)
+    rows = {}
+    for m in FINETUNE_METHODS:
+        r = next(v for v in res["runs"].values() if v["method"] == m)
+        rows[m] = {k: r[k] for k in ("harmful_score", "accuracy", "harmless_kl", "trainable_share", "wall_seconds")}
+        t.add_row(m, _pct(r["harmful_score"]), _pct(r["accuracy"]), f"{r['harmless_kl']:.3f}", _pct(r["trainable_share"]),
+                  f"{r['wall_seconds']:.1f} s")
+    console.print(t)
+    html = write_benchmark_html(res, out / "finetune_bench.html")
+    console.print(f"wrote {path} and {html}")
+    return {"ratio": ratio, "steps": DEFAULTS["steps"], "methods": rows}
+
+
 def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console | None = None, circuits: bool = True,
-             features: bool = True, subspaces: bool = True) -> dict:
+             features: bool = True, subspaces: bool = True, finetune: bool = True) -> dict:
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -172,14 +204,20 @@ def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console
         )
     console.print(table)
     summary: dict = {"organisms": results}
+    safety_circuit = None
     if circuits:
         summary["circuits"] = _demo_circuits(out, size, console)
+        from safecircuits.circuits.circuit import Circuit
+
+        safety_circuit = Circuit.from_json(out / "safety_circuit.json")
     sae_dirs = None
     if features:
         summary["features"] = _demo_features(out, size, console)
         sae_dirs = summary["features"].pop("decoder_directions")
     if subspaces:
         summary["subspaces"] = _demo_subspaces(out, size, console, sae_dirs)
+    if finetune:
+        summary["finetune"] = _demo_finetune(out, size, console, circuit=safety_circuit)
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)")

@@ -19,3 +19,10 @@ def test_demo_tiny(tmp_path):
     assert set(d["circuits"]) == {"backdoor", "safety"}
     assert (tmp_path / "circuit_map.html").stat().st_size > 100_000
     assert "circuit removed" in r.output
+    # the closing harmful fine-tuning comparison: sft vs SCT vs CWAC at p = 0.1
+    ft = d["finetune"]
+    assert ft["ratio"] == 0.1 and set(ft["methods"]) == {"sft", "sct-freeze", "sct-tune", "cwac"}
+    assert all(0.0 <= v["harmful_score"] <= 1.0 and 0.0 <= v["accuracy"] <= 1.0 for v in ft["methods"].values())
+    assert ft["methods"]["sct-tune"]["trainable_share"] < ft["methods"]["sft"]["trainable_share"] == 1.0
+    assert (tmp_path / "finetune_bench.json").exists() and (tmp_path / "finetune_bench.html").exists()
+    assert "harmful fine-tuning" in r.output

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import safecircuits.finetune.loop as loop
 from safecircuits.finetune.bench_cli import bench_app
-from safecircuits.finetune.benchmark import aggregate, base_name_for, markdown_table, run_benchmark, run_key
+from safecircuits.finetune.benchmark import aggregate, base_name_for, markdown_table, prepare_artifacts, run_benchmark, run_key
 from safecircuits.viz.finetune import benchmark_figure, write_benchmark_html
 
 MODEL = "organism:aligned?size=tiny"
@@ -56,6 +56,16 @@ def test_run_benchmark_rejects_bad_input(tmp_path):
     assert base_name_for("organism:aligned?size=tiny") == "organism:base?size=tiny"
     with pytest.raises(ValueError, match="base"):
         base_name_for("smollm2-135m-instruct")
+
+
+def test_prepare_artifacts_uses_a_given_circuit_and_leaves_the_cache_alone(tmp_path, tiny_aligned):
+    from safecircuits.circuits.baselines import random_circuit
+
+    c = random_circuit(tiny_aligned, "safety", n_heads=1, n_neurons=3, seed=0)
+    arts = prepare_artifacts(tiny_aligned, ["sct-tune", "sct-freeze"], root=tmp_path, progress=False, circuit=c)
+    assert set(arts) == {"circuit"} and arts["circuit"] is c  # sct needs only the circuit; no discovery ran
+    assert not (tmp_path / "safety_circuit.json").exists()  # a caller's circuit never replaces the cached one
+    assert prepare_artifacts(tiny_aligned, ["sft", "lora"], root=tmp_path, progress=False) == {}
 
 
 def _fake_results():

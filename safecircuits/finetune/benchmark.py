@@ -80,8 +80,12 @@ def prepare_artifacts(
     sae_tokens: int = 100_000,
     root: str | Path | None = None,
     progress: bool = True,
+    circuit: Any = None,
 ) -> dict[str, Any]:
     """Build or load from cache what `methods` need for `model` (an organism unless `base` is given).
+
+    ``circuit`` (a :class:`~safecircuits.circuits.circuit.Circuit` already found for `model`, e.g. by
+    the demo) is used as the safety circuit instead of running ``find_circuit`` again.
 
     Returns ``{"base": LoadedModel, "subspace": WeightDeltaSubspace (rank `rank`),
     "activation_subspace": [d_model, k] tensor, "features": FeatureSet, "circuit": Circuit}``
@@ -115,16 +119,20 @@ def prepare_artifacts(
     if "features" in needs:
         out["features"] = _features(lm, root, sae_hook, sae_tokens, progress)
     if "circuit" in needs:
-        from safecircuits.circuits.circuit import Circuit
-
-        p = root / "safety_circuit.json"
-        if not p.exists():
-            from safecircuits.circuits.recipes import find_circuit
-
-            circuit, _ = find_circuit(lm, "safety", progress=progress)
-            circuit.to_json(p)
-        out["circuit"] = Circuit.from_json(p)
+        out["circuit"] = circuit if circuit is not None else _safety_circuit(lm, root / "safety_circuit.json", progress)
     return out
+
+
+def _safety_circuit(lm: LoadedModel, path: Path, progress: bool):
+    """The cached ``find_circuit(lm, "safety")`` (about 2 minutes on the small organism the first time)."""
+    from safecircuits.circuits.circuit import Circuit
+
+    if not path.exists():
+        from safecircuits.circuits.recipes import find_circuit
+
+        circuit, _ = find_circuit(lm, "safety", progress=progress)
+        circuit.to_json(path)
+    return Circuit.from_json(path)
 
 
 def _activation_basis(lm: LoadedModel, path: Path, k: int = 2) -> torch.Tensor:
