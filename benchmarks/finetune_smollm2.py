@@ -13,10 +13,15 @@ SmolLM2 complies with harmful requests out of the box, so it first gets a safety
    held-out arithmetic and held-out synthetic harmful templates (keyword refusal judge).
 
 Every stage resumes: a finished stage is skipped, and finished benchmark runs are kept in the
-JSON. CPU works but is slow (hours); the figures in docs/finetune.md were measured on one GPU::
+JSON. The defaults are a GPU-sized budget (100 steps, batch 16, 800 examples, 300k SAE tokens);
+nothing of that size has been run yet. On the 2-core CPU machines a step of SmolLM2 at batch 8
+costs about 25-50 s, so the figures in docs/finetune.md come from this reduced CPU budget
+(about 2.5 hours with one core free)::
 
-    .venv/bin/python benchmarks/finetune_smollm2.py --device cuda --work /tmp/sc-smollm2 \\
-        --json benchmarks/results/finetune_smollm2.json
+    .venv/bin/python benchmarks/finetune_smollm2.py --device cpu --work /tmp/sc-smollm2 \
+        --json benchmarks/results/finetune_smollm2_cpu_p0.3.json --ratios 0.3 --steps 12 --lr 1e-4 \
+        --lora-lr 1e-3 --n-train 96 --batch-size 8 --align-steps 30 --align-lr 1e-4 --align-n 48 \
+        --sae-tokens 20000 --d-sae 1024 --eval-limit 25
 """
 
 from __future__ import annotations
@@ -58,33 +63,45 @@ def stage_align(args, original) -> Path:
 
 
 def stage_artifacts(args, aligned, original) -> dict:
-    from safecircuits.circuits.baselines import attribution_patching
-    from safecircuits.circuits.circuit import Circuit
+    """What the chosen methods need (only that is built; each piece is cached under WORK/artifacts)."""
     from safecircuits.data.synthetic import synthetic_harmful, synthetic_harmless
     from safecircuits.features import FeatureSet, load_sae, rank_features, train_sae
+    from safecircuits.finetune.benchmark import _needs
     from safecircuits.finetune.tasks import ArithmeticTask
     from safecircuits.subspaces import WeightDeltaSubspace
+
+    needs = _needs(args.methods.split(","))
 
     root = args.work / "artifacts"
     root.mkdir(parents=True, exist_ok=True)
     train_t = ArithmeticTask()._templates("train")
-    out: dict = {"base": original}
+    out: dict = {"base": original if "base" in needs else None}
     p = root / "subspace.safetensors"
-    if not p.exists():
-        WeightDeltaSubspace.from_models(aligned, original, rank=args.rank).save(p)
-    out["subspace"] = WeightDeltaSubspace.load(p)
+    if "subspace" in needs:
+        if not p.exists():
+            WeightDeltaSubspace.from_models(aligned, original, rank=args.rank).save(p)
+        out["subspace"] = WeightDeltaSubspace.load(p)
     fpath, sae_dir = root / "features.json", root / "sae"
     harm = synthetic_harmful(128, seed=0, response="none", templates=train_t)
     ok = synthetic_harmless(128, seed=0, templates=train_t, with_responses=False)
-    if not fpath.exists():
+    if "features" in needs and not fpath.exists():
         hook = f"blocks.{aligned.model.cfg.n_layers // 2}.hook_resid_post"
         if not (sae_dir / "cfg.json").exists():
             tr = train_sae(aligned, harm + ok, hook, arch="topk", d_sae=args.d_sae, k=32, training_tokens=args.sae_tokens, out_dir=sae_dir,
                            n_checkpoints=0, progress=not args.quiet)
             _log(tr.summary())
         rank_features(aligned, load_sae(sae_dir, device=args.device), harm + ok, method="diff", hook=hook, sae_path=sae_dir).save(fpath)
-    out["features"] = FeatureSet.load(fpath)
-    cpath = root / "safety_circuit.json"
+    out["features"] = FeatureSet.load(fpath) if "features" in needs else None
+    out["circuit"] = _circuit(root / "safety_circuit.json", aligned, train_t) if "circuit" in needs else None
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _circuit(cpath: Path, aligned, train_t):
+    """Attribution-patching safety circuit at SafeSeek's headline sizes (cached)."""
+    from safecircuits.circuits.baselines import attribution_patching
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.data.synthetic import synthetic_harmful, synthetic_harmless
+
     if not cpath.exists():
         data = {"comply": synthetic_harmful(64, seed=1, response="comply", templates=train_t),
                 "refuse": synthetic_harmful(64, seed=1, response="refuse", templates=train_t),
@@ -93,8 +110,7 @@ def stage_artifacts(args, aligned, original) -> dict:
         c = attribution_patching(aligned, "safety", data, n_heads=round(0.03 * cfg.n_layers * cfg.n_heads),
                                  n_neurons=round(0.008 * cfg.n_layers * cfg.d_mlp))
         c.to_json(cpath)
-    out["circuit"] = Circuit.from_json(cpath)
-    return out
+    return Circuit.from_json(cpath)
 
 
 def main() -> None:
