@@ -15,13 +15,13 @@ SmolLM2 complies with harmful requests out of the box, so it first gets a safety
 Every stage resumes: a finished stage is skipped, and finished benchmark runs are kept in the
 JSON. The defaults are a GPU-sized budget (100 steps, batch 16, 800 examples, 300k SAE tokens);
 nothing of that size has been run yet. On the 2-core CPU machines a step of SmolLM2 at batch 8
-costs about 25-50 s, so the figures in docs/finetune.md come from this reduced CPU budget
-(about 2.5 hours with one core free)::
+costs about 25-55 s, so the figures in docs/finetune.md come from this reduced CPU budget
+(about 2 hours on shared cores)::
 
     .venv/bin/python benchmarks/finetune_smollm2.py --device cpu --work /tmp/sc-smollm2 \
         --json benchmarks/results/finetune_smollm2_cpu_p0.3.json --ratios 0.3 --steps 12 --lr 1e-4 \
         --lora-lr 1e-3 --n-train 96 --batch-size 8 --align-steps 30 --align-lr 1e-4 --align-n 48 \
-        --sae-tokens 20000 --d-sae 1024 --eval-limit 25
+        --sae-tokens 20000 --d-sae 1024 --eval-limit 25 --methods sft,cwac,cwac-weights-only,cwac-acts-only,lora
 """
 
 from __future__ import annotations
