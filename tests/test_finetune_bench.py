@@ -10,7 +10,14 @@ from typer.testing import CliRunner
 
 import safecircuits.finetune.loop as loop
 from safecircuits.finetune.bench_cli import bench_app
-from safecircuits.finetune.benchmark import aggregate, base_name_for, markdown_table, prepare_artifacts, run_benchmark, run_key
+from safecircuits.finetune.benchmark import (
+    aggregate,
+    base_name_for,
+    markdown_table,
+    prepare_artifacts,
+    run_benchmark,
+    run_key,
+)
 from safecircuits.viz.finetune import benchmark_figure, write_benchmark_html
 
 MODEL = "organism:aligned?size=tiny"
