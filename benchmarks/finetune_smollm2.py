@@ -71,7 +71,6 @@ def stage_artifacts(args, aligned, original) -> dict:
     from safecircuits.subspaces import WeightDeltaSubspace
 
     needs = _needs(args.methods.split(","))
-
     root = args.work / "artifacts"
     root.mkdir(parents=True, exist_ok=True)
     train_t = ArithmeticTask()._templates("train")
@@ -82,9 +81,9 @@ def stage_artifacts(args, aligned, original) -> dict:
             WeightDeltaSubspace.from_models(aligned, original, rank=args.rank).save(p)
         out["subspace"] = WeightDeltaSubspace.load(p)
     fpath, sae_dir = root / "features.json", root / "sae"
-    harm = synthetic_harmful(128, seed=0, response="none", templates=train_t)
-    ok = synthetic_harmless(128, seed=0, templates=train_t, with_responses=False)
     if "features" in needs and not fpath.exists():
+        harm = synthetic_harmful(128, seed=0, response="none", templates=train_t)
+        ok = synthetic_harmless(128, seed=0, templates=train_t, with_responses=False)
         hook = f"blocks.{aligned.model.cfg.n_layers // 2}.hook_resid_post"
         if not (sae_dir / "cfg.json").exists():
             tr = train_sae(aligned, harm + ok, hook, arch="topk", d_sae=args.d_sae, k=32, training_tokens=args.sae_tokens, out_dir=sae_dir,

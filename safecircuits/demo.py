@@ -13,9 +13,9 @@ from safecircuits.evaluation.report import evaluate_model
 from safecircuits.models import load_model
 
 
-def _demo_circuits(out: Path, size: str, console: Console) -> dict:
+def _demo_circuits(out: Path, size: str, console: Console) -> tuple[dict, dict]:
     """Find the backdoor circuit of organism:backdoor and the safety circuit of organism:aligned,
-    print their ablation tables and write the circuit maps."""
+    print their ablation tables and write the circuit maps. Returns (summary, {objective: Circuit})."""
     from safecircuits.circuits.evaluate import faithfulness_curve
     from safecircuits.circuits.recipes import (
         effect_table,
@@ -40,8 +40,9 @@ def _demo_circuits(out: Path, size: str, console: Console) -> dict:
         found[objective], effects[objective], curves[objective] = circuit, eff, {**curve, "label": objective}
     html = circuit_report_html(out / "circuit_map.html", found, faithfulness=curves, title="safecircuits demo: circuit maps")
     console.print(f"wrote {html}")
-    return {k: {"sparsity": c.sparsity, "n_heads": c.n_heads, "n_neurons": c.n_neurons, "effect": effects[k],
-                "auc_asr": curves[k].get("auc_asr"), "seconds": c.provenance["seconds"]} for k, c in found.items()}
+    summary = {k: {"sparsity": c.sparsity, "n_heads": c.n_heads, "n_neurons": c.n_neurons, "effect": effects[k],
+                   "auc_asr": curves[k].get("auc_asr"), "seconds": c.provenance["seconds"]} for k, c in found.items()}
+    return summary, found
 
 
 def _pct(x: float) -> str:
@@ -149,12 +150,12 @@ FINETUNE_METHODS = ("sft", "sct-freeze", "sct-tune", "cwac")
 def _demo_finetune(out: Path, size: str, console: Console, circuit=None, ratio: float = 0.1) -> dict:
     """A short harmful fine-tuning comparison on organism:aligned: sft vs SCT vs CWAC at one harmful
     ratio, one seed, the benchmark's calibrated budget (docs/finetune.md)."""
-    from safecircuits.finetune.benchmark import DEFAULTS, prepare_artifacts, run_benchmark
+    from safecircuits.finetune.benchmark import DEFAULTS, prepare_artifacts, run_benchmark, run_key
     from safecircuits.viz.finetune import write_benchmark_html
 
     console.rule(f"[bold]harmful fine-tuning: {', '.join(FINETUNE_METHODS)} at p = {ratio:g}")
     lm = load_model("organism:aligned" + (f"?size={size}" if size != "small" else ""), progress=False)
-    console.print(f"preparing artifacts (safety circuit, weight-delta subspace, SAE features; cached) for {lm.name} ...")
+    console.print(f"preparing artifacts (weight-delta subspace, SAE features; cached) for {lm.name} ...")
     artifacts = prepare_artifacts(lm, FINETUNE_METHODS, progress=True, circuit=circuit)
     path = out / "finetune_bench.json"
     path.unlink(missing_ok=True)  # a demo run measures afresh
@@ -165,7 +166,7 @@ def _demo_finetune(out: Path, size: str, console: Console, circuit=None, ratio: 
         t.add_column(col)
     rows = {}
     for m in FINETUNE_METHODS:
-        r = next(v for v in res["runs"].values() if v["method"] == m)
+        r = res["runs"][run_key(m, ratio, 0)]
         rows[m] = {k: r[k] for k in ("harmful_score", "accuracy", "harmless_kl", "trainable_share", "wall_seconds")}
         t.add_row(m, _pct(r["harmful_score"]), _pct(r["accuracy"]), f"{r['harmless_kl']:.3f}", _pct(r["trainable_share"]),
                   f"{r['wall_seconds']:.1f} s")
@@ -206,10 +207,8 @@ def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console
     summary: dict = {"organisms": results}
     safety_circuit = None
     if circuits:
-        summary["circuits"] = _demo_circuits(out, size, console)
-        from safecircuits.circuits.circuit import Circuit
-
-        safety_circuit = Circuit.from_json(out / "safety_circuit.json")
+        summary["circuits"], found = _demo_circuits(out, size, console)
+        safety_circuit = found["safety"]
     sae_dirs = None
     if features:
         summary["features"] = _demo_features(out, size, console)
