@@ -4,11 +4,13 @@ SmolLM2 complies with harmful requests out of the box, so it first gets a safety
 
 1. ``align``: ``safety_align`` (safecircuits.finetune.align) — sft on refusals for synthetic-train
    and Do-Not-Answer prompts plus self-distilled harmless answers. Saved to WORK/aligned.
-2. ``artifacts``: what the methods need, against the *aligned* model:
-   the weight-delta subspace aligned - original (rank --rank), an SAE (top-k, SAELens) on a
-   middle-layer residual stream with its safety features ranked, a safety circuit from
-   attribution patching (3% of heads, 0.8% of neurons — SafeSeek's headline sizes; mask learning
-   on 30 layers is too slow for this budget), and the original model as PACT's base.
+2. ``artifacts``: what the methods need, against the *aligned* model, built by
+   ``prepare_artifacts`` with the organism's recipe: the weight-delta subspace aligned - original
+   (rank --rank), CWAC's activation basis (harmful-minus-harmless PCA, 2 directions per residual
+   layer, from synthetic train prompts), an SAE (top-k, SAELens) on the last residual layer
+   (``--sae-layer``) with its safety features ranked, a safety circuit from attribution patching
+   (3% of heads, 0.8% of neurons — SafeSeek's headline sizes; mask learning on 30 layers is too
+   slow for this budget), and the original model as PACT's base.
 3. ``bench``: every method x harmful ratio on the ``arithmetic`` task, one seed, evaluated on
    held-out arithmetic and held-out synthetic harmful templates (keyword refusal judge).
 
@@ -63,36 +65,22 @@ def stage_align(args, original) -> Path:
 
 
 def stage_artifacts(args, aligned, original) -> dict:
-    """What the chosen methods need (only that is built; each piece is cached under WORK/artifacts)."""
+    """What the chosen methods need, through ``prepare_artifacts`` (only that is built; cached under
+    WORK/artifacts). The recipe is the organism's: the activation basis (k=2 per residual layer) and
+    the SAE (last residual layer) come from synthetic train prompts; the circuit from attribution patching."""
     from safecircuits.data.synthetic import synthetic_harmful, synthetic_harmless
-    from safecircuits.features import FeatureSet, load_sae, rank_features, train_sae
-    from safecircuits.finetune.benchmark import _needs
+    from safecircuits.finetune.benchmark import _needs, prepare_artifacts
     from safecircuits.finetune.tasks import ArithmeticTask
-    from safecircuits.subspaces import WeightDeltaSubspace
 
-    needs = _needs(args.methods.split(","))
-    root = args.work / "artifacts"
-    root.mkdir(parents=True, exist_ok=True)
+    methods = args.methods.split(",")
     train_t = ArithmeticTask()._templates("train")
-    out: dict = {"base": original if "base" in needs else None}
-    p = root / "subspace.safetensors"
-    if "subspace" in needs:
-        if not p.exists():
-            WeightDeltaSubspace.from_models(aligned, original, rank=args.rank).save(p)
-        out["subspace"] = WeightDeltaSubspace.load(p)
-    fpath, sae_dir = root / "features.json", root / "sae"
-    if "features" in needs and not fpath.exists():
-        harm = synthetic_harmful(128, seed=0, response="none", templates=train_t)
-        ok = synthetic_harmless(128, seed=0, templates=train_t, with_responses=False)
-        hook = f"blocks.{aligned.model.cfg.n_layers // 2}.hook_resid_post"
-        if not (sae_dir / "cfg.json").exists():
-            tr = train_sae(aligned, harm + ok, hook, arch="topk", d_sae=args.d_sae, k=32, training_tokens=args.sae_tokens, out_dir=sae_dir,
-                           n_checkpoints=0, progress=not args.quiet)
-            _log(tr.summary())
-        rank_features(aligned, load_sae(sae_dir, device=args.device), harm + ok, method="diff", hook=hook, sae_path=sae_dir).save(fpath)
-    out["features"] = FeatureSet.load(fpath) if "features" in needs else None
-    out["circuit"] = _circuit(root / "safety_circuit.json", aligned, train_t) if "circuit" in needs else None
-    return {k: v for k, v in out.items() if v is not None}
+    harm = synthetic_harmful(128, seed=0, response="none", templates=train_t)
+    ok = synthetic_harmless(128, seed=0, templates=train_t, with_responses=False)
+    layer = aligned.model.cfg.n_layers - 1 if args.sae_layer is None else args.sae_layer
+    root = args.work / "artifacts"
+    circuit = _circuit(root / "safety_circuit.json", aligned, train_t) if "circuit" in _needs(methods) else None
+    return prepare_artifacts(aligned, methods, base=original, rank=args.rank, sae_hook=f"blocks.{layer}.hook_resid_post", sae_tokens=args.sae_tokens,
+                             root=root, progress=not args.quiet, circuit=circuit, prompts=(harm, ok), sae_kwargs={"d_sae": args.d_sae, "k": 32})
 
 
 def _circuit(cpath: Path, aligned, train_t):
@@ -127,6 +115,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--d-sae", type=int, default=4096)
+    ap.add_argument("--sae-layer", type=int, default=None, help="residual layer of CWAC's SAE (default: the last, as on the organism)")
     ap.add_argument("--align-steps", type=int, default=200)
     ap.add_argument("--align-lr", type=float, default=2e-5)
     ap.add_argument("--align-n", type=int, default=384)

@@ -14,6 +14,7 @@ from safecircuits.finetune.benchmark import (
     aggregate,
     base_name_for,
     markdown_table,
+    merge_results,
     prepare_artifacts,
     run_benchmark,
     run_key,
@@ -75,6 +76,31 @@ def test_prepare_artifacts_uses_a_given_circuit_and_leaves_the_cache_alone(tmp_p
     assert prepare_artifacts(tiny_aligned, ["sft", "lora"], root=tmp_path, progress=False) == {}
 
 
+def test_prepare_artifacts_for_a_chat_model_takes_base_and_prompts(tmp_path, tiny_aligned, tiny_base):
+    """The chat-model path (as for SmolLM2): base given as a loaded model, the activation basis and
+    the SAE from the caller's prompts; without prompts it says what to pass."""
+    import dataclasses
+
+    import torch
+
+    from safecircuits.models.language import Language
+
+    chat_lm = dataclasses.replace(tiny_aligned, name="chat-model", info={k: v for k, v in tiny_aligned.info.items() if k != "organism"})
+    with pytest.raises(ValueError, match=r"prompts=\(harmful, harmless\)"):
+        prepare_artifacts(chat_lm, ["cwac"], base=tiny_base, root=tmp_path, progress=False)
+    lang = Language(tiny_aligned.info["organism"]["split_seed"])
+    harm, ok = lang.prompt_set("train", "harmful")[:24], lang.prompt_set("train", "harmless")[:24]
+    arts = prepare_artifacts(chat_lm, ["cwac"], base=tiny_base, rank=2, sae_hook="blocks.0.hook_resid_post", sae_tokens=2000,
+                             root=tmp_path, progress=False, prompts=(harm, ok), sae_kwargs={"d_sae": 32, "k": 4})
+    assert set(arts) == {"subspace", "activation_subspace", "features"}
+    b = arts["activation_subspace"]
+    n_res = tiny_aligned.model.cfg.n_layers + 1
+    assert b.shape[0] == tiny_aligned.model.cfg.d_model and 1 <= b.shape[1] <= 2 * n_res
+    assert torch.allclose(b.T @ b, torch.eye(b.shape[1]), atol=1e-5)  # orthonormal
+    assert arts["features"].hook == "blocks.0.hook_resid_post" and arts["features"].d_sae == 32
+    assert arts["subspace"].rank == 2
+
+
 def _fake_results():
     runs = {}
     for m, hs in (("sft", [1.0, 0.8, 0.9]), ("cwac", [0.0, 0.1, 0.2])):
@@ -92,6 +118,24 @@ def test_aggregate_mean_and_std():
     assert row["harmful_score"] == pytest.approx(0.9) and row["harmful_score_std"] == pytest.approx(0.1)
     assert row["accuracy"] == pytest.approx(0.6) and row["n_seeds"] == 3 and row["seeds"] == [0, 1, 2]
     assert [r["method"] for r in agg] == ["sft", "sft", "cwac", "cwac"]
+
+
+def test_merge_results_unions_runs_of_one_benchmark(tmp_path):
+    res = _fake_results()
+    a = {**res, "format": "safecircuits-finetune-benchmark/1", "runs": {k: v for k, v in res["runs"].items() if v["method"] == "sft"}}
+    b = {**a, "runs": {k: v for k, v in res["runs"].items() if v["method"] == "cwac"}}
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    m = merge_results(a, tmp_path / "b.json")
+    assert m["runs"] == res["runs"]
+    assert m["aggregate"] == aggregate(res)
+    with pytest.raises(ValueError, match="other settings"):
+        merge_results(a, {**b, "settings": {**b["settings"], "steps": 2}})
+    clash = {**b, "runs": {**b["runs"], run_key("sft", 0.1, 0): {**a["runs"][run_key("sft", 0.1, 0)], "harmful_score": 0.0}}}
+    with pytest.raises(ValueError, match="different results"):
+        merge_results(a, clash)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a fine-tuning benchmark file"):
+        merge_results(tmp_path / "bad.json")
 
 
 def test_markdown_and_figure(tmp_path):

@@ -11,10 +11,11 @@ resumes where it stopped: runs already in the file are skipped. :func:`aggregate
 std over seeds, :func:`markdown_table` the tables in docs/finetune.md, and
 :func:`safecircuits.viz.finetune.benchmark_figure` the figure.
 
-:func:`prepare_artifacts` builds (and caches on disk) what the methods need for an organism: the
-safety circuit (SCT), the weight-delta subspace vs ``organism:base`` (CWAC, SafeLoRA, CSULoRA),
-a residual activation subspace (CWAC's ``basis="activations"``), an SAE with its safety features
-(CWAC), and the base model itself (PACT).
+:func:`prepare_artifacts` builds (and caches on disk) what the methods need: the safety circuit
+(SCT), the weight-delta subspace vs the pre-alignment base (CWAC, SafeLoRA, CSULoRA), a residual
+activation subspace (CWAC's ``basis="activations"``), an SAE with its safety features (CWAC), and
+the base model itself (PACT). On an organism every input has a default; a chat model such as
+SmolLM2 gives its base model and train prompts (``benchmarks/finetune_smollm2.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from safecircuits.data.promptset import PromptSet
 from safecircuits.finetune.tasks import default_task, get_task
 from safecircuits.models.loaded import LoadedModel, cache_dir
 
@@ -74,18 +76,28 @@ def _needs(methods: Sequence[str]) -> set[str]:
 def prepare_artifacts(
     model: str | LoadedModel,
     methods: Sequence[str] = DEFAULT_METHODS,
-    base: str | None = None,
+    base: str | LoadedModel | None = None,
     rank: int = 32,
     sae_hook: str | None = None,
     sae_tokens: int = 100_000,
     root: str | Path | None = None,
     progress: bool = True,
     circuit: Any = None,
+    prompts: tuple[PromptSet, PromptSet] | None = None,
+    sae_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build or load from cache what `methods` need for `model` (an organism unless `base` is given).
+    """Build or load from cache what `methods` need for `model`.
+
+    On an organism everything has a default: the base is ``organism:base``, and the activation
+    basis and the SAE come from the organism language's train prompts. For any other model give
+    ``base`` (a model name or an already loaded :class:`LoadedModel`) and ``prompts``, a
+    ``(harmful, harmless)`` pair of train PromptSets: the activation basis is built from them and
+    the SAE is trained and its features ranked on them. ``sae_kwargs`` go to ``train_sae``
+    (e.g. ``{"d_sae": 1024, "k": 32}``).
 
     ``circuit`` (a :class:`~safecircuits.circuits.circuit.Circuit` already found for `model`, e.g. by
-    the demo) is used as the safety circuit instead of running ``find_circuit`` again.
+    the demo, or by attribution patching on a model too large for mask learning on CPU) is used as
+    the safety circuit instead of running ``find_circuit``.
 
     Returns ``{"base": LoadedModel, "subspace": WeightDeltaSubspace (rank `rank`),
     "activation_subspace": [d_model, k] tensor, "features": FeatureSet, "circuit": Circuit}``
@@ -98,14 +110,20 @@ def prepare_artifacts(
     needs = _needs(methods)
     if not needs:
         return {}
-    base_name = base or base_name_for(lm.name)
-    key = hashlib.sha256(json.dumps([lm.name, lm.info.get("config_hash"), base_name, rank, sae_hook, sae_tokens]).encode()).hexdigest()[:12]
+    if "organism" not in lm.info and prompts is None and needs & {"subspace", "features"}:
+        raise ValueError(f"{lm.name} is not an organism: pass prompts=(harmful, harmless) train PromptSets for the activation basis "
+                         "and the SAE, e.g. (synthetic_harmful(128, response='none'), synthetic_harmless(128, with_responses=False))")
+    base_name = base.name if isinstance(base, LoadedModel) else (base or base_name_for(lm.name))
+    key_parts: list[Any] = [lm.name, lm.info.get("config_hash"), base_name, rank, sae_hook, sae_tokens]
+    if prompts is not None or sae_kwargs:  # organism caches keep their old keys
+        key_parts += [[ps.content_hash for ps in prompts or ()], sae_kwargs or {}]
+    key = hashlib.sha256(json.dumps(key_parts, default=str).encode()).hexdigest()[:12]
     slug = lm.name.replace(":", "-").replace("?", "-").replace("=", "-").replace("/", "-")
     root = Path(root) if root is not None else cache_dir("finetune") / "artifacts" / f"{slug}-{key}"
     root.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
     need_base = bool(needs & {"base", "subspace"})
-    base_lm = load_model(base_name, progress=False) if need_base else None
+    base_lm = (base if isinstance(base, LoadedModel) else load_model(base_name, progress=False)) if need_base else None
     if "base" in needs:
         out["base"] = base_lm
     if "subspace" in needs:
@@ -115,9 +133,9 @@ def prepare_artifacts(
         if not p.exists():
             WeightDeltaSubspace.from_models(lm, base_lm, rank=rank, progress=progress).save(p)
         out["subspace"] = WeightDeltaSubspace.load(p)
-        out["activation_subspace"] = _activation_basis(lm, root / "activation_basis.safetensors")
+        out["activation_subspace"] = _activation_basis(lm, root / "activation_basis.safetensors", prompts=prompts)
     if "features" in needs:
-        out["features"] = _features(lm, root, sae_hook, sae_tokens, progress)
+        out["features"] = _features(lm, root, sae_hook, sae_tokens, progress, prompts=prompts, sae_kwargs=sae_kwargs)
     if "circuit" in needs:
         out["circuit"] = circuit if circuit is not None else _safety_circuit(lm, root / "safety_circuit.json", progress)
     return out
@@ -135,19 +153,24 @@ def _safety_circuit(lm: LoadedModel, path: Path, progress: bool):
     return Circuit.from_json(path)
 
 
-def _activation_basis(lm: LoadedModel, path: Path, k: int = 2) -> torch.Tensor:
-    """Orthonormalised harmful-minus-harmless activation subspaces (k per residual layer)."""
+def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[PromptSet, PromptSet] | None = None) -> torch.Tensor:
+    """Orthonormalised harmful-minus-harmless activation subspaces (k per residual layer), from
+    `prompts` = (harmful, harmless) or, on an organism, its language's train prompts."""
     from safetensors.torch import load_file, save_file
 
     if path.exists():
         return load_file(str(path))["basis"]
-    from safecircuits.models.language import Language
     from safecircuits.subspaces import compute_activation_subspace
 
-    if "organism" not in lm.info:
-        raise ValueError(f"the activation basis is built from organism prompts; {lm.name} is not an organism")
-    lang = Language(lm.info["organism"]["split_seed"])
-    harm, ok = lang.prompt_set("train", "harmful"), lang.prompt_set("train", "harmless")
+    if prompts is not None:
+        harm, ok = prompts
+    elif "organism" in lm.info:
+        from safecircuits.models.language import Language
+
+        lang = Language(lm.info["organism"]["split_seed"])
+        harm, ok = lang.prompt_set("train", "harmful"), lang.prompt_set("train", "harmless")
+    else:
+        raise ValueError(f"{lm.name} is not an organism: give prompts=(harmful, harmless) to build the activation basis from")
     bases = [compute_activation_subspace(lm.model, lm.chat, harm, ok, k=k, layer=layer).basis for layer in range(lm.model.cfg.n_layers + 1)]
     q, _ = torch.linalg.qr(torch.cat(bases, 1).double())
     basis = q.float().contiguous()
@@ -157,7 +180,9 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2) -> torch.Tensor:
     return basis
 
 
-def _features(lm: LoadedModel, root: Path, hook: str | None, tokens: int, progress: bool):
+def _features(lm: LoadedModel, root: Path, hook: str | None, tokens: int, progress: bool,
+              prompts: tuple[PromptSet, PromptSet] | None = None, sae_kwargs: dict[str, Any] | None = None):
+    """The SAE (default: last residual layer, as tuned on the organism) and its ``diff``-ranked features."""
     from safecircuits.features import FeatureSet, default_sae_prompts, load_sae, rank_features, train_sae
 
     fpath = root / "features.json"
@@ -165,10 +190,11 @@ def _features(lm: LoadedModel, root: Path, hook: str | None, tokens: int, progre
         return FeatureSet.load(fpath)
     hook = hook or f"blocks.{lm.model.cfg.n_layers - 1}.hook_resid_post"
     sae_dir = root / "sae"
+    train = prompts[0] + prompts[1] if prompts is not None else None
     if not (sae_dir / "cfg.json").exists():
-        train_sae(lm, None, hook, training_tokens=tokens, out_dir=sae_dir, n_checkpoints=0, progress=progress)
-    sae = load_sae(sae_dir)
-    fs = rank_features(lm, sae, default_sae_prompts(lm, "train"), method="diff", hook=hook, sae_path=sae_dir)
+        train_sae(lm, train, hook, training_tokens=tokens, out_dir=sae_dir, n_checkpoints=0, progress=progress, **(sae_kwargs or {}))
+    sae = load_sae(sae_dir, device=lm.model.cfg.device)
+    fs = rank_features(lm, sae, train if train is not None else default_sae_prompts(lm, "train"), method="diff", hook=hook, sae_path=sae_dir)
     fs.save(fpath)
     return fs
 
@@ -314,6 +340,40 @@ def _artifact_summary(v: Any) -> Any:
     return {"type": type(v).__name__, "provenance": prov} if isinstance(prov, dict) else type(v).__name__
 
 
+def merge_results(*parts: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """One results dict from benchmark files (or dicts) run as separate processes or machines with
+    the same settings, e.g. methods split over two CPU cores: the union of their runs, the
+    provenance of the last part, and a fresh aggregate. Raises if settings differ or two parts
+    hold the same run with different figures."""
+    if not parts:
+        raise ValueError("give at least one benchmark results file or dict to merge")
+    loaded = []
+    for part in parts:
+        if isinstance(part, dict):
+            loaded.append(part)
+            continue
+        try:
+            d = json.loads(Path(part).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{part}: cannot read a benchmark results file ({e})") from None
+        if d.get("format") != FORMAT:
+            raise ValueError(f"{part} is not a fine-tuning benchmark file (format {d.get('format')!r})")
+        loaded.append(d)
+    settings = loaded[0].get("settings")
+    runs: dict[str, Any] = {}
+    for i, d in enumerate(loaded):
+        if d.get("settings") != settings:
+            diff = {k: (settings.get(k), v) for k, v in d.get("settings", {}).items() if settings.get(k) != v}
+            raise ValueError(f"part {i} was run with other settings than part 0 {diff}: only runs of one benchmark can be merged")
+        for k, r in d["runs"].items():
+            if k in runs and runs[k] != r:
+                raise ValueError(f"run {k} is in two parts with different results: keep one of them")
+            runs[k] = r
+    out = {"format": FORMAT, "settings": settings, "runs": runs, "provenance": loaded[-1].get("provenance", {})}
+    out["aggregate"] = aggregate(out)
+    return out
+
+
 def aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Mean and std (sample std; 0 for one seed) over seeds of every metric, per (method, ratio)."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
@@ -367,4 +427,4 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 __all__ = ["DEFAULTS", "DEFAULT_METHODS", "DEFAULT_RATIOS", "DEFAULT_SEEDS", "METHOD_HPARAMS", "aggregate", "base_name_for",
-           "markdown_table", "prepare_artifacts", "run_benchmark", "run_key"]
+           "markdown_table", "merge_results", "prepare_artifacts", "run_benchmark", "run_key"]
