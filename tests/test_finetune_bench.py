@@ -166,3 +166,13 @@ def test_bench_cli(tmp_path):
     assert r.exit_code == 2 and "ratio" in r.output
     r = runner.invoke(app, ["bench", "finetune", "--model", MODEL, "--ratios", "abc", "--json", str(tmp_path / "d.json")])
     assert r.exit_code == 2 and "not a valid float" in r.output
+    # a second part with another ratio merges into one file
+    js2 = tmp_path / "b2.json"
+    r = runner.invoke(app, ["bench", "finetune", "--model", MODEL, "--methods", "lora", "--ratios", "0", "--seeds", "0",
+                            "--steps", "2", "--json", str(js2), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["bench", "merge", str(js), str(js2), "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads((tmp_path / "m.json").read_text())["runs"]) == 3 and "| lora |" in r.output
+    r = runner.invoke(app, ["bench", "merge", str(md), "--json", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and "cannot read a benchmark results file" in r.output

@@ -1,4 +1,5 @@
-"""``safecircuits bench finetune``: the harmful fine-tuning benchmark from the command line.
+"""``safecircuits bench finetune``: the harmful fine-tuning benchmark from the command line;
+``safecircuits bench merge``: one results file from parts run separately.
 
 The lead registers ``bench_app`` on the main app: ``app.add_typer(bench_app, name="bench")``.
 """
@@ -58,7 +59,6 @@ def finetune_bench(
         DEFAULT_METHODS,
         DEFAULT_RATIOS,
         DEFAULT_SEEDS,
-        markdown_table,
         run_benchmark,
     )
 
@@ -72,6 +72,12 @@ def finetune_bench(
     except (ValueError, FileNotFoundError, TypeError) as e:
         _fail(str(e))
         return
+    _report(results, json_path, html, md)
+
+
+def _report(results: dict, json_path: Path, html: Path | None, md: Path | None) -> None:
+    from safecircuits.finetune.benchmark import markdown_table
+
     table = markdown_table(results)
     typer.echo(table)
     if md is not None:
@@ -82,6 +88,25 @@ def finetune_bench(
 
         write_benchmark_html(results, html, markdown=table)
     typer.echo(f"results: {json_path}" + (f", figure: {html}" if html else "") + (f", tables: {md}" if md else ""))
+
+
+@bench_app.command("merge")
+def merge_bench(
+    parts: list[Path] = typer.Argument(..., help="benchmark JSON files run with the same settings (e.g. methods split over processes)"),
+    json_path: Path = typer.Option(..., "--json", help="merged results JSON (may be one of the parts)"),
+    html: Path | None = typer.Option(None, help="self-contained HTML figure of the merged runs"),
+    md: Path | None = typer.Option(None, help="markdown tables of the merged runs"),
+) -> None:
+    """Merge benchmark files of one benchmark into one (union of runs, fresh aggregate)."""
+    from safecircuits.finetune.benchmark import _write_atomic, merge_results
+
+    try:
+        results = merge_results(*parts)
+    except ValueError as e:
+        _fail(str(e))
+        return
+    _write_atomic(json_path, results)
+    _report(results, json_path, html, md)
 
 
 __all__ = ["bench_app"]
