@@ -16,7 +16,9 @@ from safecircuits.subspaces import (
     WeightDeltaSubspace,
     activation_addition,
     apply_delta_projection,
+    collect_activations_at,
     compute_activation_subspace,
+    compute_activation_subspaces,
     compute_candidate_directions,
     directional_ablation,
     find_refusal_direction,
@@ -145,6 +147,19 @@ def test_activation_subspace(tiny_aligned, sets, rd, tmp_path):
         compute_activation_subspace(tiny_aligned.model, tiny_aligned.chat, h, b, k=10_000, layer=0)
     with pytest.raises(ValueError, match="paired"):
         compute_activation_subspace(tiny_aligned.model, tiny_aligned.chat, h, b[:5], k=2, layer=0, pairing="paired")
+
+
+def test_activation_subspaces_of_every_layer_match_one_layer_at_a_time(tiny_aligned, sets):
+    (h, b) = sets["train"]
+    m, chat = tiny_aligned.model, tiny_aligned.chat
+    subs = compute_activation_subspaces(m, chat, h, b, k=2)  # one forward per batch, all residual layers
+    assert len(subs) == m.cfg.n_layers + 1
+    for layer, sub in enumerate(subs):
+        one = compute_activation_subspace(m, chat, h, b, k=2, layer=layer)
+        assert sub.provenance["hook"] == one.provenance["hook"]
+        assert torch.allclose(sub.basis, one.basis, atol=1e-6) and torch.allclose(sub.explained_variance, one.explained_variance)
+    with pytest.raises(ValueError, match="not a hook"):
+        collect_activations_at(m, chat, h, ["blocks.0.hook_resid_pre", "blocks.9.nope"])
 
 
 @pytest.fixture(scope="module")

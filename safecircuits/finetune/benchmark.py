@@ -160,7 +160,7 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[Pr
 
     if path.exists():
         return load_file(str(path))["basis"]
-    from safecircuits.subspaces import compute_activation_subspace
+    from safecircuits.subspaces import compute_activation_subspaces
 
     if prompts is not None:
         harm, ok = prompts
@@ -171,7 +171,7 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[Pr
         harm, ok = lang.prompt_set("train", "harmful"), lang.prompt_set("train", "harmless")
     else:
         raise ValueError(f"{lm.name} is not an organism: give prompts=(harmful, harmless) to build the activation basis from")
-    bases = [compute_activation_subspace(lm.model, lm.chat, harm, ok, k=k, layer=layer).basis for layer in range(lm.model.cfg.n_layers + 1)]
+    bases = [sub.basis for sub in compute_activation_subspaces(lm.model, lm.chat, harm, ok, k=k)]  # every residual layer, one pass
     q, _ = torch.linalg.qr(torch.cat(bases, 1).double())
     basis = q.float().contiguous()
     tmp = path.with_suffix(".tmp")

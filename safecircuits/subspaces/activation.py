@@ -49,22 +49,43 @@ def collect_activations(
     progress: bool = False,
 ) -> Float[Tensor, "n d"]:
     """Float64 activations at `hook`, position offset `pos` (left-padded, so -1 = last prompt token)."""
-    texts = _prompts(prompts, f"activations at {hook}")
+    return collect_activations_at(model, chat, prompts, [hook], pos, batch_size, progress)[hook]
+
+
+@torch.no_grad()
+def collect_activations_at(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    prompts: PromptSet | Sequence[str],
+    hooks: Sequence[str],
+    pos: int = -1,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict[str, Float[Tensor, "n d"]]:
+    """:func:`collect_activations` at several hooks from one forward pass per batch."""
+    hooks = list(dict.fromkeys(hooks))
+    texts = _prompts(prompts, f"activations at {hooks[0] if hooks else '?'}")
     if pos >= 0:
         raise ValueError(f"pos must be a negative offset from the prompt end (e.g. -1), got {pos}")
-    if hook not in model.hook_dict:
-        raise ValueError(f"{hook!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
-    # Run only the blocks up to the hook's (no unembedding): the same activations at a fraction of the cost.
-    m = re.match(r"blocks\.(\d+)\.", hook)
-    stop = int(m.group(1)) + 1 if m and int(m.group(1)) + 1 < model.cfg.n_layers else None
-    out = []
+    if not hooks:
+        raise ValueError("give at least one hook name")
+    bad = [h for h in hooks if h not in model.hook_dict]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
+    # Run only the blocks up to the last hook's (no unembedding): the same activations at a fraction of the cost.
+    layers = [re.match(r"blocks\.(\d+)\.", h) for h in hooks]
+    last = max(int(m.group(1)) for m in layers) if all(layers) else None
+    stop = last + 1 if last is not None and last + 1 < model.cfg.n_layers else None
+    wanted = set(hooks)
+    out: dict[str, list[Tensor]] = {h: [] for h in hooks}
     for i in tqdm(range(0, len(texts), batch_size), desc="activations", disable=not progress, leave=False):
-        b = encode_batch(chat, texts[i : i + batch_size], padding_side="left", max_len=model.cfg.n_ctx, source=hook)
+        b = encode_batch(chat, texts[i : i + batch_size], padding_side="left", max_len=model.cfg.n_ctx, source=hooks[0])
         dev = model.cfg.device
-        _, cache = model.run_with_cache(b.tokens.to(dev), attention_mask=b.attention_mask.to(dev), names_filter=lambda n: n == hook,
+        _, cache = model.run_with_cache(b.tokens.to(dev), attention_mask=b.attention_mask.to(dev), names_filter=lambda n: n in wanted,
                                         stop_at_layer=stop)
-        out.append(cache[hook][:, pos].double().cpu().flatten(1))
-    return torch.cat(out)
+        for h in hooks:
+            out[h].append(cache[h][:, pos].double().cpu().flatten(1))
+    return {h: torch.cat(v) for h, v in out.items()}
 
 
 @dataclass
@@ -129,6 +150,38 @@ def compute_activation_subspace(
         raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
     h = collect_activations(model, chat, harmful, hook, pos, batch_size, progress)
     b = collect_activations(model, chat, harmless, hook, pos, batch_size, progress)
+    return _pca_subspace(h, b, k, pairing, {"model": model_name or model.cfg.model_name, "hook": hook, "pos": pos,
+                                            "harmful": promptset_provenance(harmful), "harmless": promptset_provenance(harmless), "seed": seed})
+
+
+def compute_activation_subspaces(
+    model: HookedTransformer,
+    chat: ChatFormat,
+    harmful: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str],
+    k: int = 4,
+    layers: Sequence[int] | None = None,
+    pos: int = -1,
+    pairing: str = "mean",
+    batch_size: int = 32,
+    model_name: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[ActivationSubspace]:
+    """:func:`compute_activation_subspace` at the residual stream before each of `layers` (default
+    every one, 0..n_layers), from one forward pass per batch instead of one per layer."""
+    if pairing not in ("mean", "paired"):
+        raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
+    layers = list(range(model.cfg.n_layers + 1)) if layers is None else list(layers)
+    hooks = [resid_hook_name(model, layer) for layer in layers]
+    hs = collect_activations_at(model, chat, harmful, hooks, pos, batch_size, progress)
+    bs = collect_activations_at(model, chat, harmless, hooks, pos, batch_size, progress)
+    common = {"model": model_name or model.cfg.model_name, "pos": pos, "harmful": promptset_provenance(harmful),
+              "harmless": promptset_provenance(harmless), "seed": seed}
+    return [_pca_subspace(hs[hook], bs[hook], k, pairing, {**common, "hook": hook}) for hook in hooks]
+
+
+def _pca_subspace(h: Tensor, b: Tensor, k: int, pairing: str, meta: dict[str, Any]) -> ActivationSubspace:
     if pairing == "paired":
         if h.shape[0] != b.shape[0]:
             raise ValueError(f"pairing='paired' needs as many harmful as harmless prompts, got {h.shape[0]} and {b.shape[0]}")
@@ -147,16 +200,16 @@ def compute_activation_subspace(
     ev = s**2 / (s**2).sum()
     prov = {
         "method": f"uncentred PCA of harmful-minus-harmless differences (pairing={pairing})",
-        "model": model_name or model.cfg.model_name,
-        "hook": hook,
-        "pos": pos,
+        "model": meta["model"],
+        "hook": meta["hook"],
+        "pos": meta["pos"],
         "k": k,
         "pairing": pairing,
         "n_differences": diffs.shape[0],
-        "harmful": promptset_provenance(harmful),
-        "harmless": promptset_provenance(harmless),
+        "harmful": meta["harmful"],
+        "harmless": meta["harmless"],
         "explained_variance_total": float(ev[:k].sum()),
-        "seed": seed,
+        "seed": meta["seed"],
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return ActivationSubspace(basis, ev[:k], prov)
