@@ -64,7 +64,7 @@ def stage_align(args, original) -> Path:
     return out
 
 
-def stage_artifacts(args, aligned, original) -> dict:
+def stage_artifacts(args, aligned) -> dict:
     """What the chosen methods need, through ``prepare_artifacts`` (only that is built; cached under
     WORK/artifacts). The recipe is the organism's: the activation basis (k=2 per residual layer) and
     the SAE (last residual layer) come from synthetic train prompts; the circuit from attribution patching."""
@@ -79,7 +79,7 @@ def stage_artifacts(args, aligned, original) -> dict:
     layer = aligned.model.cfg.n_layers - 1 if args.sae_layer is None else args.sae_layer
     root = args.work / "artifacts"
     circuit = _circuit(root / "safety_circuit.json", aligned, train_t) if "circuit" in _needs(methods) else None
-    return prepare_artifacts(aligned, methods, base=original, rank=args.rank, sae_hook=f"blocks.{layer}.hook_resid_post", sae_tokens=args.sae_tokens,
+    return prepare_artifacts(aligned, methods, base=ORIGINAL, rank=args.rank, sae_hook=f"blocks.{layer}.hook_resid_post", sae_tokens=args.sae_tokens,
                              root=root, progress=not args.quiet, circuit=circuit, prompts=(harm, ok), sae_kwargs={"d_sae": args.d_sae, "k": 32})
 
 
@@ -130,14 +130,17 @@ def main() -> None:
     from safecircuits.finetune.benchmark import markdown_table, run_benchmark
     from safecircuits.models import load_model
 
-    original = load_model(ORIGINAL, device=args.device, progress=not args.quiet)
-    _log(f"loaded {original.name} on {args.device}")
-    aligned_dir = stage_align(args, original) if "align" in stages else args.work / "aligned"
+    aligned_dir = args.work / "aligned"
+    if "align" in stages and not (aligned_dir / "config.json").exists():
+        original = load_model(ORIGINAL, device=args.device, progress=not args.quiet)
+        _log(f"loaded {original.name} on {args.device}")
+        aligned_dir = stage_align(args, original)
+        del original  # prepare_artifacts loads it again only if a method needs it (memory: SmolLM2 on CPU runs near the limit)
     aligned = load_model(str(aligned_dir), device=args.device, progress=False)
     _log(f"aligned model: {aligned.name}")
     if not ({"artifacts", "bench"} & stages):
         return
-    artifacts = stage_artifacts(args, aligned, original)
+    artifacts = stage_artifacts(args, aligned)
     _log("artifacts ready: " + ", ".join(artifacts))
     if "bench" not in stages:
         return

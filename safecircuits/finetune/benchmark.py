@@ -122,8 +122,12 @@ def prepare_artifacts(
     root = Path(root) if root is not None else cache_dir("finetune") / "artifacts" / f"{slug}-{key}"
     root.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
-    need_base = bool(needs & {"base", "subspace"})
-    base_lm = (base if isinstance(base, LoadedModel) else load_model(base_name, progress=False)) if need_base else None
+    # the base model is loaded only when used (PACT, or a weight-delta subspace not cached yet), on the model's device
+    need_base = "base" in needs or ("subspace" in needs and not (root / "subspace.safetensors").exists())
+    if not need_base or isinstance(base, LoadedModel):
+        base_lm = base if need_base else None
+    else:
+        base_lm = load_model(base_name, device=str(lm.model.cfg.device), progress=False)
     if "base" in needs:
         out["base"] = base_lm
     if "subspace" in needs:
