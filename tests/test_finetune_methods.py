@@ -146,6 +146,30 @@ def test_cwac_feature_anchor_zero_at_reference_and_differentiable(tiny_aligned, 
     assert all(p.grad is None for p in features[1].parameters())  # the SAE is frozen
 
 
+def test_cwac_anchor_backward_after_the_task_loss_gives_the_same_update(tiny_aligned, features, safety, monkeypatch):
+    """The safety-batch anchor does not need the training graph, so the loop frees it first (half the
+    peak memory); the result must equal one backward of the summed loss."""
+    from safecircuits.finetune.methods.cwac import CWACActsOnly
+
+    method = get_method("cwac-acts-only", lam=5.0, k=8, safety_batch=4)
+    assert not method.extra_loss_needs_train_graph()
+    assert get_method("cwac", anchor_source="train").extra_loss_needs_train_graph()
+    data = get_task("reverse-steps").train_data(tiny_aligned, 0.2, 32, 0)
+    cfg = FinetuneConfig(steps=3, lr=1e-2, batch_size=8, progress=False)
+    split = finetune(tiny_aligned, data, method, cfg, artifacts={"features": features}, safety_prompts=safety)
+    monkeypatch.setattr(CWACActsOnly, "extra_loss_needs_train_graph", lambda self: True)
+    joint = finetune(tiny_aligned, data, get_method("cwac-acts-only", lam=5.0, k=8, safety_batch=4), cfg, artifacts={"features": features},
+                     safety_prompts=safety)
+    assert split.losses[-1]["feature_anchor"] > 0
+    assert split.losses[-1]["total"] == pytest.approx(joint.losses[-1]["total"], rel=1e-5)
+    a, b = dict(split.lm.model.named_parameters()), dict(joint.lm.model.named_parameters())
+    moved = sum(float((a[n] - p).pow(2).sum()) for n, p in tiny_aligned.model.named_parameters()) ** 0.5
+    apart = sum(float((a[n] - b[n]).pow(2).sum()) for n in a) ** 0.5
+    assert moved > 1e-2  # it trained
+    # equal up to float summation order (AdamW's normalisation magnifies it in near-zero-gradient entries)
+    assert apart < 1e-3 * moved, (apart, moved)
+
+
 def test_cwac_rejects_bad_hparams_and_missing_artifacts(tiny_aligned):
     with pytest.raises(ValueError, match="unknown hyperparameters"):
         get_method("cwac", lamda=1.0)

@@ -72,6 +72,12 @@ class Method:
     def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
         return {}
 
+    def extra_loss_needs_train_graph(self) -> bool:
+        """Whether :meth:`extra_loss` differentiates through the training forward (its `logits` or
+        activations captured in it). If not, the loop backpropagates the task loss first and frees
+        that graph before the extra loss builds its own: the same gradients, half the peak memory."""
+        return True
+
     def transform_update(self, ctx: FinetuneContext, name: str, delta: Tensor) -> Tensor:
         return delta
 

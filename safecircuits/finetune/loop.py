@@ -402,10 +402,17 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
             batch = _slice_batch(full, batch_indices(n, config.batch_size, config.seed, step)).to(device)
             logits = model(batch.tokens)  # right padding + causal attention: pads never reach response tokens
             ce = response_loss(logits, batch.labels)
-            extra = method.extra_loss(ctx, step, batch, logits)
-            loss = ce + sum(extra.values()) if extra else ce
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if method.extra_loss_needs_train_graph():
+                extra = method.extra_loss(ctx, step, batch, logits)
+                loss = ce + sum(extra.values()) if extra else ce
+                loss.backward()
+            else:  # free the training graph first; the extra loss's gradients accumulate on top
+                ce.backward()
+                extra = method.extra_loss(ctx, step, batch, logits.detach())
+                if extra:
+                    sum(extra.values()).backward()
+                loss = ce.detach() + sum(v.detach() for v in extra.values()) if extra else ce
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             need_snapshot = transform or bool(masks)

@@ -263,6 +263,10 @@ class CWAC(Method):
         drift = ((acts - ref).pow(2).sum(-1) * m).sum() / m.sum().clamp_min(1.0)
         return {"feature_anchor": float(self.hparams["lam"]) * every * drift / ctx.state["cwac_ref_energy"]}
 
+    def extra_loss_needs_train_graph(self) -> bool:
+        # the safety-batch anchor runs its own forward; only the training-batch anchor reads the training graph
+        return self.use_acts and self.hparams["anchor_source"] == "train"
+
     def setup(self, ctx: FinetuneContext) -> None:
         if self.use_weights:
             self._setup_weights(ctx)
