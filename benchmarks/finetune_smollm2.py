@@ -16,14 +16,17 @@ SmolLM2 complies with harmful requests out of the box, so it first gets a safety
 
 Every stage resumes: a finished stage is skipped, and finished benchmark runs are kept in the
 JSON. The defaults are a GPU-sized budget (100 steps, batch 16, 800 examples, 300k SAE tokens);
-nothing of that size has been run yet. On the 2-core CPU machines a step of SmolLM2 at batch 8
-costs about 25-55 s, so the figures in docs/finetune.md come from this reduced CPU budget
-(about 2 hours on shared cores)::
+nothing of that size has been run yet. The loop trains on one thread, and on the 2-core CPU
+machines a SmolLM2 step at batch 8 costs about 13-55 s, so the figures in docs/finetune.md come
+from this reduced CPU budget (every method, p = 0.1 and 0.3, one seed; about 2.5-14 min per run)::
 
     .venv/bin/python benchmarks/finetune_smollm2.py --device cpu --work /tmp/sc-smollm2 \
-        --json benchmarks/results/finetune_smollm2_cpu_p0.3.json --ratios 0.3 --steps 12 --lr 1e-4 \
+        --json benchmarks/results/finetune_smollm2_cpu.json --ratios 0.1,0.3 --steps 12 --lr 1e-4 \
         --lora-lr 1e-3 --n-train 96 --batch-size 8 --align-steps 30 --align-lr 1e-4 --align-n 48 \
-        --sae-tokens 20000 --d-sae 1024 --eval-limit 25 --methods sft,cwac,cwac-weights-only,cwac-acts-only,lora
+        --sae-tokens 20000 --d-sae 1024 --eval-limit 25
+
+``--methods`` runs a subset; parts run with their own ``--json`` join with
+``safecircuits bench merge``. A CWAC run holds about 12 GB: do not run two at once on 24 GB.
 """
 
 from __future__ import annotations
