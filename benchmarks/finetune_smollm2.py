@@ -51,8 +51,6 @@ def stage_align(args, original) -> Path:
     from safecircuits.finetune.tasks import get_task
 
     out = args.work / "aligned"
-    if (out / "config.json").exists():
-        return out
     task = get_task("arithmetic")
     before = task.evaluate(original, split="test", limit=args.eval_limit)
     _log(f"original: harmful score {before['harmful_score']:.3f}, arithmetic accuracy {before['accuracy']:.3f}")

@@ -124,10 +124,9 @@ def prepare_artifacts(
     out: dict[str, Any] = {}
     # the base model is loaded only when used (PACT, or a weight-delta subspace not cached yet), on the model's device
     need_base = "base" in needs or ("subspace" in needs and not (root / "subspace.safetensors").exists())
-    if not need_base or isinstance(base, LoadedModel):
-        base_lm = base if need_base else None
-    else:
-        base_lm = load_model(base_name, device=str(lm.model.cfg.device), progress=False)
+    base_lm = None
+    if need_base:
+        base_lm = base if isinstance(base, LoadedModel) else load_model(base_name, device=str(lm.model.cfg.device), progress=False)
     if "base" in needs:
         out["base"] = base_lm
     if "subspace" in needs:
@@ -168,13 +167,11 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[Pr
 
     if prompts is not None:
         harm, ok = prompts
-    elif "organism" in lm.info:
+    else:  # an organism (prepare_artifacts has checked)
         from safecircuits.models.language import Language
 
         lang = Language(lm.info["organism"]["split_seed"])
         harm, ok = lang.prompt_set("train", "harmful"), lang.prompt_set("train", "harmless")
-    else:
-        raise ValueError(f"{lm.name} is not an organism: give prompts=(harmful, harmless) to build the activation basis from")
     bases = [sub.basis for sub in compute_activation_subspaces(lm.model, lm.chat, harm, ok, k=k)]  # every residual layer, one pass
     q, _ = torch.linalg.qr(torch.cat(bases, 1).double())
     basis = q.float().contiguous()
@@ -208,15 +205,21 @@ def run_key(method: str, ratio: float, seed: int) -> str:
     return f"{method}|p={ratio:g}|seed={seed}"
 
 
+def _read_results(path: Path, fix: str) -> dict[str, Any]:
+    """A benchmark results file, or a ValueError that names the problem and `fix`."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read a benchmark results file: not valid JSON or not readable ({e}); {fix}") from None
+    if d.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fine-tuning benchmark file (format {d.get('format')!r}); {fix}")
+    return d
+
+
 def _load_results(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not path.exists():
         return {"format": FORMAT, "settings": settings, "runs": {}}
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); delete it or pass another --json path") from None
-    if d.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a fine-tuning benchmark file (format {d.get('format')!r}); pass another --json path")
+    d = _read_results(path, "delete it or pass another --json path")
     if d.get("settings") != settings:
         diff = {k: (d.get("settings", {}).get(k), v) for k, v in settings.items() if d.get("settings", {}).get(k) != v}
         raise ValueError(f"{path} holds runs made with other settings {diff} (file, now): pass another --json path or delete the file")
@@ -351,18 +354,7 @@ def merge_results(*parts: dict[str, Any] | str | Path) -> dict[str, Any]:
     hold the same run with different figures."""
     if not parts:
         raise ValueError("give at least one benchmark results file or dict to merge")
-    loaded = []
-    for part in parts:
-        if isinstance(part, dict):
-            loaded.append(part)
-            continue
-        try:
-            d = json.loads(Path(part).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{part}: cannot read a benchmark results file ({e})") from None
-        if d.get("format") != FORMAT:
-            raise ValueError(f"{part} is not a fine-tuning benchmark file (format {d.get('format')!r})")
-        loaded.append(d)
+    loaded = [part if isinstance(part, dict) else _read_results(part, "merge only files written by run_benchmark") for part in parts]
     settings = loaded[0].get("settings")
     runs: dict[str, Any] = {}
     for i, d in enumerate(loaded):

@@ -64,11 +64,11 @@ def collect_activations_at(
 ) -> dict[str, Float[Tensor, "n d"]]:
     """:func:`collect_activations` at several hooks from one forward pass per batch."""
     hooks = list(dict.fromkeys(hooks))
-    texts = _prompts(prompts, f"activations at {hooks[0] if hooks else '?'}")
-    if pos >= 0:
-        raise ValueError(f"pos must be a negative offset from the prompt end (e.g. -1), got {pos}")
     if not hooks:
         raise ValueError("give at least one hook name")
+    texts = _prompts(prompts, f"activations at {hooks[0]}")
+    if pos >= 0:
+        raise ValueError(f"pos must be a negative offset from the prompt end (e.g. -1), got {pos}")
     bad = [h for h in hooks if h not in model.hook_dict]
     if bad:
         raise ValueError(f"{bad[0]!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
@@ -146,12 +146,7 @@ def compute_activation_subspace(
     if (layer is None) == (hook is None):
         raise ValueError("pass exactly one of layer (residual stream) or hook (any hook name)")
     hook = resid_hook_name(model, layer) if hook is None else hook  # type: ignore[arg-type]
-    if pairing not in ("mean", "paired"):
-        raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
-    h = collect_activations(model, chat, harmful, hook, pos, batch_size, progress)
-    b = collect_activations(model, chat, harmless, hook, pos, batch_size, progress)
-    return _pca_subspace(h, b, k, pairing, {"model": model_name or model.cfg.model_name, "hook": hook, "pos": pos,
-                                            "harmful": promptset_provenance(harmful), "harmless": promptset_provenance(harmless), "seed": seed})
+    return _subspaces_at(model, chat, harmful, harmless, [hook], k, pos, pairing, batch_size, model_name, seed, progress)[0]
 
 
 def compute_activation_subspaces(
@@ -170,10 +165,15 @@ def compute_activation_subspaces(
 ) -> list[ActivationSubspace]:
     """:func:`compute_activation_subspace` at the residual stream before each of `layers` (default
     every one, 0..n_layers), from one forward pass per batch instead of one per layer."""
-    if pairing not in ("mean", "paired"):
-        raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
     layers = list(range(model.cfg.n_layers + 1)) if layers is None else list(layers)
     hooks = [resid_hook_name(model, layer) for layer in layers]
+    return _subspaces_at(model, chat, harmful, harmless, hooks, k, pos, pairing, batch_size, model_name, seed, progress)
+
+
+def _subspaces_at(model, chat, harmful, harmless, hooks: list[str], k, pos, pairing, batch_size, model_name, seed, progress) -> list[ActivationSubspace]:
+    """The activation subspace at each of `hooks`, all from one pass over each prompt set."""
+    if pairing not in ("mean", "paired"):
+        raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
     hs = collect_activations_at(model, chat, harmful, hooks, pos, batch_size, progress)
     bs = collect_activations_at(model, chat, harmless, hooks, pos, batch_size, progress)
     common = {"model": model_name or model.cfg.model_name, "pos": pos, "harmful": promptset_provenance(harmful),
