@@ -7,7 +7,16 @@ The public API is re-exported here (imported lazily, so ``import safecircuits`` 
 
 from __future__ import annotations
 
-from safecircuits._lazy import lazy_exports
+import os as _os
+
+# OpenMP's threads busy-wait after each parallel region (GNU OpenMP: 300,000 spins, about a
+# tenth of a second). On a shared machine those spins steal cores from other processes and from
+# this one's own stragglers. This must be set before torch loads its OpenMP runtime, so it is set
+# here, at import; a value the user already set wins. Measured in benchmarks/real_model_speed.py.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "30000")
+
+from safecircuits._lazy import lazy_exports  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from safecircuits import runtime
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, mask_hooks, position_classes
 from safecircuits.circuits.masks import ComponentMask, MaskSpec, make_mask
@@ -144,7 +145,7 @@ class CircuitDiscovery:
                 c.n_heads,
             )
             for s in objective.mask_sets
-        })
+        }).to(runtime.device_of(model))  # learned float32 logits live on the model's device
         ref = objective.reference_set(data)
         self.reference = ref
         self.ablator = Ablator.build(model, chat, config.ablation, ref if config.ablation != "zero" else None,
@@ -260,7 +261,7 @@ class CircuitDiscovery:
         epoch_rng = rng.getstate()  # rng state at the start of the current epoch
         ckpt = self._ckpt_path()
         if ckpt is not None and ckpt.exists():
-            st = torch.load(ckpt, weights_only=False)
+            st = torch.load(ckpt, weights_only=False, map_location=runtime.device_of(model))
             self.masks.load_state_dict(st["masks"])
             opt.load_state_dict(st["opt"])
             step, best, best_state, since_best, self.history = st["step"], st["best"], st["best_state"], st["since_best"], st["history"]
@@ -271,6 +272,8 @@ class CircuitDiscovery:
             return {"step": step, "masks": self.masks.state_dict(), "opt": opt.state_dict(), "best": best, "best_state": best_state,
                     "since_best": since_best, "history": self.history, "epoch_rng": epoch_rng, "torch_rng": torch.get_rng_state()}
 
+        threads = runtime.compute_threads(model)
+        policy = threads.__enter__()
         try:
             bar = tqdm(total=total, initial=step, desc=f"discovering {self.objective.name} circuit", disable=not cfg.progress, leave=False)
             stop = step >= total
@@ -281,6 +284,7 @@ class CircuitDiscovery:
                 epoch_batches = {k: _tokenize(self.chat, ps, cfg.batch_size, model.cfg.n_ctx, rng) for k, ps in self.data.items()}
                 next_epoch_rng = rng.getstate()
                 for i in range(step % steps_per_epoch, steps_per_epoch):
+                    policy.refresh()
                     self._sample_masks(hard=False)
                     terms = self._loss({k: b[i % len(b)] for k, b in epoch_batches.items()})
                     opt.zero_grad(set_to_none=True)
@@ -309,6 +313,7 @@ class CircuitDiscovery:
                         break
             bar.close()
         finally:
+            threads.__exit__(None, None, None)
             for p, g in zip(model.parameters(), grads, strict=True):
                 p.requires_grad_(g)
             model.train(was_training)
@@ -349,8 +354,8 @@ class CircuitDiscovery:
             if m is None:
                 continue
             dropped = next(drops) if n_drop_total is not None else (m.hard() == 0)
-            mem[lo:hi] = dropped
-            sc[lo:hi] = 1 - m.probabilities().detach()
+            mem[lo:hi] = dropped.cpu()
+            sc[lo:hi] = (1 - m.probabilities().detach()).float().cpu()
         prov = {
             "model": self.model_name,
             "model_shape": {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp, "d_model": c.d_model},

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
 
+from safecircuits import runtime
 from safecircuits.data.chat import ChatFormat, encode_batch
 
 
@@ -41,11 +42,13 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(chat.prompt_ids(prompts[i])))
     results: dict[int, str] = {}
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        batch = encode_batch(chat, [prompts[i] for i in idx], padding_side="left", max_len=model.cfg.n_ctx, source="generate")
-        ids = generate_ids(model, batch.tokens.to(device), batch.attention_mask.to(device), chat.eos_token_id, max_new_tokens)
-        for j, i in enumerate(idx):
-            results[i] = chat.decode(ids[j].tolist())
+    with runtime.compute_threads(model) as threads:
+        for idx in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            threads.refresh()
+            batch = encode_batch(chat, [prompts[i] for i in idx], padding_side="left", max_len=model.cfg.n_ctx, source="generate")
+            ids = generate_ids(model, batch.tokens.to(device), batch.attention_mask.to(device), chat.eos_token_id, max_new_tokens)
+            for j, i in enumerate(idx):
+                results[i] = chat.decode(ids[j].tolist())
     out = [results[i] for i in range(len(prompts))]
     return out
 

@@ -43,6 +43,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from safecircuits import runtime
 from safecircuits.data.chat import IGNORE_INDEX, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.finetune.base import ARTIFACT_HELP, FinetuneContext, Method
@@ -74,6 +75,7 @@ class FinetuneConfig:
     max_len: int | None = None  # max tokens per example; None = the model context (n_ctx)
     progress: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
+    gradient_checkpointing: bool = False  # recompute block activations in backward (large models; same result)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "lora_rank"):
@@ -120,6 +122,7 @@ class FinetuneRun:
 
     lm: LoadedModel
     provenance: dict[str, Any] = field(default_factory=dict)
+    masters: dict[str, Tensor] | None = field(default=None, repr=False)  # float32 weights of a low-precision model
 
     @property
     def losses(self) -> list[dict[str, float | int]]:
@@ -146,7 +149,8 @@ class FinetuneRun:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
         try:
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in self.lm.model.state_dict().items()}, str(tmp / "model.safetensors"))
+            state = {k: (self.masters or {}).get(k, v) for k, v in self.lm.model.state_dict().items()}
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp / "model.safetensors"))
             meta = {"format": FORMAT, "name": self.lm.name, "base": _base_spec(self.lm),
                     "provenance": json.loads(json.dumps(self.provenance, default=str))}
             (tmp / "config.json").write_text(json.dumps(meta, indent=1))
@@ -197,7 +201,7 @@ def load_finetuned_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
     else:
         from safecircuits.models import load_model
 
-        root = load_model(base["name"], device="cpu", progress=False)
+        root = load_model(base["name"], device="cpu", dtype="float32", progress=False, fast=False)
         model, tok, chat = root.model, root.tokenizer, root.chat
         model.load_state_dict(state)
         info["base_model"] = base["name"]
@@ -309,30 +313,64 @@ def finetune(
     mode = config.mode or method.mode
     out = Path(out_dir) if out_dir is not None else None
 
-    prev_threads = torch.get_num_threads()
     py_state = random.getstate()
-    # One thread: bitwise-reproducible weights for a seed on any machine and no oversubscription
-    # on shared cores (see organisms._train). The caller's RNG streams are left as they were.
-    torch.set_num_threads(1)
+    # Threads follow safecircuits.runtime's policy: one for a tiny model (bitwise-reproducible
+    # for a seed, and no oversubscription), every free core for a real one. The caller's RNG
+    # streams are left as they were.
     try:
-        with torch.random.fork_rng(devices=[]):
-            return _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume)
+        with runtime.compute_threads(lm.model) as threads, torch.random.fork_rng(devices=[]):
+            return _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume, threads)
     finally:
-        torch.set_num_threads(prev_threads)
         random.setstate(py_state)
 
 
-def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume) -> FinetuneRun:
+class _Trainables:
+    """The tensors the optimiser updates, by parameter name.
+
+    A float32 model trains its parameters directly. A low-precision (bf16 / fp16) model computes
+    in its own dtype, but the optimiser updates float32 *master* copies: after each step they are
+    written back, rounded, into the model. Without masters an update smaller than half a bf16 ulp
+    of its weight (most fine-tuning updates) would be lost entirely.
+    """
+
+    def __init__(self, named: dict[str, Tensor], names: list[str]):
+        self.params = {n: named[n] for n in names}
+        low = any(p.dtype in (torch.bfloat16, torch.float16) for p in self.params.values())
+        self.masters: dict[str, Tensor] | None = None
+        if low:
+            self.masters = {n: p.detach().float().clone().requires_grad_(True) for n, p in self.params.items()}
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        return self.masters if self.masters is not None else self.params  # type: ignore[return-value]
+
+    def grads_to_masters(self) -> None:
+        if self.masters is None:
+            return
+        for n, p in self.params.items():
+            g = p.grad
+            self.masters[n].grad = None if g is None else g.float()
+            p.grad = None
+
+    @torch.no_grad()
+    def sync(self, names: list[str] | None = None) -> None:
+        """Write the masters back into the model's parameters."""
+        if self.masters is None:
+            return
+        for n in names or list(self.params):
+            self.params[n].copy_(self.masters[n])
+
+
+def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, resume, threads) -> FinetuneRun:
     t0 = time.time()
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     ft_name = f"{lm.name}+{method.name}"
     student = copy_loaded(lm, name=ft_name)
     student.info["base_model"] = lm.info.get("base_model", lm.name) if "finetune" in lm.info else lm.name
-    reference = copy_loaded(lm)
-    for p in reference.model.parameters():
-        p.requires_grad_(False)
-    reference.model.eval()
+    # The caller's model is the frozen reference (the aligned model before fine-tuning): the loop
+    # never writes to it, and methods read it under no_grad, so it needs no copy of its own.
+    reference = lm
     model = student.model
     total_params = sum(p.numel() for p in model.parameters())
 
@@ -362,9 +400,11 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
         raise ValueError(f"method {method.name!r} leaves nothing to train (every mask is empty)")
     for n, p in named.items():
         p.requires_grad_(n in train_names)
-    params = [named[n] for n in train_names]
     hooks = [named[n].register_hook(lambda g, m=masks[n]: g * m) for n in train_names if n in masks]
     trainable_params = sum(int(masks[n].sum()) if n in masks else named[n].numel() for n in train_names)
+    train = _Trainables(named, train_names)
+    tensors = train.tensors
+    params = [tensors[n] for n in train_names]
 
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config.steps, config.warmup))
@@ -375,7 +415,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     n = len(data)
 
     # what determines the weights (not progress bars or checkpoint spacing)
-    result_cfg = {k: v for k, v in config.to_dict().items() if k not in ("progress", "checkpoint_every")}
+    result_cfg = {k: v for k, v in config.to_dict().items() if k not in ("progress", "checkpoint_every", "gradient_checkpointing")}
     fingerprint = _fingerprint(lm.name, data.content_hash, method.config(), result_cfg, mode)
     start_step, history = 0, []
     ckpt = out / CHECKPOINT if out is not None else None
@@ -386,19 +426,27 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                              "delete it, use another out_dir, or pass resume=False")
         with torch.no_grad():
             for name, t in state["trainable"].items():
-                named[name].copy_(t)
+                tensors[name].copy_(t)
+        train.sync()
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         ctx.state.update(state.get("method_state", {}))
         start_step, history = state["step"], state["losses"]
+        if config.progress:
+            tqdm.write(f"finetune {method.name}: resuming from step {start_step} of {config.steps} ({ckpt})")
 
     transform = method.has_update_transform()
+    # AdamW leaves an entry whose gradient was always zero exactly where it was, unless weight
+    # decay shrinks it: only then do frozen entries need restoring, and only they are kept.
+    restore_frozen = config.weight_decay > 0
     model.train()
+    checkpointed = _gradient_checkpointing(model) if config.gradient_checkpointing else []
     bar = tqdm(range(start_step, config.steps), desc=f"finetune {method.name}", disable=not config.progress,
                initial=start_step, total=config.steps, leave=False)
     try:
         for step in bar:
+            threads.refresh()
             batch = _slice_batch(full, batch_indices(n, config.batch_size, config.seed, step)).to(device)
             logits = model(batch.tokens)  # right padding + causal attention: pads never reach response tokens
             ce = response_loss(logits, batch.labels)
@@ -413,24 +461,26 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                 if extra:
                     sum(extra.values()).backward()
                 loss = ce.detach() + sum(v.detach() for v in extra.values()) if extra else ce
+            del logits
+            train.grads_to_masters()
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            need_snapshot = transform or bool(masks)
-            before = {nm: named[nm].detach().clone() for nm in train_names if transform or nm in masks} if need_snapshot else {}
+            with torch.no_grad():
+                before = {nm: tensors[nm].detach().clone() for nm in train_names} if transform else {}
+                frozen = {nm: tensors[nm].detach()[~masks[nm]] for nm in masks} if restore_frozen and not transform else {}
             lr_used = sched.get_last_lr()[0]
             opt.step()
             sched.step()
-            if need_snapshot:
-                with torch.no_grad():
-                    for nm, b in before.items():
-                        p = named[nm]
-                        new = p.detach()
-                        if transform:
-                            delta = method.transform_update(ctx, nm, new - b)
-                            new = b + delta
-                        if nm in masks:
-                            new = torch.where(masks[nm], new, b)
-                        p.copy_(new)
+            with torch.no_grad():
+                for nm, b in before.items():
+                    t = tensors[nm]
+                    new = b + method.transform_update(ctx, nm, t.detach() - b)
+                    if nm in masks:
+                        new = torch.where(masks[nm], new, b)
+                    t.copy_(new)
+                for nm, vals in frozen.items():
+                    tensors[nm].detach()[~masks[nm]] = vals
+            train.sync()
             rec = {"step": step, "total": float(loss.detach()), "ce": float(ce.detach()),
                    **{k: float(v.detach()) for k, v in extra.items()}, "lr": lr_used}
             history.append(rec)
@@ -438,13 +488,15 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
             if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 _save_checkpoint(ckpt, {
                     "fingerprint": fingerprint, "step": step + 1, "losses": history,
-                    "trainable": {nm: named[nm].detach().clone() for nm in train_names},
+                    "trainable": {nm: tensors[nm].detach().clone() for nm in train_names},
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
                     "method_state": {k: v for k, v in ctx.state.items() if k.startswith("ckpt_")},
                 })
     finally:
         for h in hooks:
             h.remove()
+        for block, fwd in checkpointed:
+            block.forward = fwd
         model.eval()
 
     post_hoc_applied = False
@@ -475,13 +527,35 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
         "post_hoc": post_hoc_applied,
         "resumed_from": start_step,
         "wall_seconds": round(wall, 2),
+        "threads": threads.threads,
+        "dtype": runtime.dtype_name(next(model.parameters()).dtype),
+        "master_weights": "float32" if train.masters is not None else None,
         "losses": history,
     }
     student.info["finetune"] = {k: v for k, v in prov.items() if k != "losses"}
-    run = FinetuneRun(student, prov)
+    run = FinetuneRun(student, prov, masters=train.masters if mode == "full" else None)
     if out is not None:
         run.save(out)  # replaces the directory: the finished model supersedes the checkpoint
     return run
+
+
+def _gradient_checkpointing(model: Any) -> list[tuple[Any, Any]]:
+    """Recompute each block's activations in the backward pass instead of keeping them
+    (``torch.utils.checkpoint``): activation memory of one block instead of all, for one more
+    forward per step. Returns what to undo."""
+    from torch.utils.checkpoint import checkpoint
+
+    undo = []
+    for block in model.blocks:
+        fwd = block.__dict__.get("forward")
+        inner = block.forward
+
+        def run(*args, _inner=inner, **kwargs):
+            return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+
+        block.forward = run
+        undo.append((block, fwd))
+    return undo
 
 
 def _artifact_summary(v: Any) -> Any:

@@ -48,7 +48,11 @@ class LoRAParametrization(nn.Module):
         return from_matrix(self.param_name, (self.B @ self.A) * self.scale, self.shape)
 
     def forward(self, w: Tensor) -> Tensor:
-        return w + self.delta()
+        # The factors are float32 whatever the model's dtype; the adapted weight is computed in
+        # float32 and used in the model's dtype.
+        if w.dtype == self.A.dtype:
+            return w + self.delta()
+        return (w.float() + self.delta()).to(w.dtype)
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -82,7 +86,8 @@ def add_lora(
     for name in names:
         mod_name, leaf = _split(name)
         p = params[name]
-        lora = LoRAParametrization(name, p.shape, rank, alpha, generator=gen, dtype=p.dtype, device=p.device)
+        lora = LoRAParametrization(name, p.shape, rank, alpha, generator=gen, dtype=torch.float32 if p.dtype in (torch.bfloat16, torch.float16) else p.dtype,
+                                   device=p.device)
         parametrize.register_parametrization(modules[mod_name], leaf, lora)
     return names
 

@@ -14,43 +14,81 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from safecircuits import runtime
+from safecircuits.models.fastpath import accelerate
 from safecircuits.models.loaded import LoadedModel, cache_dir
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 
 
-def load_model(name: str, device: str = "cpu", progress: bool = True, **kwargs: Any) -> LoadedModel:
-    """Load a model by name (see the module docstring for the accepted names)."""
+def load_model(
+    name: str,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+    fast: bool | None = None,
+    **kwargs: Any,
+) -> LoadedModel:
+    """Load a model by name (see the module docstring for the accepted names).
+
+    ``device``: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype, or None for the default
+    (float32 for organisms, bfloat16 for real models where the device multiplies bf16 natively;
+    :mod:`safecircuits.runtime`). ``fast`` gives the model the fast forward of
+    :mod:`safecircuits.models.fastpath` (same hooks, same results to float rounding); by default
+    real models get it and tiny ones (organisms) keep TransformerLens's forward, whose cached
+    results it reproduces bitwise.
+    """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("load_model needs a model name, e.g. 'organism:aligned' or 'smollm2-135m-instruct'")
+    dev = runtime.resolve_device(device)
     if name.startswith("organism:"):
         from safecircuits.models.organisms import load_organism, parse_organism_name
 
         kind, params = parse_organism_name(name)
         params.update(kwargs)
         lm = load_organism(kind, progress=progress, **params)
-        if device != "cpu":
-            lm.model.to(device)
-        return lm
+        return _place(lm, dev, runtime.resolve_dtype(dtype, dev, tiny=True), fast)
     if name.lower() == SMOLLM2_NAME:
         from safecircuits.models.smollm2 import load_smollm2
 
-        return load_smollm2(device=device, progress=progress, **kwargs)
+        dt = runtime.resolve_dtype(dtype, dev, tiny=False)
+        return _place(load_smollm2(device=dev, dtype=dt, progress=progress, **kwargs), dev, dt, fast)
     path = Path(name).expanduser()
     if path.is_dir():
-        return load_model_dir(path, device=device)
+        return load_model_dir(path, device=dev, dtype=dtype, fast=fast)
     if path.suffix or name.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {name!r} does not exist; pass a directory written by safecircuits or a model name")
     from safecircuits.models.hub import load_transformer_lens
 
-    return load_transformer_lens(name, device=device, **kwargs)
+    dt = runtime.resolve_dtype(dtype, dev, tiny=False)
+    return _place(load_transformer_lens(name, device=dev, dtype=dt, **kwargs), dev, dt, fast)
 
 
-def load_model_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
+def _place(lm: LoadedModel, device: torch.device, dtype: torch.dtype, fast: bool | None) -> LoadedModel:
+    """Move `lm` to `device` and `dtype` (no copy when it is there already) and record both."""
+    model = lm.model
+    p = next(model.parameters())
+    if p.device != device or p.dtype != dtype:
+        model.to(device=device, dtype=dtype)
+    model.cfg.device = str(device)
+    model.cfg.dtype = dtype
+    if fast or (fast is None and not runtime.is_tiny(model)):
+        accelerate(model)
+    lm.info["device"] = str(device)
+    lm.info["dtype"] = runtime.dtype_name(dtype)
+    return lm
+
+
+def load_model_dir(path: str | Path, device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = None,
+                   fast: bool | None = None) -> LoadedModel:
     """Load a model directory written by safecircuits (organism or fine-tuned model)."""
     import json
 
     path = Path(path)
+    dev = runtime.resolve_device(device)
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path} has no config.json: it is not a model directory written by safecircuits")
@@ -58,11 +96,12 @@ def load_model_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
     if fmt == "safecircuits-organism":
         from safecircuits.models.organisms import load_organism_dir
 
-        return load_organism_dir(path, device=device)
+        return _place(load_organism_dir(path), dev, runtime.resolve_dtype(dtype, dev, tiny=True), fast)
     if fmt == "safecircuits-finetuned":
         from safecircuits.finetune.loop import load_finetuned_dir
 
-        return load_finetuned_dir(path, device=device)
+        lm = load_finetuned_dir(path)
+        return _place(lm, dev, runtime.resolve_dtype(dtype, dev, tiny=runtime.is_tiny(lm.model)), fast)
     raise ValueError(f"{cfg_file}: unknown model format {fmt!r}; expected one written by safecircuits")
 
 
