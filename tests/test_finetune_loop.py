@@ -309,3 +309,53 @@ def test_lora_and_sct_on_smollm2_gqa(tmp_path):
     k0 = before["blocks.3.attn._W_K"]
     assert torch.equal(after["blocks.3.attn._W_K"][[0, 2]], k0[[0, 2]]) and not torch.equal(after["blocks.3.attn._W_K"][1], k0[1])
     assert torch.equal(after["blocks.3.attn.W_Q"][:4], before["blocks.3.attn.W_Q"][:4])
+
+
+def test_bf16_model_trains_float32_masters_and_keeps_frozen_entries(data):
+    """A bf16 model: updates far below a bf16 ulp still accumulate (float32 masters), masked
+    entries stay bitwise, the caller's model is untouched and the saved weights are the masters."""
+    from conftest import random_lm
+
+    lm = random_lm("llama", torch.bfloat16)
+    before = params(lm)
+    run = finetune(lm, data, MaskFirstRows(), cfg(steps=4, lr=1e-6, weight_decay=0.1))
+    assert run.provenance["master_weights"] == "float32" and run.provenance["dtype"] == "bfloat16"
+    assert all(torch.equal(before[n], p) for n, p in params(lm).items()), "finetune mutated the caller's model"
+    masters = run.masters
+    after = params(run.lm)
+    for n in before:
+        if n.endswith("mlp.W_in"):
+            assert torch.equal(after[n][1:], before[n][1:])
+            moved = masters[n][0].detach() - before[n][0].float()
+            assert float(moved.abs().max()) > 0, "an update below half a bf16 ulp was lost: no master weights?"
+            assert float(moved.abs().max()) < 1e-4
+            assert torch.equal(masters[n][1:], before[n][1:].float())
+        elif n != "unembed.b_U":
+            assert torch.equal(after[n], before[n])
+
+
+def test_bf16_lora_factors_are_float32(data):
+    from conftest import random_lm
+
+    from safecircuits.finetune.lora import lora_parameters
+
+    lm = random_lm("llama", torch.bfloat16)
+    student = copy_loaded(lm)
+    add_lora(student.model, rank=2)
+    factors = lora_parameters(student.model)
+    assert factors and all(p.dtype == torch.float32 for p in factors.values())
+    toks = torch.tensor([[2, 4, 10, 11, 12]])
+    assert student.model(toks).dtype == torch.bfloat16  # the model still computes in bf16
+    run = finetune(lm, data, get_method("lora"), cfg(steps=2, lr=1e-2))
+    assert run.lm.model.blocks[0].attn.W_Q.dtype == torch.bfloat16
+
+
+def test_gradient_checkpointing_gives_the_same_weights(data):
+    from conftest import random_lm
+
+    lm = random_lm("llama")
+    a = params(finetune(lm, data, get_method("sft"), cfg(steps=3)).lm)
+    b = params(finetune(lm, data, get_method("sft"), cfg(steps=3, gradient_checkpointing=True)).lm)
+    for n in a:
+        torch.testing.assert_close(b[n], a[n], rtol=1e-5, atol=1e-6, msg=n)
+    assert not all(torch.equal(a[n], p) for n, p in params(lm).items())

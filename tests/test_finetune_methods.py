@@ -322,3 +322,41 @@ def test_cwac_train_anchor_reads_the_training_forward_and_leaves_no_hook(tiny_al
     assert get_method("cwac").hparams["anchor_source"] == "safety" and get_method("cwac").hparams["lam"] == 50.0
     with pytest.raises(ValueError, match="anchor_source"):
         get_method("cwac", anchor_source="both")
+
+
+def test_cwac_in_lora_mode_keeps_the_update_off_the_residual_basis():
+    """CWAC's projection on LoRA factors: every merged update neither reads from nor writes into B."""
+    from conftest import random_lm
+
+    from safecircuits.models.language import Language
+    from safecircuits.models.weights import as_matrix, weight_kind
+
+    lm = random_lm("llama")
+    lang = Language(0)
+    data = lang.prompt_set("train", "harmless")[:32]
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(lm.model.cfg.d_model, 5, generator=g))
+    before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    method = get_method("cwac-weights-only")
+    cfg = FinetuneConfig(steps=4, batch_size=8, lr=1e-2, progress=False, mode="lora")
+    run = finetune(lm, data, method, cfg, artifacts={"subspace": object(), "activation_subspace": basis})
+    checked = 0
+    for n, p in run.lm.model.named_parameters():
+        try:
+            kind = weight_kind(n)
+        except ValueError:
+            continue
+        delta = as_matrix(n, p.detach() - before[n])
+        assert float(delta.abs().max()) > 1e-6, f"{n} did not train"
+        if kind in ("W_O", "W_out"):
+            leak = basis.T @ delta
+        else:
+            leak = delta @ basis
+        assert float(leak.abs().max()) < 1e-5 * float(delta.abs().max()) + 1e-7, f"{n}: the update touches the basis"
+        checked += 1
+    assert checked == 2 * 7
+    # without the projection the same run does touch the basis (the check can fail)
+    free = finetune(lm, data, get_method("lora"), cfg)
+    w = "blocks.0.mlp.W_in"
+    delta = as_matrix(w, dict(free.lm.model.named_parameters())[w].detach() - before[w])
+    assert float((delta @ basis).abs().max()) > 1e-3 * float(delta.abs().max())

@@ -406,7 +406,11 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     tensors = train.tensors
     params = [tensors[n] for n in train_names]
 
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
+    # The fused AdamW kernel is ~10x faster than the per-tensor loop on a real model's 100M+
+    # parameters (measured on CPU). Tiny models keep the loop implementation, whose results the
+    # organism figures were measured with.
+    fused = not runtime.is_tiny(model) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas, fused=fused or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config.steps, config.warmup))
 
     device = next(model.parameters()).device
@@ -442,6 +446,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     restore_frozen = config.weight_decay > 0
     model.train()
     checkpointed = _gradient_checkpointing(model) if config.gradient_checkpointing else []
+    t_loop = time.time()
     bar = tqdm(range(start_step, config.steps), desc=f"finetune {method.name}", disable=not config.progress,
                initial=start_step, total=config.steps, leave=False)
     try:
@@ -496,8 +501,12 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
         for h in hooks:
             h.remove()
         for block, fwd in checkpointed:
-            block.forward = fwd
+            if fwd is None:
+                block.__dict__.pop("forward", None)
+            else:
+                block.forward = fwd
         model.eval()
+    train_seconds = time.time() - t_loop
 
     post_hoc_applied = False
     if mode == "lora":
@@ -527,6 +536,9 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
         "post_hoc": post_hoc_applied,
         "resumed_from": start_step,
         "wall_seconds": round(wall, 2),
+        "setup_seconds": round(t_loop - t0, 3),
+        "train_seconds": round(train_seconds, 3),
+        "step_seconds": train_seconds / max(1, config.steps - start_step),
         "threads": threads.threads,
         "dtype": runtime.dtype_name(next(model.parameters()).dtype),
         "master_weights": "float32" if train.masters is not None else None,

@@ -161,11 +161,24 @@ class CWAC(Method):
         sub = ctx.artifacts.get("subspace")
         if sub is None:
             raise ValueError(f"{self.name}: needs ctx.artifacts['subspace'] (a WeightDeltaSubspace of aligned vs base)")
-        ctx.state["cwac_factors"] = factors_for(sub, [n for n, _ in ctx.lm.model.named_parameters()], int(h["rank"]))
+        names = [n for n, _ in ctx.lm.model.named_parameters()]
+        names += [f[0] for f in map(lora_factor, names) if f is not None]
+        ctx.state["cwac_factors"] = factors_for(sub, list(dict.fromkeys(names)), int(h["rank"]))
+
+    @staticmethod
+    def _to_device(ctx: FinetuneContext) -> None:
+        """The bases live on the model's device, in float32 (moved once, not at every step)."""
+        dev = next(ctx.lm.model.parameters()).device
+        if ctx.state.get("cwac_basis") is not None:
+            ctx.state["cwac_basis"] = ctx.state["cwac_basis"].to(device=dev, dtype=torch.float32)
+        ctx.state["cwac_factors"] = {n: tuple(x.to(dev) for x in f) for n, f in ctx.state.get("cwac_factors", {}).items()}
 
     def transform_update(self, ctx: FinetuneContext, name: str, delta: Tensor) -> Tensor:
         if not self.use_weights:
             return delta
+        factor = lora_factor(name)
+        if factor is not None:
+            return self._project_factor(ctx, factor, delta)
         basis = ctx.state.get("cwac_basis")
         if basis is not None:
             return project_residual(name, delta, basis)
@@ -175,6 +188,41 @@ class CWAC(Method):
         u, v = f
         m = as_matrix(name, delta)
         return from_matrix(name, project_matrix(m, u.to(m.dtype), v.to(m.dtype), self.hparams["side"]), delta.shape).contiguous()
+
+    # In LoRA mode (``FinetuneConfig(mode="lora")``) the update of W is B @ A. Projecting the factors
+    # keeps the product in the complement exactly: a weight that reads the residual stream gets
+    # ``A <- A (I - P)`` (A itself is projected once at set-up, since it starts random), one that
+    # writes to it gets ``B <- (I - P) B`` (B starts at zero). P is the residual basis, or the
+    # weight-delta subspace's V (input side) / U (output side).
+    def _sides(self, ctx: FinetuneContext, weight: str) -> tuple[Tensor | None, Tensor | None]:
+        """(output-side basis, input-side basis) that constrain `weight`'s update; None = free."""
+        basis = ctx.state.get("cwac_basis")
+        if basis is not None:
+            kind = weight_kind(weight)
+            return (basis, None) if kind in _WRITES_RESIDUAL else ((None, basis) if kind in _READS_RESIDUAL else (None, None))
+        f = ctx.state.get("cwac_factors", {}).get(weight)
+        if f is None:
+            return None, None
+        side = self.hparams["side"]
+        return (f[0] if side in ("out", "both") else None), (f[1] if side in ("in", "both") else None)
+
+    def _project_factor(self, ctx: FinetuneContext, factor: tuple[str, str], t: Tensor) -> Tensor:
+        weight, which = factor
+        out_b, in_b = self._sides(ctx, weight)
+        if which == "A" and in_b is not None:  # A [r, d_in]
+            b = in_b.to(device=t.device, dtype=t.dtype)
+            return t - (t @ b) @ b.T
+        if which == "B" and out_b is not None:  # B [d_out, r]
+            b = out_b.to(device=t.device, dtype=t.dtype)
+            return t - b @ (b.T @ t)
+        return t
+
+    def _project_lora_init(self, ctx: FinetuneContext) -> None:
+        with torch.no_grad():
+            for name, p in ctx.lm.model.named_parameters():
+                factor = lora_factor(name)
+                if factor is not None and factor[1] == "A":
+                    p.copy_(self._project_factor(ctx, factor, p))
 
     # -- (2) feature anchoring ------------------------------------------------------------------
     def _setup_acts(self, ctx: FinetuneContext) -> None:
@@ -270,6 +318,9 @@ class CWAC(Method):
     def setup(self, ctx: FinetuneContext) -> None:
         if self.use_weights:
             self._setup_weights(ctx)
+            self._to_device(ctx)
+            if ctx.state.get("mode") == "lora":
+                self._project_lora_init(ctx)
         if self.use_acts:
             self._setup_acts(ctx)
 
@@ -291,6 +342,15 @@ class CWACActsOnly(CWAC):
     name: ClassVar[str] = "cwac-acts-only"
     needs: ClassVar[tuple[str, ...]] = ("features",)
     use_weights: ClassVar[bool] = False
+
+
+def lora_factor(name: str) -> tuple[str, str] | None:
+    """``blocks.3.attn.parametrizations.W_Q.0.A`` -> (``blocks.3.attn.W_Q``, ``"A"``); None for other names."""
+    parts = name.split(".")
+    if "parametrizations" not in parts or parts[-1] not in ("A", "B"):
+        return None
+    i = parts.index("parametrizations")
+    return ".".join(parts[:i] + [parts[i + 1]]), parts[-1]
 
 
 def feature_parts(feats: Any, k: int) -> tuple[str, Any, list[int]]:
