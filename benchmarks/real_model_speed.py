@@ -158,10 +158,10 @@ def bench_generate(device: str, reps: int, n_prompts: int = 64, new_tokens: int 
         dev = runtime.device_of(lm.model)
         texts: dict[str, list[str]] = {}
 
-        def ours(lm=lm):
+        def ours(lm=lm, texts=texts):
             texts["safecircuits"] = generate(lm.model, lm.chat, prompts, max_new_tokens=new_tokens, batch_size=n_prompts)
 
-        def theirs(hf=hf, lm=lm, b=b, dev=dev):
+        def theirs(hf=hf, lm=lm, b=b, dev=dev, texts=texts):
             with torch.no_grad():
                 g = hf.generate(input_ids=b.tokens.to(dev), attention_mask=b.attention_mask.to(dev), max_new_tokens=new_tokens,
                                 do_sample=False, pad_token_id=lm.chat.pad_token_id, eos_token_id=lm.chat.eos_token_id)
