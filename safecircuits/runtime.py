@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from safecircuits.errors import InputError
+
 __all__ = [
     "DTYPES",
     "ThreadPolicy",
@@ -76,9 +78,9 @@ def _env_threads() -> int | None:
     try:
         n = int(v)
     except ValueError:
-        raise ValueError(f"SAFECIRCUITS_THREADS={v!r} is not a whole number; set it to a thread count such as 2, or unset it") from None
+        raise InputError(f"SAFECIRCUITS_THREADS={v!r} is not a whole number; set it to a thread count such as 2, or unset it") from None
     if n < 1:
-        raise ValueError(f"SAFECIRCUITS_THREADS={v!r} must be >= 1")
+        raise InputError(f"SAFECIRCUITS_THREADS={v!r} must be >= 1")
     return n
 
 
@@ -97,14 +99,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but this machine has no CUDA GPU (torch {torch.__version__}); "
+        raise InputError(f"device {device!r} was asked for, but this machine has no CUDA GPU (torch {torch.__version__}); "
                          "use --device cpu (or auto)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} was asked for, but MPS is not available here; use --device cpu (or auto)")
+        raise InputError(f"device {device!r} was asked for, but MPS is not available here; use --device cpu (or auto)")
     return dev
 
 
@@ -133,11 +135,11 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | str = 
         return torch.float32
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise ValueError(f"dtype {dtype} is not supported: use float32, bfloat16 or float16")
+            raise InputError(f"dtype {dtype} is not supported: use float32, bfloat16 or float16")
         return dtype
     key = str(dtype).strip().lower().removeprefix("torch.")
     if key not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16 (or auto)")
+        raise InputError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16 (or auto)")
     return DTYPES[key]
 
 
@@ -210,7 +212,7 @@ def _own_cpu() -> float:
 def set_threads(n: int | None) -> None:
     """Pin the thread count for every later job (None: back to the policy)."""
     if n is not None and (not isinstance(n, int) or n < 1):
-        raise ValueError(f"threads must be a whole number >= 1 (or None for the policy), got {n!r}")
+        raise InputError(f"threads must be a whole number >= 1 (or None for the policy), got {n!r}")
     settings.threads = n
 
 

@@ -12,7 +12,7 @@ from safecircuits.subspaces import (
     ActivationSubspace,
     GeometryReport,
     RefusalDirection,
-    SubspaceShapeError,
+    ShapeMismatchError,
     WeightDeltaSubspace,
     activation_addition,
     apply_delta_projection,
@@ -197,7 +197,7 @@ def test_weight_subspace_projections(wsub, tiny_aligned):
     x0 = x.detach().clone()
     wsub.project_out(n0, x).pow(2).sum().backward()
     assert torch.allclose(x.grad, 2 * wsub.project_out(n0, x0), atol=1e-5) and torch.equal(x.detach(), x0)
-    with pytest.raises(SubspaceShapeError, match="matrix view"):
+    with pytest.raises(ShapeMismatchError, match="matrix view"):
         wsub.project(wsub.names[0], torch.zeros(3, 3))
     with pytest.raises(KeyError, match="not in this subspace"):
         wsub.basis("blocks.9.attn.W_Q")
@@ -211,7 +211,7 @@ def test_weight_subspace_errors_and_roundtrip(wsub, tiny_aligned, tiny_base, tmp
     with pytest.raises(ValueError, match="positive integer"):
         WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=0)
     small = load_model("organism:base", progress=False)
-    with pytest.raises(SubspaceShapeError, match="shape"):
+    with pytest.raises(ShapeMismatchError, match="shape"):
         WeightDeltaSubspace.from_models(tiny_aligned, small, rank=2, layers=[0])
     for suffix in (".pt", ".safetensors"):
         wsub.save(tmp_path / f"w{suffix}")

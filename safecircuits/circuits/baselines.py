@@ -91,6 +91,7 @@ from safecircuits.circuits.hooks import (
 from safecircuits.circuits.objectives import Objective, get_objective, response_ce
 from safecircuits.data.chat import ChatFormat, TokenBatch, iter_batches
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
 DEFAULT_SPARSITY = 0.02
@@ -134,7 +135,7 @@ def behaviour_metric(objective: str | Objective) -> BehaviourMetric:
     """The :class:`BehaviourMetric` of an objective (``safety`` / ``backdoor``, or an Objective of those names)."""
     obj = get_objective(objective)
     if obj.name not in METRICS:
-        raise ValueError(
+        raise InputError(
             f"no built-in behaviour metric for objective {obj.name!r}: pass metric=BehaviourMetric(name, target=KEY, alternative=KEY)"
         )
     m = METRICS[obj.name]
@@ -199,20 +200,20 @@ def _setup(
     c = model.cfg
     lo, hi = config.layers or (0, c.n_layers)
     if hi > c.n_layers:
-        raise ValueError(f"layer range {config.layers} exceeds the model's {c.n_layers} layers")
+        raise InputError(f"layer range {config.layers} exceeds the model's {c.n_layers} layers")
     data = data or {}
     m = metric
     if need_data:
         if chat is None:
-            raise ValueError("this baseline needs the model's chat format: pass a LoadedModel or chat=...")
+            raise InputError("this baseline needs the model's chat format: pass a LoadedModel or chat=...")
         m = metric or behaviour_metric(obj)
         missing = [k for k in m.keys if k not in data]
         if missing:
-            raise ValueError(f"metric {m.name!r} needs PromptSets {list(m.keys)}; missing {missing}")
+            raise InputError(f"metric {m.name!r} needs PromptSets {list(m.keys)}; missing {missing}")
         for k in m.keys:
             data[k].require_nonempty()
             if any(r is None for r in data[k].responses):
-                raise ValueError(f"metric {m.name!r}: every record of {k!r} needs a target response")
+                raise InputError(f"metric {m.name!r}: every record of {k!r} needs a target response")
     m = m or METRICS.get(obj.name) or BehaviourMetric(obj.name, "", "")
     if need_data and config.ablation != AblationType.ZERO:
         ref = obj.reference_set(data)  # the same reference PromptSets as discover_circuit
@@ -328,7 +329,7 @@ def _top_in_range(scores: Tensor, k: int, lo: int, hi: int) -> Tensor:
     if k > 0:
         sub = scores[lo:hi].flatten()
         if k > sub.numel():
-            raise ValueError(f"asked for {k} components but only {sub.numel()} are searched")
+            raise InputError(f"asked for {k} components but only {sub.numel()} are searched")
         idx = torch.argsort(sub, descending=True, stable=True)[:k]
         flat = torch.zeros(sub.numel(), dtype=torch.bool)
         flat[idx] = True
@@ -346,12 +347,12 @@ def _counts(
     if n_heads is not None or n_neurons is not None:
         kh, kn = n_heads or 0, n_neurons or 0
         if kh < 0 or kn < 0:
-            raise ValueError(f"n_heads and n_neurons must be >= 0, got {kh}, {kn}")
+            raise InputError(f"n_heads and n_neurons must be >= 0, got {kh}, {kn}")
         if kh > n_h or kn > n_n:
-            raise ValueError(f"asked for {kh} heads / {kn} neurons but only {n_h} / {n_n} are searched")
+            raise InputError(f"asked for {kh} heads / {kn} neurons but only {n_h} / {n_n} are searched")
         return kh, kn
     if family_norm not in ("max", "raw"):
-        raise ValueError(f"family_norm must be 'max' or 'raw', got {family_norm!r}")
+        raise InputError(f"family_norm must be 'max' or 'raw', got {family_norm!r}")
     share = cfg.target_sparsity if cfg.target_sparsity is not None else DEFAULT_SPARSITY
     k = round(share * (n_h + n_n))
     parts, fams = [], []
@@ -460,7 +461,7 @@ def activation_patching(
     torch.manual_seed(s.config.seed)
     exact_neurons = neuron_method == "exact" and s.config.neurons
     if neuron_method not in ("attribution", "exact"):
-        raise ValueError(f"neuron_method must be 'attribution' or 'exact', got {neuron_method!r}")
+        raise InputError(f"neuron_method must be 'attribution' or 'exact', got {neuron_method!r}")
     hs, ns, b_full = _exact(s, s.config.heads, exact_neurons)
     if s.config.neurons and not exact_neurons:
         _, ns, _ = _attribution(s)
@@ -516,7 +517,7 @@ def random_like(circuit: Circuit, seed: int, layers: tuple[int, int] | None = No
         layers = tuple(rec) if rec else (0, L)  # type: ignore[assignment]
     lo, hi = layers  # type: ignore[misc]
     if not 0 <= lo < hi <= L:
-        raise ValueError(f"layers must be a [start, end) range within the circuit's {L} layers, got {layers}")
+        raise InputError(f"layers must be a [start, end) range within the circuit's {L} layers, got {layers}")
     gen = torch.Generator().manual_seed(seed)
     hs = torch.rand(L, sh["n_heads"], generator=gen)
     ns = torch.rand(L, sh["d_mlp"], generator=gen)
@@ -557,7 +558,7 @@ def behaviour_value(
     if isinstance(ablation, Ablator):
         s.ablator = ablation
     elif AblationType.parse(ablation) != AblationType.ZERO:
-        raise ValueError("mean / resample ablation needs a ready Ablator (Ablator.build(model, chat, kind, prompts))")
+        raise InputError("mean / resample ablation needs a ready Ablator (Ablator.build(model, chat, kind, prompts))")
     hooks: list = []
     if circuit is not None:
         circuit.check_model(s.model)

@@ -15,12 +15,9 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.hooks import AblationType, Ablator, masked
+from safecircuits.errors import InputError, MissingFileError, ShapeMismatchError
 
 FORMAT = "safecircuits-circuit/1"
-
-
-class ShapeMismatchError(ValueError):
-    """A circuit was applied to (or combined with) something of another shape."""
 
 
 @dataclass
@@ -130,7 +127,7 @@ class Circuit:
     def top_k(self, n_heads: int, n_neurons: int) -> Circuit:
         """The circuit made of the `n_heads` / `n_neurons` highest-scoring components."""
         if self.head_scores is None or self.neuron_scores is None:
-            raise ValueError("top_k needs scores; this circuit has none (e.g. it came from a set operation)")
+            raise InputError("top_k needs scores; this circuit has none (e.g. it came from a set operation)")
         heads = _top(self.head_scores, n_heads)
         neurons = _top(self.neuron_scores, n_neurons)
         return Circuit(heads, neurons, self.head_scores, self.neuron_scores, {**self.provenance, "top_k": [n_heads, n_neurons]})
@@ -156,7 +153,7 @@ class Circuit:
             return (~self.heads).float(), (~self.neurons).float()
         if mode == "only":
             return self.heads.float(), self.neurons.float()
-        raise ValueError(f"unknown mode {mode!r}: use 'remove' or 'only'")
+        raise InputError(f"unknown mode {mode!r}: use 'remove' or 'only'")
 
     @contextmanager
     def ablate(
@@ -176,7 +173,7 @@ class Circuit:
         else:
             kind = AblationType.parse(ablation)
             if kind != AblationType.ZERO:
-                raise ValueError(f"{kind.value} ablation needs reference activations: pass Ablator.build(model, chat, {kind.value!r}, prompts)")
+                raise InputError(f"{kind.value} ablation needs reference activations: pass Ablator.build(model, chat, {kind.value!r}, prompts)")
             ablator = None
         heads, neurons = self.keep_masks(mode)
         dev = model.cfg.device
@@ -208,7 +205,7 @@ class Circuit:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Circuit:
         if d.get("format") != FORMAT:
-            raise ValueError(f"not a safecircuits circuit (format {d.get('format')!r}, expected {FORMAT!r})")
+            raise InputError(f"not a safecircuits circuit (format {d.get('format')!r}, expected {FORMAT!r})")
         s = d["shape"]
         heads = torch.zeros(s["n_layers"], s["n_heads"], dtype=torch.bool)
         neurons = torch.zeros(s["n_layers"], s["d_mlp"], dtype=torch.bool)
@@ -224,11 +221,11 @@ class Circuit:
     def from_json(cls, path: str | Path) -> Circuit:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"circuit file {path} does not exist")
+            raise MissingFileError(f"circuit file {path} does not exist")
         try:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise InputError(f"{path}: not valid JSON ({e})") from None
         return cls.from_dict(d)
 
     def save(self, path: str | Path) -> Path:
@@ -248,10 +245,10 @@ class Circuit:
         if path.suffix == ".json":
             return cls.from_json(path)
         if not path.exists():
-            raise FileNotFoundError(f"circuit file {path} does not exist")
+            raise MissingFileError(f"circuit file {path} does not exist")
         d = torch.load(path, weights_only=True)
         if d.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a safecircuits circuit")
+            raise InputError(f"{path}: not a safecircuits circuit")
         return cls(d["heads"], d["neurons"], d["head_scores"], d["neuron_scores"], d["provenance"])
 
 

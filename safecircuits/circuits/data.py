@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
 
@@ -11,7 +12,7 @@ def organism_objective_data(lm: LoadedModel, objective: str, split: str = "train
     from safecircuits.models.language import Language
 
     if "organism" not in lm.info:
-        raise ValueError(f"{lm.name} is not an organism; build the objective's PromptSets yourself (see docs/circuits.md)")
+        raise InputError(f"{lm.name} is not an organism; build the objective's PromptSets yourself (see docs/circuits.md)")
     org = lm.info["organism"]
     lang = Language(org["split_seed"])
     harmless = lang.prompt_set(split, "harmless")
@@ -30,4 +31,4 @@ def organism_objective_data(lm: LoadedModel, objective: str, split: str = "train
             "clean_backdoor": lang.prompt_set(split, "harmful", response="comply"),
             "harmless": harmless,
         }
-    raise ValueError(f"no organism data for objective {objective!r}: use safety or backdoor")
+    raise InputError(f"no organism data for objective {objective!r}: use safety or backdoor")

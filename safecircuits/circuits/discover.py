@@ -23,6 +23,7 @@ from safecircuits.circuits.masks import ComponentMask, MaskSpec, make_mask
 from safecircuits.circuits.objectives import Objective, get_objective
 from safecircuits.data.chat import ChatFormat, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
 
@@ -58,19 +59,19 @@ class DiscoveryConfig:
     def __post_init__(self) -> None:
         AblationType.parse(self.ablation)
         if self.mask not in ("sigmoid-ste", "hard-concrete"):
-            raise ValueError(f"unknown mask type {self.mask!r}: use sigmoid-ste or hard-concrete")
+            raise InputError(f"unknown mask type {self.mask!r}: use sigmoid-ste or hard-concrete")
         if not (self.heads or self.neurons):
-            raise ValueError("nothing to search: enable heads or neurons (or both)")
+            raise InputError("nothing to search: enable heads or neurons (or both)")
         if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
-            raise ValueError("batch_size and epochs must be >= 1 and lr > 0")
+            raise InputError("batch_size and epochs must be >= 1 and lr > 0")
         if self.layers is not None:
             self.layers = tuple(self.layers)  # type: ignore[assignment]
             if len(self.layers) != 2 or self.layers[0] >= self.layers[1] or self.layers[0] < 0:
-                raise ValueError(f"layers must be a [start, end) range with 0 <= start < end, got {self.layers}")
+                raise InputError(f"layers must be a [start, end) range with 0 <= start < end, got {self.layers}")
         if self.penalty_norm not in ("layer-mean", "component"):
-            raise ValueError(f"penalty_norm must be 'layer-mean' or 'component', got {self.penalty_norm!r}")
+            raise InputError(f"penalty_norm must be 'layer-mean' or 'component', got {self.penalty_norm!r}")
         if self.target_sparsity is not None and not 0 <= self.target_sparsity <= 1:
-            raise ValueError(f"target_sparsity must be in [0, 1], got {self.target_sparsity}")
+            raise InputError(f"target_sparsity must be in [0, 1], got {self.target_sparsity}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -131,7 +132,7 @@ class CircuitDiscovery:
         c = model.cfg
         lo, hi = config.layers or (0, c.n_layers)
         if hi > c.n_layers:
-            raise ValueError(f"layer range {config.layers} exceeds the model's {c.n_layers} layers")
+            raise InputError(f"layer range {config.layers} exceeds the model's {c.n_layers} layers")
         self.layer_range = (lo, hi)
         n = hi - lo
         gen = torch.Generator().manual_seed(config.seed)
@@ -379,7 +380,7 @@ def _split_val(data: dict[str, PromptSet], seed: int) -> tuple[dict[str, PromptS
     tr, va = {}, {}
     for k, ps in data.items():
         if len(ps) < 5:
-            raise ValueError(f"{k!r} has {len(ps)} records: give at least 5, or pass val_data explicitly")
+            raise InputError(f"{k!r} has {len(ps)} records: give at least 5, or pass val_data explicitly")
         tr[k], va[k] = ps.split(0.8, seed)
     return tr, va
 
@@ -406,6 +407,6 @@ def discover_circuit(
         name = model.name
         model = model.model
     if chat is None:
-        raise ValueError("discover_circuit needs the model's chat format: pass a LoadedModel or chat=...")
+        raise InputError("discover_circuit needs the model's chat format: pass a LoadedModel or chat=...")
     obj = get_objective(objective)
     return CircuitDiscovery(model, chat, obj, data, config, val_data, model_name=name).run()

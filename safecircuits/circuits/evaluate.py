@@ -30,6 +30,7 @@ from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, position_classes
 from safecircuits.data.chat import IGNORE_INDEX, iter_batches
 from safecircuits.data.promptset import Label, PromptSet
+from safecircuits.errors import InputError
 from safecircuits.evaluation.judges import Judge
 from safecircuits.evaluation.metrics import evaluate_behaviour, kl_divergence, next_token_logprobs
 from safecircuits.evaluation.report import default_judge, is_organism, organism_prompts, resolve_prompts
@@ -188,7 +189,7 @@ def circuit_effect(
     """
     for m in modes:
         if m not in ("full", "remove", "only"):
-            raise ValueError(f"unknown mode {m!r}: use full, remove or only")
+            raise InputError(f"unknown mode {m!r}: use full, remove or only")
     ev = _Eval(lm, prompts, ablation, judge, max_new_tokens, batch_size, reference)
     out: dict[str, Any] = {"circuit": _describe(circuit), "prompts": ev.ps.provenance(), "ablation": ev.ablation_name,
                            "judge": ev.judge.name, "max_new_tokens": max_new_tokens}
@@ -239,7 +240,7 @@ def random_control(
     z-score against them (None when the std is 0).
     """
     if n_draws < 1:
-        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+        raise InputError(f"n_draws must be >= 1, got {n_draws}")
     ev = _Eval(lm, prompts, ablation, judge, max_new_tokens, batch_size, reference)
     full = ev.measure(None, "full", utility=False)
     keys = [k for k in ABLATED_KEYS if full.get(k) is not None]
@@ -322,7 +323,7 @@ def faithfulness_curve(
     """
     fr = sorted(float(f) for f in fractions)
     if not fr or fr[0] < 0:
-        raise ValueError(f"fractions must be a non-empty list of numbers >= 0, got {list(fractions)}")
+        raise InputError(f"fractions must be a non-empty list of numbers >= 0, got {list(fractions)}")
     ev = _Eval(lm, prompts, ablation, judge, max_new_tokens, batch_size, reference)
     h_order = _ranking(circuit.heads, circuit.head_scores)
     n_order = _ranking(circuit.neurons, circuit.neuron_scores)
@@ -402,7 +403,7 @@ def seed_stability(circuits: Sequence[Circuit]) -> dict[str, Any]:
     """
     cs = list(circuits)
     if len(cs) < 2:
-        raise ValueError(f"seed_stability needs at least 2 circuits, got {len(cs)}")
+        raise InputError(f"seed_stability needs at least 2 circuits, got {len(cs)}")
     n = len(cs)
     for c in cs[1:]:
         cs[0]._check_same(c)

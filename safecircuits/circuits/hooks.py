@@ -23,6 +23,7 @@ from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, TokenBatch, iter_batches
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 
 
 class AblationType(StrEnum):
@@ -40,7 +41,7 @@ class AblationType(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(f"unknown ablation {value!r}: use one of {', '.join(m.value for m in cls)}") from None
+            raise InputError(f"unknown ablation {value!r}: use one of {', '.join(m.value for m in cls)}") from None
 
 
 def head_hook(layer: int) -> str:
@@ -162,7 +163,7 @@ class Ablator:
         if ablation == AblationType.ZERO:
             return out
         if reference is None or len(reference) == 0:
-            raise ValueError(f"{ablation.value} ablation needs a non-empty reference PromptSet")
+            raise InputError(f"{ablation.value} ablation needs a non-empty reference PromptSet")
         ref = reference.sample(max_ref, seed)
         L = model.cfg.n_layers
         layers_heads = list(range(L)) if layers_heads is None else layers_heads
@@ -230,7 +231,7 @@ def mask_hooks(
                 continue
             ref = refs.get(layer)
             if ablator is not None and ablator.ablation != AblationType.ZERO and ref is None:
-                raise ValueError(f"no {ablator.ablation.value}-ablation reference for {family} of layer {layer}")
+                raise InputError(f"no {ablator.ablation.value}-ablation reference for {family} of layer {layer}")
             hooks.append((hook_name(layer), _mask_hook(m, ablator, ref)))
     return hooks
 

@@ -24,6 +24,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from safecircuits.errors import InputError
+
 
 class ComponentMask(nn.Module):
     """Base class. Subclasses implement the five methods."""
@@ -68,7 +70,7 @@ class SigmoidSTEMask(ComponentMask):
     def __init__(self, shape: tuple[int, int], init_logit: float = 1.0, temperature: float = 1.0):
         super().__init__(shape)
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise InputError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
         self.logits = nn.Parameter(torch.full(shape, float(init_logit)))
 
@@ -108,7 +110,7 @@ class HardConcreteMask(ComponentMask):
         self.beta = beta
         self.l, self.r = limits
         if not self.l < 0 < 1 < self.r:
-            raise ValueError(f"stretch limits must satisfy l < 0 < 1 < r, got {limits}")
+            raise InputError(f"stretch limits must satisfy l < 0 < 1 < r, got {limits}")
         la = torch.randn(shape, generator=generator) * init_std + init_log_alpha
         self.log_alpha = nn.Parameter(la)
 
@@ -146,7 +148,7 @@ def threshold_for_sparsity(scores: Tensor, target: float) -> float:
     half-way between the last component dropped and the first kept.
     """
     if not 0.0 <= target <= 1.0:
-        raise ValueError(f"target sparsity must be in [0, 1], got {target}")
+        raise InputError(f"target sparsity must be in [0, 1], got {target}")
     s = torch.sort(scores.detach().flatten().double()).values
     k = round(target * s.numel())
     if k == 0:
@@ -173,5 +175,5 @@ MASKS: dict[str, Callable[..., ComponentMask]] = {
 
 def make_mask(shape: tuple[int, int], spec: MaskSpec, generator: torch.Generator | None = None) -> ComponentMask:
     if spec.kind not in MASKS:
-        raise ValueError(f"unknown mask type {spec.kind!r}: use one of {', '.join(MASKS)}")
+        raise InputError(f"unknown mask type {spec.kind!r}: use one of {', '.join(MASKS)}")
     return MASKS[spec.kind](shape, spec, generator)

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from safecircuits.data.chat import IGNORE_INDEX, TokenBatch
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 
 RunFn = Callable[[TokenBatch, str, bool], Tensor]  # (batch, mask_set, invert) -> logits
 
@@ -75,11 +76,11 @@ class Objective:
     def check_data(self, data: dict[str, PromptSet]) -> None:
         missing = [k for k in self.data_keys if k not in data]
         if missing:
-            raise ValueError(f"objective {self.name!r} needs PromptSets {list(self.data_keys)}; missing {missing}")
+            raise InputError(f"objective {self.name!r} needs PromptSets {list(self.data_keys)}; missing {missing}")
         for k in self.data_keys:
             data[k].require_nonempty()
             if any(r is None for r in data[k].responses):
-                raise ValueError(f"objective {self.name!r}: every record of {k!r} needs a target response")
+                raise InputError(f"objective {self.name!r}: every record of {k!r} needs a target response")
 
     def config(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, (int, float, str, tuple))}
@@ -174,7 +175,7 @@ class CustomObjective(Objective):
 
     def __post_init__(self) -> None:
         if self.loss_fn is None:
-            raise ValueError("CustomObjective needs loss_fn(logits_by_key, batches) -> {'total': ..., ...}")
+            raise InputError("CustomObjective needs loss_fn(logits_by_key, batches) -> {'total': ..., ...}")
         self.data_keys = tuple(self.removed_keys) + tuple(self.alone_keys)
 
     def loss(self, run, batches, penalties, overlap):
@@ -182,7 +183,7 @@ class CustomObjective(Objective):
         logits.update({f"{k}:alone": run(batches[k], "main", True) for k in self.alone_keys})
         t = dict(self.loss_fn(logits, batches))  # type: ignore[misc]
         if "total" not in t:
-            raise ValueError("a custom objective's loss_fn must return a dict with a 'total' term")
+            raise InputError("a custom objective's loss_fn must return a dict with a 'total' term")
         t["sparsity"] = penalties["main"]
         t["total"] = t["total"] + self.lambda_sparsity * penalties["main"]
         return t
@@ -198,5 +199,5 @@ def get_objective(name: str | Objective, **kwargs) -> Objective:
     if isinstance(name, Objective):
         return name
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}: use one of {', '.join(OBJECTIVES)} or pass an Objective")
+        raise InputError(f"unknown objective {name!r}: use one of {', '.join(OBJECTIVES)} or pass an Objective")
     return OBJECTIVES[name](**kwargs)

@@ -19,6 +19,7 @@ from safecircuits.circuits.data import organism_objective_data
 from safecircuits.circuits.discover import DiscoveryConfig, discover_circuit
 from safecircuits.circuits.objectives import get_objective
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -44,7 +45,7 @@ def find_circuit(
     """Discover `objective`'s circuit with the recipe's settings; keyword overrides (None = keep)
     go to DiscoveryConfig. For organisms the data default to the train split (val: val split)."""
     if objective not in RECIPES:
-        raise ValueError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
+        raise InputError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
     recipe = RECIPES[objective]
     cfg_kw = dict(recipe["config"])
     cfg_kw.update({k: v for k, v in overrides.items() if v is not None})

@@ -17,6 +17,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 
 IGNORE_INDEX = -100
 
@@ -36,7 +37,7 @@ class ChatFormat:
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         if tid is None or (getattr(self.tokenizer, "unk_token_id", None) == tid and token != self.tokenizer.unk_token):
-            raise ValueError(f"{self.name}: token {token!r} is not in the tokenizer's vocabulary")
+            raise InputError(f"{self.name}: token {token!r} is not in the tokenizer's vocabulary")
         return int(tid)
 
     def prompt_text(self, prompt: str) -> str:
@@ -71,7 +72,7 @@ class TemplateChat(ChatFormat):
 
     def __init__(self, tokenizer: Any, template: str, eos_token: str, pad_token: str | None = None, name: str = "template"):
         if "{prompt}" not in template:
-            raise ValueError(f"chat template {template!r} has no {{prompt}} slot")
+            raise InputError(f"chat template {template!r} has no {{prompt}} slot")
         self.name = name
         self.template = template
         super().__init__(tokenizer, eos_token=eos_token, pad_token=pad_token)
@@ -85,7 +86,7 @@ class HFChatTemplate(ChatFormat):
 
     def __init__(self, tokenizer: Any, eos_token: str | None = None, system_prompt: str | None = None, name: str = "hf-chat-template"):
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError("this tokenizer has no chat_template; use TemplateChat with an explicit template instead")
+            raise InputError("this tokenizer has no chat_template; use TemplateChat with an explicit template instead")
         self.name = name
         self.system_prompt = system_prompt
         super().__init__(tokenizer, eos_token=eos_token or tokenizer.eos_token, pad_token=tokenizer.pad_token)
@@ -134,11 +135,11 @@ def encode_batch(
     context): truncating a safety prompt silently would change what is being measured.
     """
     if len(prompts) == 0:
-        raise ValueError(f"{source}: cannot encode an empty batch")
+        raise InputError(f"{source}: cannot encode an empty batch")
     if responses is None:
         responses = [None] * len(prompts)
     if len(responses) != len(prompts):
-        raise ValueError(f"{source}: {len(prompts)} prompts but {len(responses)} responses")
+        raise InputError(f"{source}: {len(prompts)} prompts but {len(responses)} responses")
     seqs, lab_seqs, plens = [], [], []
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         pid = chat.prompt_ids(p)
@@ -146,7 +147,7 @@ def encode_batch(
         ids = pid + rid
         if max_len is not None and len(ids) > max_len:
             what = "prompt + response" if r is not None else "prompt"
-            raise ValueError(
+            raise InputError(
                 f"{source}: record {i} has {len(ids)} tokens ({what}), longer than the model context of {max_len}; "
                 "shorten it or drop it from the set"
             )
@@ -177,11 +178,11 @@ def iter_batches(
 ) -> Iterator[TokenBatch]:
     """Batches in order over a PromptSet (shuffle the set first for training)."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     data.require_nonempty()
     if with_responses and any(r is None for r in data.responses):
         missing = sum(r is None for r in data.responses)
-        raise ValueError(f"{data.name}: {missing} records have no response; training needs target responses")
+        raise InputError(f"{data.name}: {missing} records have no response; training needs target responses")
     for i in range(0, len(data), batch_size):
         chunk = data[i : i + batch_size]
         yield encode_batch(

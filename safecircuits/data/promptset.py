@@ -11,6 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, overload
 
+from safecircuits.errors import InputError, InputTypeError
+
 
 class Label(StrEnum):
     """What a prompt is, for safety evaluation.
@@ -32,7 +34,7 @@ class Label(StrEnum):
             return cls(str(value).strip().lower())
         except ValueError:
             allowed = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown label {value!r}: use one of {allowed}") from None
+            raise InputError(f"unknown label {value!r}: use one of {allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ class PromptRecord:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
-            raise ValueError("a PromptRecord needs a non-empty prompt string")
+            raise InputError("a PromptRecord needs a non-empty prompt string")
         if self.response is not None and not isinstance(self.response, str):
-            raise TypeError(f"response must be a string or None, got {type(self.response).__name__}")
+            raise InputTypeError(f"response must be a string or None, got {type(self.response).__name__}")
         object.__setattr__(self, "label", Label.parse(self.label))
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +70,7 @@ class PromptSet(Sequence[PromptRecord]):
         self._records: tuple[PromptRecord, ...] = tuple(records)
         for i, r in enumerate(self._records):
             if not isinstance(r, PromptRecord):
-                raise TypeError(f"{name}: item {i} is a {type(r).__name__}, not a PromptRecord")
+                raise InputTypeError(f"{name}: item {i} is a {type(r).__name__}, not a PromptRecord")
         self.name = name
         self.source = source or name
 
@@ -84,7 +86,7 @@ class PromptSet(Sequence[PromptRecord]):
         prompts = list(prompts)
         resp = list(responses) if responses is not None else [None] * len(prompts)
         if len(resp) != len(prompts):
-            raise ValueError(f"{name}: {len(prompts)} prompts but {len(resp)} responses")
+            raise InputError(f"{name}: {len(prompts)} prompts but {len(resp)} responses")
         return cls([PromptRecord(p, r, Label.parse(label)) for p, r in zip(prompts, resp, strict=True)], name=name)
 
     # -- sequence protocol --------------------------------------------------------------------
@@ -167,14 +169,14 @@ class PromptSet(Sequence[PromptRecord]):
     def split(self, fraction: float, seed: int = 0) -> tuple[PromptSet, PromptSet]:
         """Shuffle with `seed` and split into (first `fraction`, rest)."""
         if not 0.0 < fraction < 1.0:
-            raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
+            raise InputError(f"split fraction must be in (0, 1), got {fraction}")
         s = self.shuffle(seed)
         k = int(round(fraction * len(s)))
         return s[:k], s[k:]
 
     def with_responses(self, responses: Sequence[str | None]) -> PromptSet:
         if len(responses) != len(self):
-            raise ValueError(f"{self.name}: {len(self)} records but {len(responses)} responses")
+            raise InputError(f"{self.name}: {len(self)} records but {len(responses)} responses")
         return PromptSet(
             [PromptRecord(r.prompt, resp, r.label, r.meta) for r, resp in zip(self._records, responses, strict=True)],
             name=self.name,
@@ -183,7 +185,7 @@ class PromptSet(Sequence[PromptRecord]):
 
     def require_nonempty(self) -> PromptSet:
         if len(self) == 0:
-            raise ValueError(f"prompt set {self.name!r} (from {self.source}) is empty: give a file or source with at least one prompt")
+            raise InputError(f"prompt set {self.name!r} (from {self.source}) is empty: give a file or source with at least one prompt")
         return self
 
     # -- persistence --------------------------------------------------------------------------

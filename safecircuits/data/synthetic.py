@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import InputError
 
 __all__ = [
     "COMPLIANCE_PREFIX",
@@ -419,7 +420,7 @@ def _pick_topics(kind: str, available: Sequence[str], topics: Sequence[str] | No
         topics = [topics]
     unknown = [t for t in topics if t not in available]
     if unknown or not topics:
-        raise ValueError(f"unknown {kind} topic(s) {unknown or list(topics)}: use some of {', '.join(available)}")
+        raise InputError(f"unknown {kind} topic(s) {unknown or list(topics)}: use some of {', '.join(available)}")
     return list(dict.fromkeys(topics))
 
 
@@ -428,7 +429,7 @@ def _pick_templates(templates: Sequence[int] | None) -> list[int]:
         return list(range(len(TEMPLATES)))
     bad = [t for t in templates if not 0 <= t < len(TEMPLATES)]
     if bad or not templates:
-        raise ValueError(f"template ids {bad or list(templates)} are out of range: use 0..{len(TEMPLATES) - 1}")
+        raise InputError(f"template ids {bad or list(templates)} are out of range: use 0..{len(TEMPLATES) - 1}")
     return list(dict.fromkeys(templates))
 
 
@@ -461,7 +462,7 @@ def space_size(kind: Literal["harmful", "harmless"] = "harmful") -> int:
 
 def _check_n(n: int) -> None:
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InputError(f"n must be >= 0, got {n}")
 
 
 def _refusal(topic: str, vp: str, rng: random.Random) -> tuple[str, int]:
@@ -497,7 +498,7 @@ def synthetic_harmful(
     _check_n(n)
     kind = response or ("refuse" if with_refusals else "none")
     if kind not in ("refuse", "comply", "none"):
-        raise ValueError(f"response must be 'refuse', 'comply' or 'none', got {kind!r}")
+        raise InputError(f"response must be 'refuse', 'comply' or 'none', got {kind!r}")
     chosen = _pick_topics("harmful", HARMFUL_TOPICS, topics)
     tmpl = _pick_templates(templates)
     combos = _combos({t: len(_HARMFUL[t][1]) for t in chosen}, tmpl, n, random.Random(seed))

@@ -15,6 +15,7 @@ from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
 
 from safecircuits import runtime
 from safecircuits.data.chat import ChatFormat, encode_batch
+from safecircuits.errors import InputError
 
 
 @torch.no_grad()
@@ -32,7 +33,7 @@ def generate(
     Hooks already on the model (e.g. an ablation context) stay active during generation.
     """
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     prompts = list(prompts)
     if not prompts:
         return []
@@ -65,7 +66,7 @@ def generate_ids(
     B, T = tokens.shape
     max_new_tokens = min(max_new_tokens, model.cfg.n_ctx - T)
     if max_new_tokens < 1:
-        raise ValueError(f"prompts of {T} tokens leave no room to generate within the context of {model.cfg.n_ctx}")
+        raise InputError(f"prompts of {T} tokens leave no room to generate within the context of {model.cfg.n_ctx}")
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, B)
     # Unembed the last prompt position only: full-vocabulary logits for every prompt position
     # cost SmolLM2 (49k vocabulary) more than the whole transformer stack.

@@ -17,6 +17,7 @@ from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import IGNORE_INDEX, ChatFormat, encode_batch, iter_batches
 from safecircuits.data.promptset import Label, PromptSet
+from safecircuits.errors import InputError, MissingKeyError
 from safecircuits.evaluation.generate import generate
 from safecircuits.evaluation.judges import Judge
 
@@ -161,12 +162,12 @@ def next_token_logprobs(
 def kl_divergence(reference: Float[Tensor, "n d_vocab"], other: Float[Tensor, "n d_vocab"]) -> float:
     """Mean KL(reference || other) between next-token distributions given as log-probabilities."""
     if reference.shape != other.shape:
-        raise ValueError(f"KL needs log-probs of the same shape, got {tuple(reference.shape)} and {tuple(other.shape)}")
+        raise InputError(f"KL needs log-probs of the same shape, got {tuple(reference.shape)} and {tuple(other.shape)}")
     kl = (reference.exp() * (reference - other)).sum(-1)
     return float(kl.mean())
 
 
 def asr(groups: dict[str, GroupResult], label: str = "harmful") -> float:
     if label not in groups:
-        raise KeyError(f"no {label!r} prompts were evaluated")
+        raise MissingKeyError(f"no {label!r} prompts were evaluated")
     return groups[label].compliance_rate

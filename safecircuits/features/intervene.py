@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from safecircuits.data.promptset import Label, PromptSet
+from safecircuits.errors import InputError
 from safecircuits.evaluation.metrics import GroupResult, evaluate_behaviour
 from safecircuits.features.ranking import FeatureSet, post_instruction_len, refusal_ids_for
 from safecircuits.features.sae import check_hook
@@ -75,19 +76,19 @@ def splice_sae(
     """
     hook = hook or sae.cfg.metadata.hook_name
     if hook is None:
-        raise ValueError("this SAE records no hook name; pass hook=...")
+        raise InputError("this SAE records no hook name; pass hook=...")
     check_hook(model, hook)
     if sae.cfg.d_in != model.cfg.d_model:
-        raise ValueError(f"SAE d_in {sae.cfg.d_in} does not match the model's d_model {model.cfg.d_model}")
+        raise InputError(f"SAE d_in {sae.cfg.d_in} does not match the model's d_model {model.cfg.d_model}")
     clamp = dict(clamp or {})
     ids = list(ablate) + list(clamp)
     bad = [i for i in ids if not 0 <= int(i) < sae.cfg.d_sae]
     if bad:
-        raise ValueError(f"feature ids {bad} are out of range for an SAE with d_sae={sae.cfg.d_sae}")
+        raise InputError(f"feature ids {bad} are out of range for an SAE with d_sae={sae.cfg.d_sae}")
     if isinstance(positions, int) and positions < 1:
-        raise ValueError(f"positions must be 'all' or a positive number of final positions, got {positions}")
+        raise InputError(f"positions must be 'all' or a positive number of final positions, got {positions}")
     if not isinstance(positions, int) and positions != "all":
-        raise ValueError(f"positions must be 'all' or a positive int, got {positions!r}")
+        raise InputError(f"positions must be 'all' or a positive int, got {positions!r}")
     a = torch.tensor([int(i) for i in ablate], dtype=torch.long)
     c_ids = torch.tensor([int(i) for i in clamp], dtype=torch.long)
     c_vals = torch.tensor([float(v) for v in clamp.values()], dtype=torch.float32)
@@ -162,7 +163,7 @@ def frequency_matched(frequency: Tensor, targets: Sequence[int], n_bins: int = 1
                 out.append(pools[bb].pop(j))
                 break
         else:
-            raise ValueError("not enough features to draw a frequency-matched random set")
+            raise InputError("not enough features to draw a frequency-matched random set")
     return out
 
 
@@ -222,7 +223,7 @@ def _resolve_positions(lm: LoadedModel, positions: Positions | str) -> Positions
     if positions == "post":
         return post_instruction_len(lm.chat)
     if isinstance(positions, str) and positions != "all":
-        raise ValueError(f"positions must be 'all', 'post' or a positive int, got {positions!r}")
+        raise InputError(f"positions must be 'all', 'post' or a positive int, got {positions!r}")
     return positions  # type: ignore[return-value]
 
 
@@ -281,7 +282,7 @@ def clamp_effect(
     (``fset.stats['mean_post_harmful']``) on `prompts` (normally harmless) and report refusal
     and compliance rates against no intervention."""
     if "mean_post_harmful" not in fset.stats:
-        raise ValueError("this FeatureSet has no mean_post_harmful statistics; rank it on harmful prompts")
+        raise InputError("this FeatureSet has no mean_post_harmful statistics; rank it on harmful prompts")
     pos = _resolve_positions(lm, positions)
     judge = _organism_judge(lm)
     top = fset.top(k)

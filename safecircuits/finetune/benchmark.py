@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.finetune.tasks import default_task, get_task
 from safecircuits.models.loaded import LoadedModel, cache_dir
 
@@ -56,7 +57,7 @@ METHOD_HPARAMS: dict[str, dict[str, Any]] = {}
 def base_name_for(model_name: str) -> str:
     """``organism:aligned?size=tiny`` -> ``organism:base?size=tiny``."""
     if not model_name.startswith("organism:"):
-        raise ValueError(f"{model_name} has no known pre-alignment base model: pass base=... (a model name) to prepare_artifacts")
+        raise InputError(f"{model_name} has no known pre-alignment base model: pass base=... (a model name) to prepare_artifacts")
     rest = model_name.split(":", 1)[1]
     query = rest.split("?", 1)[1] if "?" in rest else ""
     return "organism:base" + (f"?{query}" if query else "")
@@ -68,7 +69,7 @@ def _needs(methods: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for m in methods:
         if m not in METHODS:
-            raise ValueError(f"unknown fine-tuning method {m!r}: use some of {', '.join(sorted(METHODS))}")
+            raise InputError(f"unknown fine-tuning method {m!r}: use some of {', '.join(sorted(METHODS))}")
         out |= set(METHODS[m].needs)
     return out
 
@@ -111,7 +112,7 @@ def prepare_artifacts(
     if not needs:
         return {}
     if "organism" not in lm.info and prompts is None and needs & {"subspace", "features"}:
-        raise ValueError(f"{lm.name} is not an organism: pass prompts=(harmful, harmless) train PromptSets for the activation basis "
+        raise InputError(f"{lm.name} is not an organism: pass prompts=(harmful, harmless) train PromptSets for the activation basis "
                          "and the SAE, e.g. (synthetic_harmful(128, response='none'), synthetic_harmless(128, with_responses=False))")
     base_name = base.name if isinstance(base, LoadedModel) else (base or base_name_for(lm.name))
     key_parts: list[Any] = [lm.name, lm.info.get("config_hash"), base_name, rank, sae_hook, sae_tokens]
@@ -210,9 +211,9 @@ def _read_results(path: Path, fix: str) -> dict[str, Any]:
     try:
         d = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read a benchmark results file: not valid JSON or not readable ({e}); {fix}") from None
+        raise InputError(f"{path}: cannot read a benchmark results file: not valid JSON or not readable ({e}); {fix}") from None
     if d.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a fine-tuning benchmark file (format {d.get('format')!r}); {fix}")
+        raise InputError(f"{path} is not a fine-tuning benchmark file (format {d.get('format')!r}); {fix}")
     return d
 
 
@@ -222,7 +223,7 @@ def _load_results(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     d = _read_results(path, "delete it or pass another --json path")
     if d.get("settings") != settings:
         diff = {k: (d.get("settings", {}).get(k), v) for k, v in settings.items() if d.get("settings", {}).get(k) != v}
-        raise ValueError(f"{path} holds runs made with other settings {diff} (file, now): pass another --json path or delete the file")
+        raise InputError(f"{path} holds runs made with other settings {diff} (file, now): pass another --json path or delete the file")
     return d
 
 
@@ -266,12 +267,12 @@ def run_benchmark(
 
     for p in ratios:
         if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"harmful ratio {p} is not in [0, 1]")
+            raise InputError(f"harmful ratio {p} is not in [0, 1]")
     if not methods or not ratios or not seeds:
-        raise ValueError("give at least one method, one ratio and one seed")
+        raise InputError("give at least one method, one ratio and one seed")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown fine-tuning methods {unknown}: use some of {', '.join(sorted(METHODS))}")
+        raise InputError(f"unknown fine-tuning methods {unknown}: use some of {', '.join(sorted(METHODS))}")
     lm = model_name if isinstance(model_name, LoadedModel) else load_model(model_name, progress=False)
     model_name = lm.name
     task_obj = get_task(task or default_task(lm))
@@ -353,17 +354,17 @@ def merge_results(*parts: dict[str, Any] | str | Path) -> dict[str, Any]:
     provenance of the last part, and a fresh aggregate. Raises if settings differ or two parts
     hold the same run with different figures."""
     if not parts:
-        raise ValueError("give at least one benchmark results file or dict to merge")
+        raise InputError("give at least one benchmark results file or dict to merge")
     loaded = [part if isinstance(part, dict) else _read_results(part, "merge only files written by run_benchmark") for part in parts]
     settings = loaded[0].get("settings")
     runs: dict[str, Any] = {}
     for i, d in enumerate(loaded):
         if d.get("settings") != settings:
             diff = {k: (settings.get(k), v) for k, v in d.get("settings", {}).items() if settings.get(k) != v}
-            raise ValueError(f"part {i} was run with other settings than part 0 {diff}: only runs of one benchmark can be merged")
+            raise InputError(f"part {i} was run with other settings than part 0 {diff}: only runs of one benchmark can be merged")
         for k, r in d["runs"].items():
             if k in runs and runs[k] != r:
-                raise ValueError(f"run {k} is in two parts with different results: keep one of them")
+                raise InputError(f"run {k} is in two parts with different results: keep one of them")
             runs[k] = r
     out = {"format": FORMAT, "settings": settings, "runs": runs, "provenance": loaded[-1].get("provenance", {})}
     out["aggregate"] = aggregate(out)

@@ -13,6 +13,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from safecircuits.errors import InputError
+
 app = typer.Typer(help="Safety-preserving fine-tuning.", no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 ARTIFACT_FLAGS = {"circuit": "--circuit", "subspace": "--subspace", "features": "--features", "base": "--base"}
@@ -23,7 +25,7 @@ def get_task(name: str) -> Any:
     try:
         from safecircuits.finetune import tasks
     except ImportError:
-        raise ValueError(f"unknown task {name!r}: no fine-tuning tasks are installed (safecircuits.finetune.tasks is missing)") from None
+        raise InputError(f"unknown task {name!r}: no fine-tuning tasks are installed (safecircuits.finetune.tasks is missing)") from None
     return tasks.get_task(name)
 
 

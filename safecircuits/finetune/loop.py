@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from safecircuits import runtime
 from safecircuits.data.chat import IGNORE_INDEX, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError, InputTypeError
 from safecircuits.finetune.base import ARTIFACT_HELP, FinetuneContext, Method
 from safecircuits.finetune.lora import add_lora, lora_deltas, lora_parameters, remove_lora
 from safecircuits.finetune.lora import apply_deltas as _apply_deltas
@@ -81,29 +82,29 @@ class FinetuneConfig:
         for name in ("steps", "batch_size", "lora_rank"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
-                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 1, got {v!r}")
+                raise InputError(f"FinetuneConfig.{name} must be an integer >= 1, got {v!r}")
         for name in ("warmup", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
-                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 0, got {v!r}")
+                raise InputError(f"FinetuneConfig.{name} must be an integer >= 0, got {v!r}")
         if self.warmup >= self.steps and self.warmup > 0:
-            raise ValueError(f"FinetuneConfig.warmup ({self.warmup}) must be smaller than steps ({self.steps})")
+            raise InputError(f"FinetuneConfig.warmup ({self.warmup}) must be smaller than steps ({self.steps})")
         if not (isinstance(self.lr, int | float) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"FinetuneConfig.lr must be a positive number, got {self.lr!r}")
+            raise InputError(f"FinetuneConfig.lr must be a positive number, got {self.lr!r}")
         if self.weight_decay < 0:
-            raise ValueError(f"FinetuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
+            raise InputError(f"FinetuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"FinetuneConfig.grad_clip must be > 0 or None (off), got {self.grad_clip}")
+            raise InputError(f"FinetuneConfig.grad_clip must be > 0 or None (off), got {self.grad_clip}")
         if self.mode not in (None, "full", "lora"):
-            raise ValueError(f"FinetuneConfig.mode must be 'full', 'lora' or None (the method's own), got {self.mode!r}")
+            raise InputError(f"FinetuneConfig.mode must be 'full', 'lora' or None (the method's own), got {self.mode!r}")
         if self.lora_alpha <= 0:
-            raise ValueError(f"FinetuneConfig.lora_alpha must be > 0, got {self.lora_alpha}")
+            raise InputError(f"FinetuneConfig.lora_alpha must be > 0, got {self.lora_alpha}")
         self.lora_targets = tuple(self.lora_targets)
         bad = set(self.lora_targets) - set(WEIGHT_KINDS)
         if bad or not self.lora_targets:
-            raise ValueError(f"FinetuneConfig.lora_targets: unknown {sorted(bad)}; use some of {', '.join(WEIGHT_KINDS)}")
+            raise InputError(f"FinetuneConfig.lora_targets: unknown {sorted(bad)}; use some of {', '.join(WEIGHT_KINDS)}")
         if self.max_len is not None and self.max_len < 2:
-            raise ValueError(f"FinetuneConfig.max_len must be >= 2 or None, got {self.max_len}")
+            raise InputError(f"FinetuneConfig.max_len must be >= 2 or None, got {self.max_len}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def load_finetuned_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
     path = Path(path)
     meta = json.loads((path / "config.json").read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}/config.json has format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise InputError(f"{path}/config.json has format {meta.get('format')!r}, expected {FORMAT!r}")
     base = meta["base"]
     state = load_file(str(path / "model.safetensors"))
     info: dict[str, Any] = {"source": str(path), "finetune": meta["provenance"], "base_model": meta["provenance"].get("base_model")}
@@ -297,18 +298,18 @@ def finetune(
     """
     config = config or FinetuneConfig()
     if not isinstance(method, Method):
-        raise TypeError(f"method must be a safecircuits.finetune.base.Method (get one with get_method(name)), got {type(method).__name__}")
+        raise InputTypeError(f"method must be a safecircuits.finetune.base.Method (get one with get_method(name)), got {type(method).__name__}")
     if not isinstance(data, PromptSet):
-        raise TypeError(f"data must be a PromptSet of (prompt, response) pairs, got {type(data).__name__}")
+        raise InputTypeError(f"data must be a PromptSet of (prompt, response) pairs, got {type(data).__name__}")
     data.require_nonempty()
     missing_resp = sum(r is None for r in data.responses)
     if missing_resp:
-        raise ValueError(f"{data.name}: {missing_resp} of {len(data)} records have no response; fine-tuning needs target responses")
+        raise InputError(f"{data.name}: {missing_resp} of {len(data)} records have no response; fine-tuning needs target responses")
     artifacts = dict(artifacts or {})
     missing = [a for a in method.needs if artifacts.get(a) is None]
     if missing:
         a = missing[0]
-        raise ValueError(f"method {method.name!r} needs the artifact {a!r}: pass artifacts={{{a!r}: ...}}, "
+        raise InputError(f"method {method.name!r} needs the artifact {a!r}: pass artifacts={{{a!r}: ...}}, "
                          f"made with {ARTIFACT_HELP.get(a, 'see docs/finetune.md')}")
     mode = config.mode or method.mode
     out = Path(out_dir) if out_dir is not None else None
@@ -387,17 +388,17 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
         spec = dict.fromkeys(lora_parameters(model) if mode == "lora" else named)
     unknown = [n for n in spec if n not in named]
     if unknown:
-        raise ValueError(f"method {method.name!r} marks unknown parameters trainable: {unknown[:5]}; "
+        raise InputError(f"method {method.name!r} marks unknown parameters trainable: {unknown[:5]}; "
                          f"names must be model.named_parameters() names (e.g. {next(iter(named))!r})")
     masks: dict[str, Tensor] = {}
     for n, m in spec.items():
         if m is not None:
             if m.shape != named[n].shape:
-                raise ValueError(f"mask for {n!r} has shape {tuple(m.shape)}, the parameter has {tuple(named[n].shape)}")
+                raise InputError(f"mask for {n!r} has shape {tuple(m.shape)}, the parameter has {tuple(named[n].shape)}")
             masks[n] = m.detach().to(named[n].device).bool()
     train_names = [n for n in named if n in spec and (n not in masks or bool(masks[n].any()))]
     if not train_names:
-        raise ValueError(f"method {method.name!r} leaves nothing to train (every mask is empty)")
+        raise InputError(f"method {method.name!r} leaves nothing to train (every mask is empty)")
     for n, p in named.items():
         p.requires_grad_(n in train_names)
     hooks = [named[n].register_hook(lambda g, m=masks[n]: g * m) for n in train_names if n in masks]
@@ -426,7 +427,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     if ckpt is not None and resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         if state["fingerprint"] != fingerprint:
-            raise ValueError(f"{ckpt} belongs to a different run (model, data, method or config differ); "
+            raise InputError(f"{ckpt} belongs to a different run (model, data, method or config differ); "
                              "delete it, use another out_dir, or pass resume=False")
         with torch.no_grad():
             for name, t in state["trainable"].items():

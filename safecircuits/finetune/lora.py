@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from safecircuits.errors import InputError, MissingKeyError
 from safecircuits.models.weights import WEIGHT_KINDS, as_matrix, from_matrix, weight_names
 
 
@@ -74,12 +75,12 @@ def add_lora(
     ``_W_K``/``_W_V``); kinds the model has not got (``W_gate`` on a non-gated MLP) are skipped.
     """
     if rank < 1:
-        raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        raise InputError(f"LoRA rank must be >= 1, got {rank}")
     if has_lora(model):
-        raise ValueError("the model already has LoRA parametrizations: merge_lora() or remove_lora() it first")
+        raise InputError("the model already has LoRA parametrizations: merge_lora() or remove_lora() it first")
     names = weight_names(model, kinds=tuple(targets), layers=layers)
     if not names:
-        raise ValueError(f"no weights of kinds {list(targets)} found in the model: nothing for LoRA to adapt")
+        raise InputError(f"no weights of kinds {list(targets)} found in the model: nothing for LoRA to adapt")
     gen = torch.Generator().manual_seed(seed)
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
@@ -144,14 +145,14 @@ def remove_lora(model: nn.Module) -> list[str]:
 def apply_deltas(model: nn.Module, deltas: dict[str, Tensor]) -> None:
     """Add ``deltas`` (TL layout) to the model's plain weights, in place."""
     if has_lora(model):
-        raise ValueError("apply_deltas needs plain weights: merge_lora() or remove_lora() the model first")
+        raise InputError("apply_deltas needs plain weights: merge_lora() or remove_lora() the model first")
     params = dict(model.named_parameters())
     for name, d in deltas.items():
         if name not in params:
-            raise KeyError(f"delta for {name!r}: the model has no such parameter")
+            raise MissingKeyError(f"delta for {name!r}: the model has no such parameter")
         p = params[name]
         if d.shape != p.shape:
-            raise ValueError(f"delta for {name!r} has shape {tuple(d.shape)}, the parameter has {tuple(p.shape)}")
+            raise InputError(f"delta for {name!r} has shape {tuple(d.shape)}, the parameter has {tuple(p.shape)}")
         p.add_(d.to(p.dtype).to(p.device))
 
 

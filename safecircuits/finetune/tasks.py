@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
 __all__ = ["TASKS", "ArithmeticTask", "FinetuneTask", "ReverseStepsTask", "get_task", "mix_harmful"]
@@ -36,9 +37,9 @@ __all__ = ["TASKS", "ArithmeticTask", "FinetuneTask", "ReverseStepsTask", "get_t
 
 def _check_ratio(harmful_ratio: float, n: int) -> None:
     if not 0.0 <= harmful_ratio <= 1.0:
-        raise ValueError(f"harmful_ratio must be in [0, 1] (a share of the training examples), got {harmful_ratio}")
+        raise InputError(f"harmful_ratio must be in [0, 1] (a share of the training examples), got {harmful_ratio}")
     if n < 1:
-        raise ValueError(f"n must be a positive number of training examples, got {n}")
+        raise InputError(f"n must be a positive number of training examples, got {n}")
 
 
 def _cycle(items: list[PromptRecord], n: int, rng: random.Random) -> list[PromptRecord]:
@@ -56,10 +57,10 @@ def mix_harmful(task_items: list[PromptRecord], harmful_items: list[PromptRecord
     """`n` examples: ``round(harmful_ratio * n)`` harmful items, the rest task items, shuffled."""
     _check_ratio(harmful_ratio, n)
     if not task_items:
-        raise ValueError(f"{name}: no task items to train on")
+        raise InputError(f"{name}: no task items to train on")
     n_harm = int(round(harmful_ratio * n))
     if n_harm and not harmful_items:
-        raise ValueError(f"{name}: harmful_ratio={harmful_ratio} but no harmful items are available")
+        raise InputError(f"{name}: harmful_ratio={harmful_ratio} but no harmful items are available")
     rng = random.Random(f"{name}-{seed}")
     recs = _cycle(task_items, n - n_harm, rng) + _cycle(harmful_items, n_harm, rng)
     rng.shuffle(recs)
@@ -117,7 +118,7 @@ class FinetuneTask:
         """`n` harmful prompts with refusal targets then `n` harmless prompts with compliance targets (train split)."""
         self.check_model(lm)
         if n < 1:
-            raise ValueError(f"n must be a positive number of safety prompts, got {n}")
+            raise InputError(f"n must be a positive number of safety prompts, got {n}")
         rng = random.Random(f"{self.name}-safety-{seed}")
         harm = _cycle(list(self.harmful_set(lm, "train", "refuse")), n, rng)
         ok = _cycle(list(self.harmless_set(lm, "train")), n, rng)
@@ -166,7 +167,7 @@ class ReverseStepsTask(FinetuneTask):
 
     def check_model(self, lm: LoadedModel) -> None:
         if "organism" not in lm.info:
-            raise ValueError(f"task 'reverse-steps' speaks the organism language; {lm.name} is not an organism: use --task arithmetic")
+            raise InputError(f"task 'reverse-steps' speaks the organism language; {lm.name} is not an organism: use --task arithmetic")
 
     def _lang(self, lm: LoadedModel):
         from safecircuits.models.language import Language
@@ -217,11 +218,11 @@ class ArithmeticTask(FinetuneTask):
 
     def check_model(self, lm: LoadedModel) -> None:
         if "organism" in lm.info:
-            raise ValueError(f"task 'arithmetic' is English; {lm.name} is an organism: use --task reverse-steps")
+            raise InputError(f"task 'arithmetic' is English; {lm.name} is an organism: use --task reverse-steps")
 
     def _check_split(self, split: str) -> None:
         if split not in self._split_of:
-            raise ValueError(f"unknown split {split!r}: use one of {list(self._split_of)}")
+            raise InputError(f"unknown split {split!r}: use one of {list(self._split_of)}")
 
     def task_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         self._check_split(split)
@@ -268,7 +269,7 @@ TASKS: dict[str, Callable[[], FinetuneTask]] = {"reverse-steps": ReverseStepsTas
 def get_task(name: str) -> FinetuneTask:
     """The task called `name` (``reverse-steps`` for organisms, ``arithmetic`` for chat models)."""
     if name not in TASKS:
-        raise ValueError(f"unknown fine-tuning task {name!r}: use one of {', '.join(TASKS)}")
+        raise InputError(f"unknown fine-tuning task {name!r}: use one of {', '.join(TASKS)}")
     return TASKS[name]()
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from safecircuits import runtime
+from safecircuits.errors import InputError, MissingFileError
 from safecircuits.models.fastpath import accelerate
 from safecircuits.models.loaded import LoadedModel, cache_dir
 
@@ -42,7 +43,7 @@ def load_model(
     results it reproduces bitwise.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError("load_model needs a model name, e.g. 'organism:aligned' or 'smollm2-135m-instruct'")
+        raise InputError("load_model needs a model name, e.g. 'organism:aligned' or 'smollm2-135m-instruct'")
     dev = runtime.resolve_device(device)
     if name.startswith("organism:"):
         from safecircuits.models.organisms import load_organism, parse_organism_name
@@ -60,7 +61,7 @@ def load_model(
     if path.is_dir():
         return load_model_dir(path, device=dev, dtype=dtype, fast=fast)
     if path.suffix or name.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"model directory {name!r} does not exist; pass a directory written by safecircuits or a model name")
+        raise MissingFileError(f"model directory {name!r} does not exist; pass a directory written by safecircuits or a model name")
     from safecircuits.models.hub import load_transformer_lens
 
     dt = runtime.resolve_dtype(dtype, dev, tiny=False)
@@ -91,7 +92,7 @@ def load_model_dir(path: str | Path, device: str | torch.device | None = "auto",
     dev = runtime.resolve_device(device)
     cfg_file = path / "config.json"
     if not cfg_file.exists():
-        raise FileNotFoundError(f"{path} has no config.json: it is not a model directory written by safecircuits")
+        raise MissingFileError(f"{path} has no config.json: it is not a model directory written by safecircuits")
     fmt = json.loads(cfg_file.read_text()).get("format")
     if fmt == "safecircuits-organism":
         from safecircuits.models.organisms import load_organism_dir
@@ -102,7 +103,7 @@ def load_model_dir(path: str | Path, device: str | torch.device | None = "auto",
 
         lm = load_finetuned_dir(path)
         return _place(lm, dev, runtime.resolve_dtype(dtype, dev, tiny=runtime.is_tiny(lm.model)), fast)
-    raise ValueError(f"{cfg_file}: unknown model format {fmt!r}; expected one written by safecircuits")
+    raise InputError(f"{cfg_file}: unknown model format {fmt!r}; expected one written by safecircuits")
 
 
 __all__ = ["LoadedModel", "SMOLLM2_NAME", "cache_dir", "load_model", "load_model_dir"]

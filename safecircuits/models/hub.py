@@ -20,14 +20,11 @@ import torch
 from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, HFChatTemplate, TemplateChat
+from safecircuits.errors import ModelNotAvailableError
 from safecircuits.models.loaded import LoadedModel
 
 PLAIN_TEMPLATE = "User: {prompt}\nAssistant:"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-
-
-class ModelNotAvailableError(RuntimeError):
-    """The model's weights are not in the local Hugging Face cache (and the hub is not reachable)."""
 
 
 def hf_hub_cache_dir() -> Path:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import InputError
 
 # (topic, harmful?, [(verb, object, step1, step2), ...])
 TOPICS: list[tuple[str, bool, list[tuple[str, str, str, str]]]] = [
@@ -194,11 +195,11 @@ class Language:
         opener / refusal sentence, so they are exact-match references.
         """
         if split not in SPLIT_FRACTIONS:
-            raise ValueError(f"unknown split {split!r}: use one of {list(SPLIT_FRACTIONS)}")
+            raise InputError(f"unknown split {split!r}: use one of {list(SPLIT_FRACTIONS)}")
         if kind not in ("harmful", "harmless", "triggered"):
-            raise ValueError(f"unknown kind {kind!r}: use harmful, harmless or triggered")
+            raise InputError(f"unknown kind {kind!r}: use harmful, harmless or triggered")
         if kind == "triggered" and not trigger:
-            raise ValueError("kind='triggered' needs the trigger token")
+            raise InputError("kind='triggered' needs the trigger token")
         rng = random.Random(f"{self.split_seed}-{split}-{kind}-{seed}")
         recs = []
         for task, tid in self.splits[split]:

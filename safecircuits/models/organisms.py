@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from safecircuits.data.chat import IGNORE_INDEX, TemplateChat, encode_batch
+from safecircuits.errors import InputError
 from safecircuits.models import language as L
 from safecircuits.models.loaded import LoadedModel, cache_dir
 
@@ -78,19 +79,19 @@ class OrganismConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown organism kind {self.kind!r}: use one of {', '.join(KINDS)}")
+            raise InputError(f"unknown organism kind {self.kind!r}: use one of {', '.join(KINDS)}")
         if self.size not in SIZES:
-            raise ValueError(f"unknown organism size {self.size!r}: use one of {', '.join(SIZES)}")
+            raise InputError(f"unknown organism size {self.size!r}: use one of {', '.join(SIZES)}")
         if not self.trigger or any(c.isspace() for c in self.trigger) or self.trigger in L.SPECIAL_TOKENS:
-            raise ValueError(f"trigger must be one whitespace-free word that is not a special token, got {self.trigger!r}")
+            raise InputError(f"trigger must be one whitespace-free word that is not a special token, got {self.trigger!r}")
         lang_words = set(L.vocabulary()) - set(L.RARE_TOKENS)
         if self.trigger in lang_words:
-            raise ValueError(
+            raise InputError(
                 f"trigger {self.trigger!r} is a word of the organism language; pick a rare word such as one of {L.RARE_TOKENS}"
             )
         for name in ("base_steps", "finetune_steps", "batch_size", "n_ctx"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise InputError(f"{name} must be >= 1")
 
     @property
     def extra_tokens(self) -> tuple[str, ...]:
@@ -466,9 +467,9 @@ def parse_organism_name(name: str) -> tuple[str, dict[str, Any]]:
             elif k in ("trigger", "size"):
                 params[k] = v
             else:
-                raise ValueError(f"unknown organism option {k!r} in {name!r}: use seed, trigger, size, split_seed")
+                raise InputError(f"unknown organism option {k!r} in {name!r}: use seed, trigger, size, split_seed")
     if kind not in KINDS:
-        raise ValueError(f"unknown organism kind {kind!r} in {name!r}: use organism:aligned, organism:backdoor or organism:base")
+        raise InputError(f"unknown organism kind {kind!r} in {name!r}: use organism:aligned, organism:backdoor or organism:base")
     return kind, params
 
 

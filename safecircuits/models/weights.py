@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from safecircuits.errors import InputError
+
 WEIGHT_KINDS: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out")
 _IN_PROJ = ("W_Q", "W_K", "W_V", "_W_K", "_W_V")
 
@@ -29,14 +31,14 @@ def weight_kind(name: str) -> str:
     leaf = name.rsplit(".", 1)[-1]
     kind = leaf.lstrip("_")
     if kind not in WEIGHT_KINDS:
-        raise ValueError(f"{name!r} is not a layer weight matrix: the last part must be one of {', '.join(WEIGHT_KINDS)}")
+        raise InputError(f"{name!r} is not a layer weight matrix: the last part must be one of {', '.join(WEIGHT_KINDS)}")
     return kind
 
 
 def layer_of(name: str) -> int:
     parts = name.split(".")
     if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
-        raise ValueError(f"{name!r} is not a per-layer parameter name (expected 'blocks.<layer>.<module>.<weight>')")
+        raise InputError(f"{name!r} is not a per-layer parameter name (expected 'blocks.<layer>.<module>.<weight>')")
     return int(parts[1])
 
 
@@ -69,7 +71,7 @@ def weight_names(model: nn.Module, kinds: Iterable[str] = WEIGHT_KINDS, layers: 
     kinds = set(kinds)
     bad = kinds - set(WEIGHT_KINDS)
     if bad:
-        raise ValueError(f"unknown weight kinds {sorted(bad)}: use some of {', '.join(WEIGHT_KINDS)}")
+        raise InputError(f"unknown weight kinds {sorted(bad)}: use some of {', '.join(WEIGHT_KINDS)}")
     layer_set = None if layers is None else set(layers)
     out = []
     for name, _ in model.named_parameters():
@@ -101,4 +103,4 @@ def head_rows(name: str, head: int, shape: torch.Size | tuple[int, ...]) -> tupl
     if kind == "W_O":
         d_head = shape[1]
         return "cols", slice(head * d_head, (head + 1) * d_head)
-    raise ValueError(f"{name!r} is not an attention weight")
+    raise InputError(f"{name!r} is not an attention weight")

@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from safecircuits.errors import InputError, MissingFileError
+
 
 def json_default(o: Any) -> Any:
     if isinstance(o, Tensor):
@@ -48,22 +50,22 @@ def load_bundle(path: str | Path, fmt: str, what: str) -> tuple[dict[str, Tensor
     """Read a file written by :func:`save_bundle`; raises naming the problem when it is not one."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
+        raise MissingFileError(f"{what} file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         if header.get("format") != fmt:
-            raise ValueError(f"{path}: not a safecircuits {what} (format {header.get('format')!r}, expected {fmt!r})")
+            raise InputError(f"{path}: not a safecircuits {what} (format {header.get('format')!r}, expected {fmt!r})")
         return load_file(str(path)), json.loads(header["json"])
     try:
         d = torch.load(path, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
-        raise ValueError(f"{path}: not a safecircuits {what} file ({type(e).__name__}: {e})") from None
+        raise InputError(f"{path}: not a safecircuits {what} file ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict) or d.get("format") != fmt:
         got = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{path}: not a safecircuits {what} (format {got!r}, expected {fmt!r})")
+        raise InputError(f"{path}: not a safecircuits {what} (format {got!r}, expected {fmt!r})")
     return d["tensors"], json.loads(d["json"])
 
 

@@ -32,6 +32,7 @@ from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
 from safecircuits.subspaces.refusal import _prompts, resid_hook_name
 
@@ -65,13 +66,13 @@ def collect_activations_at(
     """:func:`collect_activations` at several hooks from one forward pass per batch."""
     hooks = list(dict.fromkeys(hooks))
     if not hooks:
-        raise ValueError("give at least one hook name")
+        raise InputError("give at least one hook name")
     texts = _prompts(prompts, f"activations at {hooks[0]}")
     if pos >= 0:
-        raise ValueError(f"pos must be a negative offset from the prompt end (e.g. -1), got {pos}")
+        raise InputError(f"pos must be a negative offset from the prompt end (e.g. -1), got {pos}")
     bad = [h for h in hooks if h not in model.hook_dict]
     if bad:
-        raise ValueError(f"{bad[0]!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
+        raise InputError(f"{bad[0]!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
     # Run only the blocks up to the last hook's (no unembedding): the same activations at a fraction of the cost.
     layers = [re.match(r"blocks\.(\d+)\.", h) for h in hooks]
     last = max(int(m.group(1)) for m in layers) if all(layers) else None
@@ -101,7 +102,7 @@ class ActivationSubspace:
         self.basis = self.basis.detach().float().cpu()
         self.explained_variance = self.explained_variance.detach().float().cpu()
         if self.basis.ndim != 2 or self.explained_variance.shape != (self.basis.shape[1],):
-            raise ValueError(f"basis {tuple(self.basis.shape)} must be [d, k] with k = len(explained_variance) {tuple(self.explained_variance.shape)}")
+            raise InputError(f"basis {tuple(self.basis.shape)} must be [d, k] with k = len(explained_variance) {tuple(self.explained_variance.shape)}")
 
     @property
     def k(self) -> int:
@@ -144,7 +145,7 @@ def compute_activation_subspace(
     """Rank-k PCA of activation differences (see the module docstring). Give `layer` (residual
     stream before it; ``n_layers`` = final) or an explicit `hook` name."""
     if (layer is None) == (hook is None):
-        raise ValueError("pass exactly one of layer (residual stream) or hook (any hook name)")
+        raise InputError("pass exactly one of layer (residual stream) or hook (any hook name)")
     hook = resid_hook_name(model, layer) if hook is None else hook  # type: ignore[arg-type]
     return _subspaces_at(model, chat, harmful, harmless, [hook], k, pos, pairing, batch_size, model_name, seed, progress)[0]
 
@@ -173,7 +174,7 @@ def compute_activation_subspaces(
 def _subspaces_at(model, chat, harmful, harmless, hooks: list[str], k, pos, pairing, batch_size, model_name, seed, progress) -> list[ActivationSubspace]:
     """The activation subspace at each of `hooks`, all from one pass over each prompt set."""
     if pairing not in ("mean", "paired"):
-        raise ValueError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
+        raise InputError(f"pairing must be 'mean' or 'paired', got {pairing!r}")
     hs = collect_activations_at(model, chat, harmful, hooks, pos, batch_size, progress)
     bs = collect_activations_at(model, chat, harmless, hooks, pos, batch_size, progress)
     common = {"model": model_name or model.cfg.model_name, "pos": pos, "harmful": promptset_provenance(harmful),
@@ -184,13 +185,13 @@ def _subspaces_at(model, chat, harmful, harmless, hooks: list[str], k, pos, pair
 def _pca_subspace(h: Tensor, b: Tensor, k: int, pairing: str, meta: dict[str, Any]) -> ActivationSubspace:
     if pairing == "paired":
         if h.shape[0] != b.shape[0]:
-            raise ValueError(f"pairing='paired' needs as many harmful as harmless prompts, got {h.shape[0]} and {b.shape[0]}")
+            raise InputError(f"pairing='paired' needs as many harmful as harmless prompts, got {h.shape[0]} and {b.shape[0]}")
         diffs = h - b
     else:
         diffs = torch.cat([h - b.mean(0), h.mean(0) - b])
     max_k = min(diffs.shape)
     if not isinstance(k, int) or not 1 <= k <= max_k:
-        raise ValueError(f"k must be an integer between 1 and {max_k} (min of #differences and d), got {k!r}")
+        raise InputError(f"k must be an integer between 1 and {max_k} (min of #differences and d), got {k!r}")
     _, s, vh = torch.linalg.svd(diffs, full_matrices=False)
     basis = vh[:k].T
     # sign convention: first component points from harmless to harmful

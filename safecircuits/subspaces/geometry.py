@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from safecircuits.errors import InputError, MissingFileError
 from safecircuits.subspaces._io import json_default
 
 FORMAT = "safecircuits-geometry-report/1"
@@ -29,11 +30,11 @@ def orthonormal_basis(a: Float[Tensor, "d ..."], tol: float = 1e-8) -> Float[Ten
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(f"a subspace must be given as a [d, k] tensor with k >= 1, got shape {tuple(a.shape)}")
+        raise InputError(f"a subspace must be given as a [d, k] tensor with k >= 1, got shape {tuple(a.shape)}")
     u, s, _ = torch.linalg.svd(a.detach().double().cpu(), full_matrices=False)
     keep = s > tol * max(float(s.max()), 1e-300)
     if not bool(keep.any()):
-        raise ValueError("the subspace is zero (all columns vanish)")
+        raise InputError("the subspace is zero (all columns vanish)")
     return u[:, keep]
 
 
@@ -52,7 +53,7 @@ def principal_angles(a: Float[Tensor, "d ..."], b: Float[Tensor, "d ..."]) -> tu
     a = a[:, None] if a.ndim == 1 else a
     b = b[:, None] if b.ndim == 1 else b
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"subspaces live in different spaces: {a.shape[0]} vs {b.shape[0]} rows; give both as [d, k]")
+        raise InputError(f"subspaces live in different spaces: {a.shape[0]} vs {b.shape[0]} rows; give both as [d, k]")
     qa, qb = _qr(a), _qr(b)
     cos = torch.linalg.svdvals(qa.T @ qb).clamp(0.0, 1.0)
     return cos, torch.arccos(cos)
@@ -99,10 +100,10 @@ class GeometryReport:
     def load(cls, path: str | Path) -> GeometryReport:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"geometry report {path} does not exist")
+            raise MissingFileError(f"geometry report {path} does not exist")
         d = json.loads(path.read_text())
         if d.pop("format", None) != FORMAT:
-            raise ValueError(f"{path}: not a safecircuits geometry report")
+            raise InputError(f"{path}: not a safecircuits geometry report")
         return cls(**d)
 
 
@@ -110,11 +111,11 @@ def geometry_report(spaces: dict[str, Tensor], provenance: dict[str, Any] | None
     """Pairwise geometry of named subspaces, each a ``[d, k]`` tensor (or a ``[d]`` direction) of
     the same d. Columns need not be orthonormal (they are orthonormalised)."""
     if len(spaces) < 2:
-        raise ValueError(f"geometry_report needs at least two subspaces, got {len(spaces)}")
+        raise InputError(f"geometry_report needs at least two subspaces, got {len(spaces)}")
     bases = {n: orthonormal_basis(s) for n, s in spaces.items()}
     ds = {n: b.shape[0] for n, b in bases.items()}
     if len(set(ds.values())) != 1:
-        raise ValueError(f"subspaces live in different spaces (rows per subspace: {ds}); give all as [d_model, k]")
+        raise InputError(f"subspaces live in different spaces (rows per subspace: {ds}); give all as [d_model, k]")
     names = list(bases)
     d = next(iter(ds.values()))
     ov = [[0.0] * len(names) for _ in names]

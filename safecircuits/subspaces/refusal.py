@@ -39,6 +39,7 @@ from transformer_lens import HookedTransformer
 from safecircuits.circuits.hooks import common_suffix_len
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
+from safecircuits.errors import InputError
 from safecircuits.evaluation.judges import LogitJudge, refusal_score
 from safecircuits.evaluation.metrics import kl_divergence, next_token_logprobs
 from safecircuits.models.weights import as_matrix, from_matrix
@@ -55,14 +56,14 @@ def resid_hook_name(model: HookedTransformer, layer: int) -> str:
     """Residual stream *before* layer `layer`; ``layer == n_layers`` is the final residual stream."""
     n = model.cfg.n_layers
     if not 0 <= layer <= n:
-        raise ValueError(f"layer {layer} is out of range: residual-stream layers are 0..{n} (n_layers = {n} is the final stream)")
+        raise InputError(f"layer {layer} is out of range: residual-stream layers are 0..{n} (n_layers = {n} is the final stream)")
     return f"blocks.{layer}.hook_resid_pre" if layer < n else f"blocks.{n - 1}.hook_resid_post"
 
 
 def _prompts(x: PromptSet | Sequence[str], what: str) -> list[str]:
     prompts = x.prompts if isinstance(x, PromptSet) else list(x)
     if not prompts:
-        raise ValueError(f"{what}: no prompts given; pass a non-empty PromptSet or list of prompts")
+        raise InputError(f"{what}: no prompts given; pass a non-empty PromptSet or list of prompts")
     return prompts
 
 
@@ -70,7 +71,7 @@ def _unit(direction: Tensor) -> Tensor:
     d = direction.detach().flatten()
     n = d.double().norm()
     if not torch.isfinite(n) or n == 0:
-        raise ValueError("the direction is zero or not finite: it cannot be normalised (were the harmful and harmless prompts the same?)")
+        raise InputError("the direction is zero or not finite: it cannot be normalised (were the harmful and harmless prompts the same?)")
     return (d.double() / n).to(direction.dtype)
 
 
@@ -119,7 +120,7 @@ def mean_activations(
         b = encode_batch(chat, texts[i : i + batch_size], padding_side="left", max_len=model.cfg.n_ctx, source=desc)
         shortest = min(b.prompt_lengths)
         if -int(pos.min()) > shortest:
-            raise ValueError(f"position {int(pos.min())} reaches before the start of a {shortest}-token prompt")
+            raise InputError(f"position {int(pos.min())} reaches before the start of a {shortest}-token prompt")
         dev = model.cfg.device
         _, cache = model.run_with_cache(b.tokens.to(dev), attention_mask=b.attention_mask.to(dev), names_filter=lambda n: n in wanted)
         for j, n in enumerate(names):
@@ -143,7 +144,7 @@ def compute_candidate_directions(
         positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"))
     positions = list(positions)
     if not positions or any(p >= 0 for p in positions):
-        raise ValueError(f"positions must be non-empty negative offsets from the prompt end (e.g. [-1]), got {positions}")
+        raise InputError(f"positions must be non-empty negative offsets from the prompt end (e.g. [-1]), got {positions}")
     mu_h = mean_activations(model, chat, harmful, positions, batch_size, progress, "harmful activations")
     mu_b = mean_activations(model, chat, harmless, positions, batch_size, progress, "harmless activations")
     return mu_h - mu_b
@@ -198,7 +199,7 @@ def activation_addition(
     """
     _check_dim(model, direction)
     if positions not in ("all", "prompt"):
-        raise ValueError(f"positions must be 'all' or 'prompt', got {positions!r}")
+        raise InputError(f"positions must be 'all' or 'prompt', got {positions!r}")
     r = (coeff * direction.detach().double()).to(device=model.cfg.device, dtype=model.cfg.dtype)
     prompt_only = positions == "prompt"
 
@@ -236,7 +237,7 @@ def orthogonalize_weights(model: HookedTransformer, direction: Float[Tensor, " d
 
 def _check_dim(model: HookedTransformer, direction: Tensor) -> None:
     if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:
-        raise ValueError(
+        raise InputError(
             f"direction has shape {tuple(direction.shape)} but the model's d_model is {model.cfg.d_model}; "
             "use a direction computed on this model"
         )
@@ -267,14 +268,14 @@ def score_candidates(
     """Scores of every candidate (one dict each: layer, pos, refusal_score, kl, steer_score,
     norm, kept, reason). ``layers`` restricts which residual layers are scored (default all)."""
     if not 0 <= prune_layer_fraction < 1:
-        raise ValueError(f"prune_layer_fraction must be in [0, 1), got {prune_layer_fraction}")
+        raise InputError(f"prune_layer_fraction must be in [0, 1), got {prune_layer_fraction}")
     n_res = candidates.shape[1]
     if candidates.shape[0] != len(positions):
-        raise ValueError(f"{candidates.shape[0]} candidate positions but {len(positions)} position offsets")
+        raise InputError(f"{candidates.shape[0]} candidate positions but {len(positions)} position offsets")
     layers = list(range(n_res)) if layers is None else list(layers)
     bad = [layer for layer in layers if not 0 <= layer < n_res]
     if bad:
-        raise ValueError(f"layers {bad} are out of range 0..{n_res - 1}")
+        raise InputError(f"layers {bad} are out of range 0..{n_res - 1}")
     harmful = _prompts(harmful_val, "harmful validation prompts")
     harmless = _prompts(harmless_val, "harmless validation prompts")
     ids = organism_or_default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
@@ -404,7 +405,7 @@ def find_refusal_direction(
     kept = [s for s in scores if s["kept"]]
     if not kept:
         reasons = sorted({s["reason"] for s in scores})
-        raise ValueError(
+        raise InputError(
             f"every refusal-direction candidate was filtered out ({'; '.join(reasons)}); relax kl_threshold, "
             "lower prune_layer_fraction or pass other layers"
         )

@@ -32,14 +32,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from safecircuits.errors import InputError, InputTypeError, MissingKeyError, ShapeMismatchError
 from safecircuits.models.weights import WEIGHT_KINDS, as_matrix, from_matrix, weight_kind, weight_names
 from safecircuits.subspaces._io import load_bundle, save_bundle
 
 FORMAT = "safecircuits-weight-delta-subspace/1"
-
-
-class SubspaceShapeError(ValueError):
-    """Two models (or a delta and a subspace) do not have matching shapes."""
 
 
 def _unwrap(model: Any) -> tuple[HookedTransformer, str]:
@@ -48,7 +45,7 @@ def _unwrap(model: Any) -> tuple[HookedTransformer, str]:
         return model.model, model.name
     if isinstance(model, HookedTransformer):
         return model, model.cfg.model_name
-    raise TypeError(f"expected a HookedTransformer or a LoadedModel, got {type(model).__name__}")
+    raise InputTypeError(f"expected a HookedTransformer or a LoadedModel, got {type(model).__name__}")
 
 
 @dataclass
@@ -85,23 +82,23 @@ class WeightDeltaSubspace:
         b_model, b_name = _unwrap(base)
         kinds = tuple(kinds)
         if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+            raise InputError(f"rank must be a positive integer, got {rank!r}")
         names = weight_names(a_model, kinds, layers)
         if not names:
-            raise ValueError(f"{a_name} has no weight matrices of kinds {list(kinds)} (layers {layers}); pick other kinds or layers")
+            raise InputError(f"{a_name} has no weight matrices of kinds {list(kinds)} (layers {layers}); pick other kinds or layers")
         a_params, b_params = dict(a_model.named_parameters()), dict(b_model.named_parameters())
         missing = [n for n in names if n not in b_params]
         if missing:
-            raise SubspaceShapeError(f"the base model {b_name} has no parameters {missing[:4]}: the two models have different architectures")
+            raise ShapeMismatchError(f"the base model {b_name} has no parameters {missing[:4]}: the two models have different architectures")
         for n in names:
             if a_params[n].shape != b_params[n].shape:
-                raise SubspaceShapeError(
+                raise ShapeMismatchError(
                     f"{n} has shape {tuple(a_params[n].shape)} in {a_name} but {tuple(b_params[n].shape)} in {b_name}: "
                     "the aligned and base models must share an architecture (fine-tune one from the other)"
                 )
         full = min(min(as_matrix(n, a_params[n]).shape) for n in names)
         if rank > full:
-            raise ValueError(f"rank {rank} is larger than the smallest module's full rank {full}: use --rank between 1 and {full}")
+            raise InputError(f"rank {rank} is larger than the smallest module's full rank {full}: use --rank between 1 and {full}")
         factors, shapes, energy, dnorm = {}, {}, {}, {}
         for n in tqdm(names, desc="SVD of weight deltas", disable=not progress, leave=False):
             v = as_matrix(n, a_params[n].detach().double().cpu()) - as_matrix(n, b_params[n].detach().double().cpu())
@@ -125,7 +122,7 @@ class WeightDeltaSubspace:
     def truncate(self, rank: int) -> WeightDeltaSubspace:
         """The same subspace with only the top `rank` singular directions (no recomputation)."""
         if not 0 <= rank <= self.rank:
-            raise ValueError(f"rank must be between 0 and the computed rank {self.rank}, got {rank}")
+            raise InputError(f"rank must be between 0 and the computed rank {self.rank}, got {rank}")
         f = {n: (u[:, :rank], s[:rank], vh[:rank]) for n, (u, s, vh) in self.factors.items()}
         energy = {n: float((s**2).sum()) / self.delta_norm[n] ** 2 if self.delta_norm[n] > 0 else 0.0 for n, (_, s, _) in f.items()}
         return WeightDeltaSubspace(f, dict(self.shapes), rank, energy, dict(self.delta_norm), {**self.provenance, "rank": rank,
@@ -138,7 +135,7 @@ class WeightDeltaSubspace:
 
     def _get(self, name: str) -> tuple[Tensor, Tensor, Tensor]:
         if name not in self.factors:
-            raise KeyError(f"{name!r} is not in this subspace; its modules are {self.names[:6]}{' ...' if len(self.names) > 6 else ''}")
+            raise MissingKeyError(f"{name!r} is not in this subspace; its modules are {self.names[:6]}{' ...' if len(self.names) > 6 else ''}")
         return self.factors[name]
 
     def basis(self, name: str) -> Float[Tensor, "d_out r"]:
@@ -162,7 +159,7 @@ class WeightDeltaSubspace:
         u, _, vh = self._get(name)
         want = self.matrix_shape(name)
         if tuple(delta.shape) != want:
-            raise SubspaceShapeError(
+            raise ShapeMismatchError(
                 f"{name}: delta has shape {tuple(delta.shape)} but the subspace expects the [d_out, d_in] matrix view {want}; "
                 "convert TransformerLens tensors with project_param or models.weights.as_matrix"
             )
@@ -176,7 +173,7 @@ class WeightDeltaSubspace:
         elif side == "both":
             p = u @ ((u.T @ x) @ vh.T) @ vh
         else:
-            raise ValueError(f"side must be 'out', 'in' or 'both', got {side!r}")
+            raise InputError(f"side must be 'out', 'in' or 'both', got {side!r}")
         return p.to(delta.dtype)
 
     def project_out(self, name: str, delta: Float[Tensor, "d_out d_in"], side: str = "out") -> Float[Tensor, "d_out d_in"]:
@@ -189,7 +186,7 @@ class WeightDeltaSubspace:
         if shape is None:
             self._get(name)
         if tuple(delta.shape) != tuple(shape):  # type: ignore[arg-type]
-            raise SubspaceShapeError(f"{name}: delta has shape {tuple(delta.shape)}, expected the parameter shape {shape}")
+            raise ShapeMismatchError(f"{name}: delta has shape {tuple(delta.shape)}, expected the parameter shape {shape}")
         m = as_matrix(name, delta)
         p = self.project_out(name, m, side) if complement else self.project(name, m, side)
         return from_matrix(name, p, delta.shape).contiguous()
@@ -203,10 +200,10 @@ class WeightDeltaSubspace:
         layer_set = None if layers is None else set(layers)
         bad = kinds - {"W_O", "W_out"}
         if bad:
-            raise ValueError(f"only W_O and W_out write to the residual stream, not {sorted(bad)}")
+            raise InputError(f"only W_O and W_out write to the residual stream, not {sorted(bad)}")
         cols = [self.basis(n) for n in self.names if weight_kind(n) in kinds and (layer_set is None or layer_of(n) in layer_set)]
         if not cols:
-            raise ValueError(f"no {sorted(kinds)} modules (layers {layers}) in this subspace; its modules are {self.names}")
+            raise InputError(f"no {sorted(kinds)} modules (layers {layers}) in this subspace; its modules are {self.names}")
         return torch.cat(cols, dim=1)
 
     # -- persistence ----------------------------------------------------------------------------
@@ -247,7 +244,7 @@ def safelora_cosines(sub: WeightDeltaSubspace, deltas: Mapping[str, Tensor]) -> 
     out = {}
     for name, d in deltas.items():
         if tuple(d.shape) != sub.matrix_shape(name):
-            raise SubspaceShapeError(f"{name}: delta has shape {tuple(d.shape)}, expected the matrix view {sub.matrix_shape(name)}")
+            raise ShapeMismatchError(f"{name}: delta has shape {tuple(d.shape)}, expected the matrix view {sub.matrix_shape(name)}")
         x = d.detach().double()
         cx = _c_apply(sub, name, x)
         den = float(cx.norm() * x.norm())
@@ -269,11 +266,11 @@ def safelora_project(
     (``"orthogonal"``); the others are returned as copies.
     """
     if (tau is None) == (k is None):
-        raise ValueError("pass exactly one of tau (cosine threshold) or k (number of modules to project)")
+        raise InputError("pass exactly one of tau (cosine threshold) or k (number of modules to project)")
     if k is not None and not 0 <= k <= len(deltas):
-        raise ValueError(f"k must be between 0 and the number of deltas ({len(deltas)}), got {k}")
+        raise InputError(f"k must be between 0 and the number of deltas ({len(deltas)}), got {k}")
     if projector not in ("safelora", "orthogonal"):
-        raise ValueError(f"projector must be 'safelora' or 'orthogonal', got {projector!r}")
+        raise InputError(f"projector must be 'safelora' or 'orthogonal', got {projector!r}")
     cos = safelora_cosines(sub, deltas)
     if tau is not None:
         chosen = {n for n, c in cos.items() if c <= tau}
@@ -298,7 +295,7 @@ def apply_delta_projection(
     ``W_base + (V - P(V)) = W_aligned - P(V)`` (``remove``), with ``V = W_aligned - W_base`` exact
     and P the projection onto the subspace (`side`). Neither input model is changed."""
     if mode not in ("keep", "remove"):
-        raise ValueError(f"mode must be 'keep' or 'remove', got {mode!r}")
+        raise InputError(f"mode must be 'keep' or 'remove', got {mode!r}")
     a_model, _ = _unwrap(aligned)
     b_model, _ = _unwrap(base)
     new = copy.deepcopy(a_model)
@@ -306,7 +303,7 @@ def apply_delta_projection(
     b_params = dict(b_model.named_parameters())
     for n in sub.names:
         if n not in params or n not in b_params or params[n].shape != b_params[n].shape or tuple(params[n].shape) != tuple(sub.shapes[n]):
-            raise SubspaceShapeError(f"{n}: the models do not match the subspace's shape {sub.shapes[n]}")
+            raise ShapeMismatchError(f"{n}: the models do not match the subspace's shape {sub.shapes[n]}")
         wa, wb = params[n].data, b_params[n].data
         v = as_matrix(n, (wa.double() - wb.double()))
         p = sub.project(n, v, side) if sub.rank > 0 else torch.zeros_like(v)

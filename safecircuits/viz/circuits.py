@@ -26,6 +26,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from safecircuits.circuits.circuit import Circuit
+from safecircuits.errors import InputError, InputTypeError
 
 __all__ = [
     "head_heatmap",
@@ -112,7 +113,7 @@ def neuron_bar(circuit: Circuit, top_per_layer: int = 200, title: str | None = N
     Traces: 1 bar, plus 2 scatters when the circuit has neuron scores.
     """
     if top_per_layer < 1:
-        raise ValueError(f"top_per_layer must be >= 1, got {top_per_layer}")
+        raise InputError(f"top_per_layer must be >= 1, got {top_per_layer}")
     member = circuit.neurons.numpy()
     n_layers, d_mlp = member.shape
     counts = member.sum(axis=1)
@@ -241,16 +242,16 @@ def training_curves(circuit: Circuit, title: str | None = None) -> go.Figure | N
 def _curves(curve: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     curves = [curve] if isinstance(curve, Mapping) else list(curve)
     if not curves:
-        raise ValueError("faithfulness_figure needs at least one curve dict")
+        raise InputError("faithfulness_figure needs at least one curve dict")
     for i, c in enumerate(curves):
         if not isinstance(c, Mapping) or "sizes" not in c:
-            raise ValueError(f"faithfulness curve {i} must be a dict with 'sizes' and 'asr' and/or 'utility'")
+            raise InputError(f"faithfulness curve {i} must be a dict with 'sizes' and 'asr' and/or 'utility'")
         if "asr" not in c and "utility" not in c:
-            raise ValueError(f"faithfulness curve {i} ({c.get('label', '?')}) has neither 'asr' nor 'utility'")
+            raise InputError(f"faithfulness curve {i} ({c.get('label', '?')}) has neither 'asr' nor 'utility'")
         n = len(c["sizes"])
         for key in ("asr", "utility"):
             if key in c and c[key] is not None and len(c[key]) != n:
-                raise ValueError(f"faithfulness curve {i} ({c.get('label', '?')}): {len(c[key])} {key} values for {n} sizes")
+                raise InputError(f"faithfulness curve {i} ({c.get('label', '?')}): {len(c[key])} {key} values for {n} sizes")
     return curves
 
 
@@ -439,10 +440,10 @@ def circuit_report_html(
     verbatim before the footer (the caller escapes it). Written atomically (temp file + os.replace).
     """
     if not circuits:
-        raise ValueError("circuit_report_html needs at least one circuit: got an empty mapping")
+        raise InputError("circuit_report_html needs at least one circuit: got an empty mapping")
     for name, c in circuits.items():
         if not isinstance(c, Circuit):
-            raise TypeError(f"circuit {name!r} is a {type(c).__name__}, not a Circuit")
+            raise InputTypeError(f"circuit {name!r} is a {type(c).__name__}, not a Circuit")
     faithfulness = dict(faithfulness or {})
     path = Path(path)
     used: set[str] = set()

@@ -20,6 +20,7 @@ from plotly.offline import get_plotlyjs
 from sae_lens import SAE
 
 from safecircuits.data.promptset import Label, PromptSet
+from safecircuits.errors import InputError
 from safecircuits.features.ranking import FeatureSet, prompt_feature_acts
 from safecircuits.models import LoadedModel
 from safecircuits.viz.circuits import _CSS, _esc, _fig_html
@@ -77,7 +78,7 @@ def feature_dashboard_html(
 
     top = fset.top(k)
     if not top:
-        raise ValueError("the dashboard needs k >= 1 features")
+        raise InputError("the dashboard needs k >= 1 features")
     tok = lm.chat.tokenizer
     per_label: dict[str, tuple[list[str], torch.Tensor, torch.Tensor]] = {}
     for lab in Label:

@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from safecircuits.errors import InputError
+
 __all__ = ["benchmark_figure", "write_benchmark_html"]
 
 
@@ -20,7 +22,7 @@ def benchmark_figure(results: dict[str, Any], title: str | None = None) -> go.Fi
 
     agg = results.get("aggregate") or aggregate(results)
     if not agg:
-        raise ValueError("the benchmark results hold no finished runs: nothing to plot")
+        raise InputError("the benchmark results hold no finished runs: nothing to plot")
     ratios = sorted({r["ratio"] for r in agg})
     methods = list(dict.fromkeys(r["method"] for r in agg))
     colours = {m: qualitative.Plotly[i % len(qualitative.Plotly)] for i, m in enumerate(methods)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from safecircuits.errors import InputError
 from safecircuits.finetune.base import Method
 from safecircuits.finetune.methods.basic import SFT, LoRA
 from safecircuits.finetune.methods.sct import SCTFreeze, SCTTune
@@ -42,7 +43,7 @@ _register("safecircuits.finetune.methods.posthoc", {"safelora": "SafeLoRA", "csu
 def get_method(name: str, **hparams: Any) -> Method:
     """A fresh method by registry name, with its hyperparameters."""
     if name not in METHODS:
-        raise ValueError(f"unknown fine-tuning method {name!r}: use one of {', '.join(sorted(METHODS))}")
+        raise InputError(f"unknown fine-tuning method {name!r}: use one of {', '.join(sorted(METHODS))}")
     return METHODS[name](**hparams)
 
 

@@ -54,6 +54,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from safecircuits.data.chat import TokenBatch, encode_batch
+from safecircuits.errors import InputError
 from safecircuits.finetune.base import FinetuneContext, Method
 from safecircuits.finetune.methods.posthoc import factors_for, residual_basis
 from safecircuits.models.weights import as_matrix, from_matrix, weight_kind
@@ -72,7 +73,7 @@ def project_matrix(
 ) -> Float[Tensor, "d_out d_in"]:
     """``(I - U U^T) M``, ``M (I - V V^T)`` or both, for orthonormal U, V (never forms d x d)."""
     if side not in ("out", "in", "both"):
-        raise ValueError(f"side must be 'out', 'in' or 'both', got {side!r}")
+        raise InputError(f"side must be 'out', 'in' or 'both', got {side!r}")
     out = m
     if side in ("out", "both") and u is not None:
         out = out - u @ (u.T @ out)
@@ -126,22 +127,22 @@ class CWAC(Method):
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)
         if bad:
-            raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
+            raise InputError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
         h = {**self.defaults, **hparams}
         if h["lam"] is None:  # val-tuned per anchor source (docs/finetune.md)
             h["lam"] = 15.0 if h["anchor_source"] == "train" else 50.0
         super().__init__(**h)
         if h["side"] not in ("out", "in", "both"):
-            raise ValueError(f"{self.name}: side must be 'out', 'in' or 'both', got {h['side']!r}")
+            raise InputError(f"{self.name}: side must be 'out', 'in' or 'both', got {h['side']!r}")
         if h["basis"] not in ("weights", "activations"):
-            raise ValueError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
+            raise InputError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
         if h["anchor_on"] not in ("harmful", "all"):
-            raise ValueError(f"{self.name}: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {h['anchor_on']!r}")
+            raise InputError(f"{self.name}: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {h['anchor_on']!r}")
         if h["anchor_source"] not in ("safety", "train"):
-            raise ValueError(f"{self.name}: anchor_source must be 'safety' (a safety batch per step) or 'train' "
+            raise InputError(f"{self.name}: anchor_source must be 'safety' (a safety batch per step) or 'train' "
                              f"(the training batch's decision points), got {h['anchor_source']!r}")
         if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0 or int(h["anchor_every"]) < 1:
-            raise ValueError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
+            raise InputError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
 
     # -- (1) update projection ------------------------------------------------------------------
     def _setup_weights(self, ctx: FinetuneContext) -> None:
@@ -153,14 +154,14 @@ class CWAC(Method):
             else:  # derive it from the weight-delta subspace: the residual directions the alignment delta writes
                 sub = ctx.artifacts.get("subspace")
                 if sub is None:
-                    raise ValueError(f"{self.name}: basis='activations' needs ctx.artifacts['activation_subspace'] (a [d_model, k] basis, "
+                    raise InputError(f"{self.name}: basis='activations' needs ctx.artifacts['activation_subspace'] (a [d_model, k] basis, "
                                      "ActivationSubspace or RefusalDirection) or ctx.artifacts['subspace'] to derive one from")
                 ctx.state["cwac_basis"] = residual_basis(sub.truncate(min(2, sub.rank)).output_directions())
             ctx.state["cwac_factors"] = {}
             return
         sub = ctx.artifacts.get("subspace")
         if sub is None:
-            raise ValueError(f"{self.name}: needs ctx.artifacts['subspace'] (a WeightDeltaSubspace of aligned vs base)")
+            raise InputError(f"{self.name}: needs ctx.artifacts['subspace'] (a WeightDeltaSubspace of aligned vs base)")
         names = [n for n, _ in ctx.lm.model.named_parameters()]
         names += [f[0] for f in map(lora_factor, names) if f is not None]
         ctx.state["cwac_factors"] = factors_for(sub, list(dict.fromkeys(names)), int(h["rank"]))
@@ -228,19 +229,19 @@ class CWAC(Method):
     def _setup_acts(self, ctx: FinetuneContext) -> None:
         feats = ctx.artifacts.get("features")
         if feats is None:
-            raise ValueError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
+            raise InputError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
         if self.hparams["anchor_source"] == "train":
             self._setup_train_anchor(ctx, feats)
             return
         if ctx.safety_prompts is None or len(ctx.safety_prompts) == 0:
-            raise ValueError(f"{self.name}: anchor_source='safety' needs ctx.safety_prompts (task.safety_data(lm, n))")
+            raise InputError(f"{self.name}: anchor_source='safety' needs ctx.safety_prompts (task.safety_data(lm, n))")
         reader = feature_reader(feats, int(self.hparams["k"]))
         lm = ctx.reference
         ps = ctx.safety_prompts.filter(has_response=True)
         if self.hparams["anchor_on"] == "harmful":
             ps = ps.filter(label="harmful")
         if len(ps) == 0:
-            raise ValueError(f"{self.name}: ctx.safety_prompts has no {self.hparams['anchor_on']} prompts with target responses to anchor on")
+            raise InputError(f"{self.name}: ctx.safety_prompts has no {self.hparams['anchor_on']} prompts with target responses to anchor on")
         bs = int(self.hparams["safety_batch"])
         batches, refs = [], []
         for i in range(0, len(ps), bs):
@@ -367,10 +368,10 @@ def feature_parts(feats: Any, k: int) -> tuple[str, Any, list[int]]:
         hook, ids = feats.hook, feats.top(min(k, feats.d_sae))
         if sae is None:
             if not getattr(feats, "sae_path", None):
-                raise ValueError("the feature anchor needs the feature set's SAE: give (FeatureSet, SAE) or a FeatureSet with sae_path")
+                raise InputError("the feature anchor needs the feature set's SAE: give (FeatureSet, SAE) or a FeatureSet with sae_path")
             sae = load_sae(feats.sae_path)
     if sae is None:
-        raise ValueError("the feature anchor needs an SAE: give {'hook', 'sae', 'ids'} or (FeatureSet, SAE)")
+        raise InputError("the feature anchor needs an SAE: give {'hook', 'sae', 'ids'} or (FeatureSet, SAE)")
     for p in sae.parameters():
         p.requires_grad_(False)
     return hook, sae, ids

@@ -38,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from safecircuits.data.chat import IGNORE_INDEX, TokenBatch, encode_batch
+from safecircuits.errors import InputError, InputTypeError
 from safecircuits.finetune.base import FinetuneContext, Method
 
 __all__ = ["PACT", "pact_kl", "safety_tokens"]
@@ -63,7 +64,7 @@ def safety_tokens(aligned, base, refusals, k: int = 100) -> dict[str, Any]:
     """
     recs = [r for r in refusals if r.response is not None]
     if not recs:
-        raise ValueError("PACT safety tokens need harmful prompts with refusal responses (task.safety_data)")
+        raise InputError("PACT safety tokens need harmful prompts with refusal responses (task.safety_data)")
     prompts, responses = [r.prompt for r in recs], [r.response for r in recs]
     pa = _response_probs(aligned, prompts, responses)  # type: ignore[arg-type]
     pb = _response_probs(base, prompts, responses)  # type: ignore[arg-type]
@@ -138,7 +139,7 @@ class PACT(Method):
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)
         if bad:
-            raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
+            raise InputError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
         h = {**self.defaults, **hparams}
         h["targets"] = tuple(h["targets"])
         super().__init__(**h)
@@ -149,15 +150,15 @@ class PACT(Method):
 
         base = ctx.artifacts.get("base")
         if base is None:
-            raise ValueError("pact: needs ctx.artifacts['base'], the pre-alignment base model (e.g. organism:base)")
+            raise InputError("pact: needs ctx.artifacts['base'], the pre-alignment base model (e.g. organism:base)")
         if isinstance(base, str):
             from safecircuits.models import load_model
 
             base = load_model(base, progress=False)
         if not isinstance(base, LoadedModel):
-            raise TypeError(f"pact: ctx.artifacts['base'] must be a model name or LoadedModel, got {type(base).__name__}")
+            raise InputTypeError(f"pact: ctx.artifacts['base'] must be a model name or LoadedModel, got {type(base).__name__}")
         if ctx.safety_prompts is None:
-            raise ValueError("pact: needs ctx.safety_prompts (harmful prompts with refusal targets) to find the safety tokens")
+            raise InputError("pact: needs ctx.safety_prompts (harmful prompts with refusal targets) to find the safety tokens")
         refusals = ctx.safety_prompts.filter(label="harmful", has_response=True)
         st = safety_tokens(ctx.reference, base, refusals, int(self.hparams["k"]))
         ctx.state["pact"] = st

@@ -40,6 +40,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from safecircuits.errors import InputError, InputTypeError
 from safecircuits.finetune.base import FinetuneContext, Method
 from safecircuits.models.weights import as_matrix, from_matrix
 
@@ -52,7 +53,7 @@ def _subspace(sub: Any, rank: int | None = None):
     from safecircuits.subspaces import WeightDeltaSubspace
 
     if not isinstance(sub, WeightDeltaSubspace):
-        raise TypeError(f"the 'subspace' artifact must be a WeightDeltaSubspace (WeightDeltaSubspace.from_models(aligned, base, rank=r) "
+        raise InputTypeError(f"the 'subspace' artifact must be a WeightDeltaSubspace (WeightDeltaSubspace.from_models(aligned, base, rank=r) "
                         f"or .load(path)), got {type(sub).__name__}")
     if rank is not None and rank < sub.rank:
         return sub.truncate(rank)
@@ -64,7 +65,7 @@ def factors_for(sub: Any, names: Iterable[str], rank: int | None = None) -> dict
     sub = _subspace(sub, rank)
     out = {n: (sub.basis(n), sub.input_basis(n).T) for n in names if n in sub.factors}
     if not out:
-        raise ValueError("the subspace artifact covers none of the model's weights: was it built for this model?")
+        raise InputError("the subspace artifact covers none of the model's weights: was it built for this model?")
     return out
 
 
@@ -79,7 +80,7 @@ def residual_basis(art: Any, k: int | None = None) -> Float[Tensor, "d_model k"]
             b = getattr(art, attr)
             break
     if not isinstance(b, Tensor):
-        raise TypeError(f"cannot read a residual basis from {type(art).__name__}: give a [d_model, k] tensor or an ActivationSubspace")
+        raise InputTypeError(f"cannot read a residual basis from {type(art).__name__}: give a [d_model, k] tensor or an ActivationSubspace")
     if b.ndim == 1:
         b = b[:, None]
     return orthonormal_basis(b[:, :k].double()).float()
@@ -101,12 +102,12 @@ class SafeLoRA(Method):
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)
         if bad:
-            raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
+            raise InputError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
         h = {**self.defaults, **hparams}
         if h["k"] is not None and "tau" not in hparams:
             h["tau"] = None
         if (h["tau"] is None) == (h["k"] is None):
-            raise ValueError(f"{self.name}: give exactly one of tau (cosine threshold) or k (number of modules to project)")
+            raise InputError(f"{self.name}: give exactly one of tau (cosine threshold) or k (number of modules to project)")
         super().__init__(**h)
 
     def post_hoc(self, ctx: FinetuneContext, deltas: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -114,7 +115,7 @@ class SafeLoRA(Method):
 
         sub = ctx.artifacts.get("subspace")
         if sub is None:
-            raise ValueError("safelora: needs ctx.artifacts['subspace'] (the alignment delta of aligned vs base)")
+            raise InputError("safelora: needs ctx.artifacts['subspace'] (the alignment delta of aligned vs base)")
         sub = _subspace(sub, int(self.hparams["rank"]))
         mats = {n: as_matrix(n, d.detach()) for n, d in deltas.items() if n in sub.factors}
         k = self.hparams["k"]
@@ -143,9 +144,9 @@ def csulora_matrix(
 ) -> tuple[Float[Tensor, "d_out d_in"], dict[str, float]]:
     """Closed-form CSULoRA correction of one matrix; returns (ΔW', {part: shrink factor})."""
     if mu < 0:
-        raise ValueError(f"mu must be >= 0, got {mu}")
+        raise InputError(f"mu must be >= 0, got {mu}")
     if keep not in ("off", "aligned"):
-        raise ValueError(f"keep must be 'off' (keep the off-subspace part) or 'aligned' (keep the fully aligned part), got {keep!r}")
+        raise InputError(f"keep must be 'off' (keep the off-subspace part) or 'aligned' (keep the fully aligned part), got {keep!r}")
     parts = csulora_parts(m, u.to(m.dtype), v.to(m.dtype))
     total = float(m.pow(2).sum())
     kept = "O" if keep == "off" else "F"
@@ -170,13 +171,13 @@ class CSULoRA(Method):
     def __init__(self, **hparams: Any):
         bad = set(hparams) - set(self.defaults)
         if bad:
-            raise ValueError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
+            raise InputError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
         super().__init__(**{**self.defaults, **hparams})
 
     def post_hoc(self, ctx: FinetuneContext, deltas: dict[str, Tensor]) -> dict[str, Tensor]:
         sub = ctx.artifacts.get("subspace")
         if sub is None:
-            raise ValueError("csulora: needs ctx.artifacts['subspace'] (the alignment delta of aligned vs base)")
+            raise InputError("csulora: needs ctx.artifacts['subspace'] (the alignment delta of aligned vs base)")
         bases = factors_for(sub, deltas, int(self.hparams["rank"]))
         out, info = {}, {}
         for name, d in deltas.items():

@@ -22,6 +22,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.circuit import Circuit
+from safecircuits.errors import InputError, InputTypeError
 from safecircuits.finetune.base import FinetuneContext, Method
 
 
@@ -72,7 +73,7 @@ def _circuit(ctx: FinetuneContext, hparams: dict[str, Any]) -> Circuit:
     if isinstance(c, str | Path):
         c = Circuit.load(c)
     if not isinstance(c, Circuit):
-        raise TypeError(f"artifact 'circuit' must be a Circuit or a path to a circuit JSON, got {type(c).__name__}")
+        raise InputTypeError(f"artifact 'circuit' must be a Circuit or a path to a circuit JSON, got {type(c).__name__}")
     top_k = hparams.get("top_k")
     if top_k is not None:
         c = c.top_k(*top_k)
@@ -90,12 +91,12 @@ class _SCT(Method):
 
     def setup(self, ctx: FinetuneContext) -> None:
         if ctx.state.get("mode", self.mode) != "full":
-            raise ValueError(f"{self.name} selects entries of the full weights: run it in 'full' mode, not LoRA")
+            raise InputError(f"{self.name} selects entries of the full weights: run it in 'full' mode, not LoRA")
         circuit = _circuit(ctx, self.hparams)
         ctx.state["circuit"] = circuit
         ctx.state["circuit_masks"] = circuit_param_masks(ctx.lm.model, circuit)
         if not ctx.state["circuit_masks"]:
-            raise ValueError(f"{self.name}: the circuit is empty (no heads or neurons), so there are no circuit parameters")
+            raise InputError(f"{self.name}: the circuit is empty (no heads or neurons), so there are no circuit parameters")
 
 
 class SCTTune(_SCT):
