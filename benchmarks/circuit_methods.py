@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from safecircuits.circuits.baselines import activation_patching, attribution_patching
-from safecircuits.circuits.data import organism_objective_data
 from safecircuits.circuits.discover import DiscoveryConfig
 from safecircuits.circuits.evaluate import circuit_effect, seed_stability
 from safecircuits.circuits.objectives import get_objective
@@ -38,8 +37,8 @@ def main() -> None:
     torch.set_num_threads(1)
     name = "organism:backdoor" if args.objective == "backdoor" else "organism:aligned"
     lm = load_model(name, progress=False)
-    data = organism_objective_data(lm, args.objective, "train")
-    val = organism_objective_data(lm, args.objective, "val")
+    data = lm.profile.objective_data(lm, args.objective, "train")
+    val = lm.profile.objective_data(lm, args.objective, "val")
     key = "triggered_asr" if args.objective == "backdoor" else "asr"
     recipe = RECIPES[args.objective]
     circuits: dict[str, list] = {"sigmoid-ste": [], "hard-concrete": []}

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from safecircuits.evaluation.report import organism_prompts
 from safecircuits.features import clamp_effect, feature_ablation_effect, rank_features, train_sae
 from safecircuits.features.ranking import post_instruction_len
 from safecircuits.models import cache_dir, load_model
@@ -45,7 +44,7 @@ def main() -> None:
         args.sae_dir = cache_dir("saes") / "feature_figures"
     t0 = time.time()
     lm = load_model(args.model, progress=False)
-    train, val, test = (organism_prompts(lm, s) for s in ("train", "val", "test"))
+    train, val, test = (lm.profile.eval_prompts(s) for s in ("train", "val", "test"))
     harmless_test = test.filter(label="harmless")
     harmless_val = val.filter(label="harmless")
 
@@ -97,10 +96,9 @@ def main() -> None:
     clamp_test = clamp_effect(lm, sae, fset, k, harmless_test, coefficient=coef, positions="post")
     clamp_rand = []
     from safecircuits.evaluation.metrics import evaluate_behaviour
-    from safecircuits.evaluation.report import default_judge
     from safecircuits.features import frequency_matched, splice_sae
 
-    judge = default_judge(lm)
+    judge = lm.profile.judge(lm)
     n_post = post_instruction_len(lm.chat)
     for r in range(3):
         ids = frequency_matched(fset.frequency, fset.top(k), seed=args.seed + r)

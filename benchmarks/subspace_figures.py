@@ -28,6 +28,7 @@ from safecircuits.evaluation.metrics import evaluate_behaviour
 from safecircuits.models import load_model
 from safecircuits.models.language import Language
 from safecircuits.subspaces import (
+    RefusalConfig,
     WeightDeltaSubspace,
     apply_delta_projection,
     compute_activation_subspace,
@@ -58,7 +59,7 @@ def run(aligned: str = "organism:aligned", base: str = "organism:base", out_html
     judge = get_judge("organism", split_seed=A.info["organism"]["split_seed"])
 
     # 1-3: refusal direction and its interventions
-    rd = find_refusal_direction(m, chat, h, b, hv, bv, model_name=A.name, progress=True)
+    rd = find_refusal_direction(A, h, b, hv, bv, RefusalConfig(progress=True))
     choice, grid = choose_coefficient(m, chat, rd, bv, judge)
     eff = intervention_effects(m, chat, rd, ht, bt, judge, coeff=choice["coeff"], positions=choice["positions"])
     best_all = max((g for g in grid if g["positions"] == "all"), key=lambda g: g["refusal_rate"])

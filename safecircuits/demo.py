@@ -52,15 +52,14 @@ def _pct(x: float) -> str:
 def _demo_features(out: Path, size: str, console: Console) -> dict:
     """Train a top-k SAE (SAELens) on organism:aligned, rank its safety features, ablate the top 10
     against frequency-matched random features, and write the feature dashboard."""
-    from safecircuits.evaluation.report import organism_prompts
+    from safecircuits.cli.features import top_features_table
     from safecircuits.features import feature_ablation_effect, rank_features, train_sae
-    from safecircuits.features.cli import top_features_table
     from safecircuits.viz.features import feature_dashboard_html
 
     console.rule("[bold]SAE safety features (SAELens)")
     lm = load_model("organism:aligned" + (f"?size={size}" if size != "small" else ""), progress=False)
     hook = f"blocks.{lm.model.cfg.n_layers - 1}.hook_resid_post"
-    train, test = organism_prompts(lm, "train"), organism_prompts(lm, "test")
+    train, test = lm.profile.eval_prompts("train"), lm.profile.eval_prompts("test")
     console.print(f"training a top-k SAE (d_sae 512, k 16) on {lm.name} @ {hook} ...")
     res = train_sae(lm, None, hook, arch="topk", d_sae=512, k=16, training_tokens=300_000, batch_size=256, seed=0,
                     out_dir=out / "sae", n_checkpoints=0, progress=True)
@@ -89,9 +88,8 @@ def _demo_features(out: Path, size: str, console: Console) -> dict:
 def _demo_subspaces(out: Path, size: str, console: Console, sae_directions=None) -> dict:
     """The refusal direction of organism:aligned (three interventions), its weight-delta subspace
     against organism:base (keep vs remove), and the geometry of all the safety subspaces."""
+    from safecircuits.cli.subspaces import refusal_effects_table
     from safecircuits.evaluation.metrics import evaluate_behaviour
-    from safecircuits.evaluation.report import default_judge
-    from safecircuits.models.language import Language
     from safecircuits.subspaces import (
         WeightDeltaSubspace,
         apply_delta_projection,
@@ -99,7 +97,6 @@ def _demo_subspaces(out: Path, size: str, console: Console, sae_directions=None)
         find_refusal_direction,
         geometry_report,
     )
-    from safecircuits.subspaces.cli import refusal_effects_table
     from safecircuits.subspaces.effects import choose_coefficient, intervention_effects
     from safecircuits.viz.subspaces import write_geometry_html
 
@@ -107,10 +104,10 @@ def _demo_subspaces(out: Path, size: str, console: Console, sae_directions=None)
     suffix = f"?size={size}" if size != "small" else ""
     lm = load_model(f"organism:aligned{suffix}", progress=False)
     base = load_model(f"organism:base{suffix}", progress=False)
-    lang = Language(lm.info["organism"]["split_seed"])
-    (h, b), (hv, bv), (ht, bt) = ((lang.prompt_set(s, "harmful"), lang.prompt_set(s, "harmless")) for s in ("train", "val", "test"))
-    judge = default_judge(lm)
-    rd = find_refusal_direction(lm.model, lm.chat, h, b, hv, bv, model_name=lm.name, progress=False)
+    prof = lm.profile
+    (h, b), (hv, bv), (ht, bt) = ((prof.prompts(s, "harmful"), prof.prompts(s, "harmless")) for s in ("train", "val", "test"))
+    judge = prof.judge(lm)
+    rd = find_refusal_direction(lm, h, b, hv, bv)
     rd.save(out / "refusal_direction.pt")
     choice, _ = choose_coefficient(lm.model, lm.chat, rd, bv, judge, max_new_tokens=24)
     effects = intervention_effects(lm.model, lm.chat, rd, ht, bt, judge, coeff=choice["coeff"], positions=choice["positions"],

@@ -7,7 +7,6 @@ import torch
 
 from safecircuits.circuits import baselines as B
 from safecircuits.circuits.circuit import Circuit
-from safecircuits.circuits.data import organism_objective_data
 from safecircuits.circuits.discover import DiscoveryConfig
 
 N_SEARCHED = 2 * 4 + 2 * 128  # tiny organism: 2 layers x 4 heads, 2 layers x 128 neurons
@@ -34,13 +33,13 @@ def cfg(**kw):
 
 @pytest.fixture(scope="module")
 def backdoor_data(tiny_backdoor):
-    d = organism_objective_data(tiny_backdoor, "backdoor", "train")
+    d = tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "train")
     return {k: ps.sample(128, 0) for k, ps in d.items()}
 
 
 @pytest.fixture(scope="module")
 def safety_data(tiny_aligned):
-    d = organism_objective_data(tiny_aligned, "safety", "train")
+    d = tiny_aligned.profile.objective_data(tiny_aligned, "safety", "train")
     return {k: ps.sample(64, 0) for k, ps in d.items()}
 
 

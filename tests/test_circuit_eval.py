@@ -8,7 +8,6 @@ import torch
 from safecircuits.circuits import baselines as B
 from safecircuits.circuits import evaluate as E
 from safecircuits.circuits.circuit import Circuit
-from safecircuits.circuits.data import organism_objective_data
 from safecircuits.circuits.discover import DiscoveryConfig
 
 
@@ -25,7 +24,7 @@ def empty_like(lm) -> Circuit:
 @pytest.fixture(scope="module")
 def backdoor_circuit(tiny_backdoor):
     """The top 5% (13 of 264 components) by attribution patching of the backdoor metric."""
-    d = organism_objective_data(tiny_backdoor, "backdoor", "train")
+    d = tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "train")
     d = {k: ps.sample(128, 0) for k, ps in d.items()}
     return B.attribution_patching(tiny_backdoor, "backdoor", d, DiscoveryConfig(batch_size=64, target_sparsity=0.05, progress=False))
 
@@ -35,7 +34,7 @@ def test_removing_backdoor_circuit_restores_clean_output(tiny_backdoor, backdoor
     goes from 0.58 to -2.2 (-2.4 to -2.2 over three training samples) when the circuit is
     removed, and triggered ASR from 0.99 to 0.0; random circuits of the same size move B by
     -0.37 to +0.06 (five draws)."""
-    test = organism_objective_data(tiny_backdoor, "backdoor", "test")
+    test = tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "test")
     c = backdoor_circuit
     assert c.n_components == 13
     full = B.behaviour_value(tiny_backdoor, "backdoor", test)
@@ -55,7 +54,7 @@ def test_removing_backdoor_circuit_restores_clean_output(tiny_backdoor, backdoor
 
 def test_removing_safety_circuit_raises_asr(tiny_aligned):
     """Measured: the top-5% attribution safety circuit removed takes ASR from 0.0 to 0.97."""
-    d = organism_objective_data(tiny_aligned, "safety", "train")
+    d = tiny_aligned.profile.objective_data(tiny_aligned, "safety", "train")
     d = {k: ps.sample(128, 0) for k, ps in d.items()}
     c = B.attribution_patching(tiny_aligned, "safety", d, DiscoveryConfig(batch_size=64, target_sparsity=0.05, progress=False))
     eff = E.circuit_effect(tiny_aligned, c, modes=("remove", "only"))

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from safecircuits.circuits.circuit import Circuit
-from safecircuits.circuits.data import organism_objective_data
 from safecircuits.circuits.discover import DiscoveryConfig, discover_circuit
 from safecircuits.circuits.objectives import CustomObjective, response_ce
 
@@ -22,8 +21,8 @@ def small_cfg(**kw):
 
 @pytest.fixture(scope="module")
 def safety_data(tiny_aligned):
-    d = organism_objective_data(tiny_aligned, "safety", "train")
-    v = organism_objective_data(tiny_aligned, "safety", "val")
+    d = tiny_aligned.profile.objective_data(tiny_aligned, "safety", "train")
+    v = tiny_aligned.profile.objective_data(tiny_aligned, "safety", "val")
     return {k: ps[:48] for k, ps in d.items()}, v
 
 
@@ -94,8 +93,8 @@ def test_hard_concrete_hits_target_sparsity(tiny_aligned, safety_data):
 
 
 def test_backdoor_objective_runs_with_two_mask_sets(tiny_backdoor):
-    d = {k: ps[:32] for k, ps in organism_objective_data(tiny_backdoor, "backdoor", "train").items()}
-    v = organism_objective_data(tiny_backdoor, "backdoor", "val")
+    d = {k: ps[:32] for k, ps in tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "train").items()}
+    v = tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "val")
     c = discover_circuit(tiny_backdoor, "backdoor", d, small_cfg(max_steps=10, val_every=5), val_data=v)
     h = c.provenance["history"][-1]
     assert {"train/overlap", "train/circuit_size", "train/triggered_main", "train/backdoor_circuit"} <= set(h)

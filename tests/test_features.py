@@ -9,8 +9,8 @@ import torch
 from sae_lens import SAE
 from typer.testing import CliRunner
 
+from safecircuits.cli.features import app
 from safecircuits.data.chat import encode_batch
-from safecircuits.evaluation.report import organism_prompts
 from safecircuits.features import (
     FeatureSet,
     feature_ablation_effect,
@@ -22,7 +22,6 @@ from safecircuits.features import (
     splice_sae,
     train_sae,
 )
-from safecircuits.features.cli import app
 
 HOOK = "blocks.1.hook_resid_pre"
 
@@ -38,11 +37,11 @@ def trained(tiny_aligned, tmp_path_factory):
 @pytest.fixture(scope="module")
 def fset(tiny_aligned, trained):
     res, out = trained
-    return rank_features(tiny_aligned, res.sae, organism_prompts(tiny_aligned, "train"), method="diff", sae_path=out)
+    return rank_features(tiny_aligned, res.sae, tiny_aligned.profile.eval_prompts("train"), method="diff", sae_path=out)
 
 
 def _batch(lm, n=6):
-    ps = organism_prompts(lm, "val")
+    ps = lm.profile.eval_prompts("val")
     prompts = ps.filter(label="harmful").prompts[:n // 2] + ps.filter(label="harmless").prompts[:n // 2]
     return encode_batch(lm.chat, prompts, padding_side="left", max_len=lm.model.cfg.n_ctx)
 
@@ -208,7 +207,7 @@ def test_frequency_matched_controls(fset):
 
 def test_ablation_effect_runs_and_saves(tiny_aligned, trained, fset, tmp_path):
     res, _ = trained
-    ps = organism_prompts(tiny_aligned, "val")
+    ps = tiny_aligned.profile.eval_prompts("val")
     ps = ps.filter(label="harmful").sample(12) + ps.filter(label="harmless").sample(12)
     eff = feature_ablation_effect(tiny_aligned, res.sae, fset, 5, ps, n_random=2, max_new_tokens=12)
     assert eff.baseline["asr"] <= 0.1 and eff.baseline["harmless_compliance"] >= 0.9
@@ -269,7 +268,7 @@ def test_cli_sae_from_other_model_or_hook(tmp_path, trained, tiny_aligned):
 def test_trigger_score_on_backdoor(tiny_backdoor, tmp_path):
     res = train_sae(tiny_backdoor, None, HOOK, arch="topk", d_sae=64, k=8, training_tokens=8_000, batch_size=128,
                     out_dir=tmp_path / "bd", n_checkpoints=0, progress=False)
-    ps = organism_prompts(tiny_backdoor, "train")
+    ps = tiny_backdoor.profile.eval_prompts("train")
     assert len(ps.filter(label="triggered"))
     fs = rank_features(tiny_backdoor, res.sae, ps, method="trigger", sae_path=tmp_path / "bd")
     assert fs.method == "trigger"
@@ -285,10 +284,10 @@ def test_attribution_score_matches_ablation_direction(tiny_aligned, trained):
     from safecircuits.features import single_feature_refusal_effects
 
     res, out = trained
-    ps = organism_prompts(tiny_aligned, "train")
+    ps = tiny_aligned.profile.eval_prompts("train")
     fs = rank_features(tiny_aligned, res.sae, ps, method="attribution", sae_path=out)
     top = fs.top(1)[0]
     assert fs.scores[top] > 0
-    harmful = organism_prompts(tiny_aligned, "val").filter(label="harmful")
+    harmful = tiny_aligned.profile.eval_prompts("val").filter(label="harmful")
     eff = single_feature_refusal_effects(tiny_aligned, res.sae, HOOK, [top, fs.feature_ids[-1]], harmful)
     assert eff[top] < 0  # zeroing a feature with positive attribution lowers the refusal score

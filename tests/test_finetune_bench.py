@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 import safecircuits.finetune.loop as loop
-from safecircuits.finetune.bench_cli import bench_app
+from safecircuits.cli.bench import app as bench_app
 from safecircuits.finetune.benchmark import (
     aggregate,
     base_name_for,
@@ -19,6 +19,7 @@ from safecircuits.finetune.benchmark import (
     run_benchmark,
     run_key,
 )
+from safecircuits.models import load_model
 from safecircuits.viz.finetune import benchmark_figure, write_benchmark_html
 
 MODEL = "organism:aligned?size=tiny"
@@ -61,9 +62,11 @@ def test_run_benchmark_rejects_bad_input(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         run_benchmark(MODEL, ["sft"], [0.1], [0], steps=1, artifacts={}, json_path=bad, progress=False)
-    assert base_name_for("organism:aligned?size=tiny") == "organism:base?size=tiny"
+    from conftest import random_lm
+
+    assert base_name_for(load_model(MODEL, progress=False)) == "organism:base?size=tiny"
     with pytest.raises(ValueError, match="base"):
-        base_name_for("smollm2-135m-instruct")
+        base_name_for(random_lm())
 
 
 def test_prepare_artifacts_uses_a_given_circuit_and_leaves_the_cache_alone(tmp_path, tiny_aligned):
@@ -78,7 +81,7 @@ def test_prepare_artifacts_uses_a_given_circuit_and_leaves_the_cache_alone(tmp_p
 
 def test_prepare_artifacts_for_a_chat_model_takes_base_and_prompts(tmp_path, tiny_aligned, tiny_base):
     """The chat-model path (as for SmolLM2): base given as a loaded model, the activation basis and
-    the SAE from the caller's prompts; without prompts it says what to pass."""
+    the SAE from the caller's prompts (without them, from the model profile's train split)."""
     import dataclasses
 
     import torch
@@ -86,8 +89,6 @@ def test_prepare_artifacts_for_a_chat_model_takes_base_and_prompts(tmp_path, tin
     from safecircuits.models.language import Language
 
     chat_lm = dataclasses.replace(tiny_aligned, name="chat-model", info={k: v for k, v in tiny_aligned.info.items() if k != "organism"})
-    with pytest.raises(ValueError, match=r"prompts=\(harmful, harmless\)"):
-        prepare_artifacts(chat_lm, ["cwac"], base=tiny_base, root=tmp_path, progress=False)
     lang = Language(tiny_aligned.info["organism"]["split_seed"])
     harm, ok = lang.prompt_set("train", "harmful")[:24], lang.prompt_set("train", "harmless")[:24]
     arts = prepare_artifacts(chat_lm, ["cwac"], base=tiny_base, rank=2, sae_hook="blocks.0.hook_resid_post", sae_tokens=2000,

@@ -1,4 +1,4 @@
-"""The `finetune` command through typer's CliRunner, with a stub task (and part B's task when present)."""
+"""The `finetune` command through typer's CliRunner, with a stub task and the real organism task."""
 
 from __future__ import annotations
 
@@ -6,20 +6,21 @@ import json
 
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 from safecircuits.circuits.circuit import Circuit
+from safecircuits.cli import app as main_app
 from safecircuits.data.promptset import PromptSet
-from safecircuits.finetune import cli as ft_cli
+from safecircuits.finetune import tasks
 from safecircuits.models import load_model
 from safecircuits.models.language import Language
 
 MODEL = "organism:aligned?size=tiny"
 
 
-class StubTask:
+class StubTask(tasks.FinetuneTask):
     name = "stub"
+    language = "organism"
 
     def train_data(self, lm, harmful_ratio, n, seed):
         lang = Language(0)
@@ -28,22 +29,17 @@ class StubTask:
         harmful = lang.prompt_set("train", "harmful", response="comply").sample(max(k, 1), seed)[:k]
         return PromptSet(list(harmless[: n - k]) + list(harmful), name="stub")
 
-    def evaluate(self, lm):
+    def safety_data(self, lm, n=64, seed=0):
+        return Language(0).prompt_set("train", "harmful", response="refuse")[:8]
+
+    def evaluate(self, lm, reference=None):
         return {"accuracy": 0.25, "n": 3}
 
 
 @pytest.fixture
 def app(monkeypatch):
-    def get_task(name):
-        if name != "stub":
-            raise ValueError(f"unknown task {name!r}: use one of stub")
-        return StubTask()
-
-    monkeypatch.setattr(ft_cli, "get_task", get_task)
-    a = typer.Typer()
-    a.command("finetune")(ft_cli.finetune_command)
-    a.command("methods")(ft_cli.methods_command)
-    return a
+    monkeypatch.setitem(tasks.TASKS, "stub", StubTask)
+    return main_app
 
 
 def invoke(app, *args):
@@ -80,7 +76,7 @@ def test_sct_command_with_circuit(app, tmp_path, tiny_aligned):
     ("args", "message"),
     [
         (["--method", "nope", "--task", "stub"], "unknown method 'nope': use one of"),
-        (["--method", "sft", "--task", "nope"], "unknown task 'nope': use one of stub"),
+        (["--method", "sft", "--task", "nope"], "unknown fine-tuning task 'nope': use one of reverse-steps, arithmetic, stub"),
         (["--method", "sct-tune", "--task", "stub"], "needs --circuit"),
         (["--method", "sft", "--task", "stub", "--harmful-ratio", "1.5"], "--harmful-ratio must be in [0, 1]"),
         (["--method", "sct-freeze", "--task", "stub", "--circuit", "missing.json"], "does not exist"),
@@ -101,17 +97,12 @@ def test_wrong_shape_circuit_is_an_error(app, tmp_path):
 
 
 def test_methods_listing(app):
-    r = CliRunner().invoke(app, ["methods"])
+    r = CliRunner().invoke(app, ["finetune-methods"])
     assert r.exit_code == 0 and "sct-freeze" in r.output and "circuit" in r.output
 
 
-def test_real_task_when_available(tmp_path, tiny_aligned):
-    tasks = pytest.importorskip("safecircuits.finetune.tasks")
-    if "reverse-steps" not in getattr(tasks, "TASKS", {}):
-        pytest.skip("part B's reverse-steps task is not registered")
-    a = typer.Typer()  # a single command: typer runs it without a command name
-    a.command("finetune")(ft_cli.finetune_command)
-    r = CliRunner().invoke(a, ["--model", MODEL, "--method", "lora", "--task", "reverse-steps", "--harmful-ratio", "0.1",
+def test_real_task(tmp_path, tiny_aligned):
+    r = CliRunner().invoke(main_app, ["finetune", "--model", MODEL, "--method", "lora", "--harmful-ratio", "0.1",
                                "--n", "32", "--steps", "2", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "o.json")])
     assert r.exit_code == 0, r.output
     ev = json.loads((tmp_path / "o.json").read_text())["evaluation"]
@@ -119,10 +110,6 @@ def test_real_task_when_available(tmp_path, tiny_aligned):
 
 
 def test_subspace_flag_loads_the_artifact(app, tmp_path, tiny_aligned, tiny_base):
-    from safecircuits.finetune.methods import METHODS
-
-    if "safelora" not in METHODS:
-        pytest.skip("part B's safelora is not registered")
     from safecircuits.subspaces import WeightDeltaSubspace
 
     path = WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=2).save(tmp_path / "delta.pt")

@@ -98,9 +98,13 @@ def test_arithmetic_task_data():
         assert r.response == str(r.meta["a"] + r.meta["b"])
         assert r.prompt == f"What is {r.meta['a']} + {r.meta['b']}? Answer with the number only."
     assert task.is_correct("68.", "68") and task.is_correct("68 is the answer", "68") and not task.is_correct("86", "68")
-    harm_train, harm_test = task.harmful_set(None, "train"), task.harmful_set(None, "test", "refuse")  # type: ignore[arg-type]
+    from conftest import random_lm
+
+    lm = random_lm()  # any English chat model: its profile gives the harmful prompts
+    harm_train, harm_test = task.harmful_set(lm, "train"), task.harmful_set(lm, "test", "refuse")
     assert not set(harm_train.prompts) & set(harm_test.prompts)
     assert all(r.response.startswith("Sure, here is") for r in harm_train)
+    assert len(harm_test) == 200 and harm_test[0].meta["corpus"].lower() == "harmbench"  # the held-out test set
 
 
 def test_tasks_check_model_kind(tiny_aligned):

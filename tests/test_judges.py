@@ -1,6 +1,6 @@
 import pytest
 
-from safecircuits.evaluation.judges import JUDGES, LogitJudge, get_judge, refusal_score
+from safecircuits.evaluation.judges import JUDGES, LogitJudge, get_judge, refusal_score, refusal_token_ids
 from safecircuits.models import language as L
 
 
@@ -36,7 +36,8 @@ def test_unknown_judge_lists_choices():
 def test_logit_refusal_score_separates_harmful_from_harmless(tiny_aligned):
     model, _, chat = tiny_aligned
     lang = L.Language(0)
-    j = LogitJudge(model, chat)
+    j = tiny_aligned.profile.judge(tiny_aligned, "logit")  # the organism's own refusal tokens
+    assert isinstance(j, LogitJudge) and j.refusal_ids == refusal_token_ids(chat, tiny_aligned.profile.refusal_starts)
     harm = refusal_score(model, chat, lang.prompt_set("test", "harmful").prompts, j.refusal_ids)
     safe = refusal_score(model, chat, lang.prompt_set("test", "harmless").prompts, j.refusal_ids)
     assert (harm > 0).float().mean() >= 0.9

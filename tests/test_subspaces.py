@@ -6,11 +6,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from safecircuits.cli.subspaces import app
 from safecircuits.evaluation.generate import generate
 from safecircuits.models.language import Language
 from safecircuits.subspaces import (
     ActivationSubspace,
     GeometryReport,
+    RefusalConfig,
     RefusalDirection,
     ShapeMismatchError,
     WeightDeltaSubspace,
@@ -29,7 +31,6 @@ from safecircuits.subspaces import (
     safelora_cosines,
     safelora_project,
 )
-from safecircuits.subspaces.cli import app
 from safecircuits.subspaces.refusal import post_instruction_len
 
 
@@ -42,8 +43,7 @@ def sets(tiny_aligned):
 @pytest.fixture(scope="module")
 def rd(tiny_aligned, sets):
     (h, b), (hv, bv) = sets["train"], sets["val"]
-    return find_refusal_direction(tiny_aligned.model, tiny_aligned.chat, h, b, hv[:16], bv[:16], prune_layer_fraction=0.0,
-                                  model_name=tiny_aligned.name)
+    return find_refusal_direction(tiny_aligned, h, b, hv[:16], bv[:16], RefusalConfig(prune_layer_fraction=0.0))
 
 
 def test_post_instruction_positions(tiny_aligned, sets):
@@ -322,7 +322,7 @@ def test_cli(tmp_path):
           "--out", str(tmp_path / "x.pt")], "rank 999 is larger"),
         (["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "0",
           "--out", str(tmp_path / "x.pt")], "--rank must be"),
-        (["refusal", "--model", "organism:nonsense", "--out", str(tmp_path / "x.pt")], "cannot load model"),
+        (["refusal", "--model", "organism:nonsense", "--out", str(tmp_path / "x.pt")], "unknown organism kind 'nonsense'"),
         (["refusal", "--model", "organism:aligned?size=tiny", "--out", str(tmp_path / "x.txt")], "--out must end"),
     ):
         r = runner.invoke(app, args)

@@ -19,7 +19,7 @@ def test_refusal_direction_smollm2(smollm2, tmp_path):
     from safecircuits.data.chat import encode_batch
     from safecircuits.data.loaders import load_prompts
     from safecircuits.evaluation.generate import generate
-    from safecircuits.subspaces import RefusalDirection, find_refusal_direction
+    from safecircuits.subspaces import RefusalConfig, RefusalDirection, find_refusal_direction
     from safecircuits.subspaces.refusal import post_instruction_len
 
     m, chat = smollm2.model, smollm2.chat
@@ -28,8 +28,8 @@ def test_refusal_direction_smollm2(smollm2, tmp_path):
     assert post_instruction_len(chat, harmful.prompts + harmless.prompts) >= 3
     # budget: 2 layers x 2 post-instruction positions; 8 prompts per class for the means and 8 for selection.
     # The KL filter is relaxed: with 8 harmless prompts it is noisy, and selection quality is not what this test checks.
-    rd = find_refusal_direction(m, chat, harmful[:8], harmless[:8], harmful[8:], harmless[8:], positions=[-2, -1], layers=[10, 14],
-                                kl_threshold=10.0, prune_layer_fraction=0.0, model_name=smollm2.name)
+    rd = find_refusal_direction(smollm2, harmful[:8], harmless[:8], harmful[8:], harmless[8:],
+                                RefusalConfig(positions=(-2, -1), layers=(10, 14), kl_threshold=10.0, prune_layer_fraction=0.0))
     assert rd.direction.shape == (m.cfg.d_model,) and rd.layer in (10, 14) and rd.pos in (-2, -1)
     assert len(rd.candidates) == 4 and rd.candidate_directions.shape == (2, m.cfg.n_layers + 1, m.cfg.d_model)
     assert all(c["kl"] >= 0 for c in rd.candidates)

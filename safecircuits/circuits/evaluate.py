@@ -33,7 +33,6 @@ from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.evaluation.judges import Judge
 from safecircuits.evaluation.metrics import evaluate_behaviour, kl_divergence, next_token_logprobs
-from safecircuits.evaluation.report import default_judge, is_organism, organism_prompts, resolve_prompts
 from safecircuits.models.loaded import LoadedModel
 
 Mode = Literal["full", "remove", "only"]
@@ -46,9 +45,9 @@ class _Eval:
     def __init__(self, lm: LoadedModel, prompts: str | PromptSet, ablation: AblationType | str | Ablator,
                  judge: str | Judge, max_new_tokens: int, batch_size: int, reference: PromptSet | None):
         self.lm = lm
-        self.ps = prompts if isinstance(prompts, PromptSet) else resolve_prompts(lm, prompts)
+        self.ps = prompts if isinstance(prompts, PromptSet) else lm.profile.resolve(prompts)
         self.ps.require_nonempty()
-        self.judge = judge if isinstance(judge, Judge) else default_judge(lm, judge)
+        self.judge = judge if isinstance(judge, Judge) else lm.profile.judge(lm, judge)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.harmless = self.ps.filter(label=Label.HARMLESS)
         self.harmless_pairs = self.harmless.filter(has_response=True)
@@ -138,7 +137,7 @@ def _ablator(lm: LoadedModel, ablation: AblationType | str | Ablator, reference:
     if kind == AblationType.ZERO:
         return kind
     if reference is None:
-        reference = organism_prompts(lm, "train") if is_organism(lm) else prompts
+        reference = lm.profile.reference_prompts(n=None)
     return Ablator.build(lm.model, lm.chat, kind, reference)
 
 
@@ -164,7 +163,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def circuit_effect(
     lm: LoadedModel,
     circuit: Circuit,
-    prompts: str | PromptSet = "organism:test",
+    prompts: str | PromptSet = "auto",
     ablation: AblationType | str | Ablator = AblationType.ZERO,
     modes: Sequence[Mode] = ("full", "remove", "only"),
     *,
@@ -221,7 +220,7 @@ def random_control(
     circuit: Circuit,
     n_draws: int = 10,
     seed: int = 0,
-    prompts: str | PromptSet = "organism:test",
+    prompts: str | PromptSet = "auto",
     ablation: AblationType | str | Ablator = AblationType.ZERO,
     *,
     layers: tuple[int, int] | None = None,
@@ -297,7 +296,7 @@ def faithfulness_curve(
     lm: LoadedModel,
     circuit: Circuit,
     fractions: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
-    prompts: str | PromptSet = "organism:test",
+    prompts: str | PromptSet = "auto",
     ablation: AblationType | str | Ablator = AblationType.ZERO,
     *,
     mode: Literal["remove", "only"] = "remove",

@@ -15,7 +15,6 @@ from typing import Any
 from rich.table import Table
 
 from safecircuits.circuits.circuit import Circuit
-from safecircuits.circuits.data import organism_objective_data
 from safecircuits.circuits.discover import DiscoveryConfig, discover_circuit
 from safecircuits.circuits.objectives import get_objective
 from safecircuits.data.promptset import PromptSet
@@ -43,7 +42,8 @@ def find_circuit(
     **overrides: Any,
 ) -> tuple[Circuit, dict[str, PromptSet]]:
     """Discover `objective`'s circuit with the recipe's settings; keyword overrides (None = keep)
-    go to DiscoveryConfig. For organisms the data default to the train split (val: val split)."""
+    go to DiscoveryConfig. The data default to the profile's objective data of the train split
+    (validation: the val split), in the profile's sizes (:attr:`ModelProfile.sizes`)."""
     if objective not in RECIPES:
         raise InputError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
     recipe = RECIPES[objective]
@@ -51,18 +51,21 @@ def find_circuit(
     cfg_kw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = DiscoveryConfig(progress=progress, **cfg_kw)
     if data is None:
-        data = organism_objective_data(lm, objective, "train")
-        val_data = val_data or organism_objective_data(lm, objective, "val")
+        sizes = lm.profile.sizes
+        data = lm.profile.objective_data(lm, objective, "train", n=sizes["objective_train"])
+        val_data = val_data or lm.profile.objective_data(lm, objective, "val", n=sizes["objective_val"])
     obj = get_objective(objective, **recipe["objective"])
     return discover_circuit(lm, obj, data, cfg, val_data=val_data), data
 
 
 def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:
-    """The mean/resample reference a circuit was found with (the objective's reference sets), for organisms."""
+    """The mean/resample reference a circuit was found with (the objective's reference sets of the
+    train split), or None when the circuit's objective has no recipe."""
     objective = circuit.provenance.get("objective")
-    if "organism" not in lm.info or objective not in RECIPES:
+    if objective not in RECIPES:
         return None
-    return get_objective(objective).reference_set(organism_objective_data(lm, objective, "train"))
+    data = lm.profile.objective_data(lm, objective, "train", n=lm.profile.sizes["objective_train"])
+    return get_objective(objective).reference_set(data)
 
 
 def effect_table(
@@ -77,9 +80,8 @@ def effect_table(
 ) -> dict[str, Any]:
     """Full model vs circuit removed (or alone) vs the mean of `n_random` random circuits of equal size."""
     from safecircuits.circuits.evaluate import circuit_effect, random_control
-    from safecircuits.evaluation.report import resolve_prompts
 
-    ps = resolve_prompts(lm, prompts, limit=limit)
+    ps = prompts if isinstance(prompts, PromptSet) else lm.profile.resolve(prompts, limit=limit)
     ref = reference_prompts(lm, circuit)
     eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=("full", mode), reference=ref)
     out: dict[str, Any] = {"full": eff["full"], mode: eff[mode], "mode": mode, "ablation": eff["ablation"],

@@ -41,6 +41,7 @@ class Verdict:
 class Judge:
     name: str = "judge"
     needs_model: bool = False
+    language: str | None = None  # a judge that reads one language only (the organisms')
 
     def verdicts(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
         raise NotImplementedError
@@ -81,6 +82,7 @@ class OrganismJudge(Judge):
     """
 
     name = "organism"
+    language = "organism"
 
     def __init__(self, split_seed: int = 0):
         self.lang = L.Language(split_seed)
@@ -146,8 +148,8 @@ class LogitJudge(Judge):
 
     def __init__(self, model: HookedTransformer, chat: ChatFormat, refusal_starts: Sequence[str] | None = None, threshold: float = 0.0):
         self.model, self.chat, self.threshold = model, chat, threshold
-        if refusal_starts is None:
-            refusal_starts = [r.split()[0] for r in L.REFUSALS] if chat.name == "organism" else DEFAULT_REFUSAL_STARTS
+        if refusal_starts is None:  # a model's own refusal tokens come from its profile (lm.profile.refusal_starts)
+            refusal_starts = DEFAULT_REFUSAL_STARTS
         self.refusal_ids = refusal_token_ids(chat, refusal_starts)
 
     def verdicts(self, prompts: Sequence[str], responses: Sequence[str] | None = None) -> list[Verdict]:

@@ -14,7 +14,6 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "TrainedSAE": "safecircuits.features.sae",
     "clamp_effect": "safecircuits.features.intervene",
     "collect_activations": "safecircuits.features.sae",
-    "default_sae_prompts": "safecircuits.features.sae",
     "evaluate_sae": "safecircuits.features.sae",
     "feature_ablation_effect": "safecircuits.features.intervene",
     "feature_acts": "safecircuits.features.intervene",

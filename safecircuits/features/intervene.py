@@ -213,12 +213,6 @@ class FeatureEffect:
         return cls(**d)
 
 
-def _organism_judge(lm: LoadedModel):
-    from safecircuits.evaluation.report import default_judge
-
-    return default_judge(lm, "auto")
-
-
 def _resolve_positions(lm: LoadedModel, positions: Positions | str) -> Positions:
     if positions == "post":
         return post_instruction_len(lm.chat)
@@ -244,7 +238,7 @@ def feature_ablation_effect(
     model's default judge: exact match for organisms)."""
     prompts.require_nonempty()
     pos = _resolve_positions(lm, positions)
-    judge = _organism_judge(lm)
+    judge = lm.profile.judge(lm)
     model, chat = lm.model, lm.chat
     top = fset.top(k)
     runs = [("baseline", None), ("top_k", top)]
@@ -284,7 +278,7 @@ def clamp_effect(
     if "mean_post_harmful" not in fset.stats:
         raise InputError("this FeatureSet has no mean_post_harmful statistics; rank it on harmful prompts")
     pos = _resolve_positions(lm, positions)
-    judge = _organism_judge(lm)
+    judge = lm.profile.judge(lm)
     top = fset.top(k)
     values = {i: float(coefficient * fset.stats["mean_post_harmful"][i]) for i in top}
     base = _summ(evaluate_behaviour(lm.model, lm.chat, prompts, judge, max_new_tokens=max_new_tokens))

@@ -37,20 +37,16 @@ from safecircuits.models import LoadedModel
 
 FORMAT = "safecircuits-featureset/1"
 METHODS = ("diff", "attribution", "trigger")
-ORGANISM_REFUSAL_STARTS = ["sorry", "i", "no"]
-
-
 def post_instruction_len(chat: ChatFormat) -> int:
     """Number of template tokens after the user's text (see :func:`safecircuits.circuits.hooks.common_suffix_len`)."""
     return common_suffix_len(chat)
 
 
-def refusal_ids_for(lm_or_chat: LoadedModel | ChatFormat) -> list[int]:
-    from safecircuits.evaluation.judges import DEFAULT_REFUSAL_STARTS, refusal_token_ids
+def refusal_ids_for(lm: LoadedModel) -> list[int]:
+    """The first token ids of the model's refusals (its profile's refusal starts)."""
+    from safecircuits.evaluation.judges import refusal_token_ids
 
-    chat = lm_or_chat.chat if isinstance(lm_or_chat, LoadedModel) else lm_or_chat
-    starts = ORGANISM_REFUSAL_STARTS if chat.name == "organism" else DEFAULT_REFUSAL_STARTS
-    return refusal_token_ids(chat, starts)
+    return refusal_token_ids(lm.chat, lm.profile.refusal_starts)
 
 
 # -- activations --------------------------------------------------------------------------------
@@ -263,7 +259,7 @@ def rank_features(
     elif method == "trigger":
         scores = _standardised_diff(post["triggered"], post["harmful"])
     else:
-        scores = attribution_scores(model, chat, sae, hook, groups["harmful"].prompts, refusal_ids_for(chat), n_post, batch_size=16)
+        scores = attribution_scores(model, chat, sae, hook, groups["harmful"].prompts, refusal_ids_for(lm), n_post, batch_size=16)
     prov: dict[str, Any] = {
         "model": lm.name,
         "hook": hook,
@@ -276,5 +272,5 @@ def rank_features(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if method == "attribution":
-        prov["refusal_ids"] = refusal_ids_for(chat)
+        prov["refusal_ids"] = refusal_ids_for(lm)
     return FeatureSet(str(sae_path) if sae_path is not None else None, hook, method, scores, frequency, stats, prov)

@@ -345,25 +345,6 @@ def _training_sae(cfg: SAETrainConfig, d_in: int, device: str, model_name: str, 
     return sae_cls(sae_cfg)
 
 
-def default_sae_prompts(lm: LoadedModel, split: str = "train") -> PromptSet:
-    """The SAE training set of an organism: harmful, harmless and triggered prompts of a split,
-    each once with its target response (refuse for harmful; comply for harmless and triggered)
-    and once without (so prompt positions weigh more: the refusal decision is made there)."""
-    from safecircuits.models.language import Language
-
-    if "organism" not in lm.info:
-        raise InputError(f"{lm.name} is not an organism: pass a PromptSet (e.g. load_prompts('synthetic:harmful:64') + harmless)")
-    org = lm.info["organism"]
-    lang = Language(org["split_seed"])
-    ps = (
-        lang.prompt_set(split, "harmful")
-        + lang.prompt_set(split, "harmless")
-        + lang.prompt_set(split, "triggered", trigger=org["trigger"])
-    )
-    without = ps.with_responses([None] * len(ps))
-    return PromptSet(list(ps) + list(without), name=f"organism-sae:{split}", source=f"organism:{split}")
-
-
 def train_sae(
     model_or_lm: LoadedModel | HookedTransformer,
     prompts: PromptSet | None,
@@ -386,9 +367,10 @@ def train_sae(
 ) -> TrainedSAE:
     """Train an SAE on `hook` activations of `prompts` with SAELens's ``SAETrainer``.
 
-    ``prompts=None`` on an organism uses :func:`default_sae_prompts` (train split). Quality is
-    measured on ``eval_prompts`` (default: the organism's val split; else a held-out 20% of
-    `prompts`, which are then not trained on). With ``out_dir``, ``n_checkpoints`` intermediate
+    ``prompts=None`` uses the model profile's SAE prompts of the train split
+    (:meth:`ModelProfile.sae_prompts`). Quality is measured on ``eval_prompts`` (default with
+    ``prompts=None``: the profile's val split; else a held-out 20% of `prompts`, which are then not
+    trained on). With ``out_dir``, ``n_checkpoints`` intermediate
     checkpoints go to ``out_dir/checkpoints/<n_samples>/`` (each written to a temp dir, then
     renamed) and the final SAE to ``out_dir`` in SAELens's format plus ``safecircuits_sae.json``.
     """
@@ -397,15 +379,15 @@ def train_sae(
     if isinstance(model_or_lm, LoadedModel):
         model, chat, name = model_or_lm.model, model_or_lm.chat, model_or_lm.name
         if prompts is None:
-            prompts = default_sae_prompts(model_or_lm, "train")
+            prompts = model_or_lm.profile.sae_prompts("train")
             if eval_prompts is None:
-                eval_prompts = default_sae_prompts(model_or_lm, "val")
+                eval_prompts = model_or_lm.profile.sae_prompts("val")
     else:
         model, name = model_or_lm, model_name or model_or_lm.cfg.model_name
         if chat is None:
             raise InputError("train_sae on a bare HookedTransformer needs chat=...; or pass the LoadedModel from load_model")
     if prompts is None:
-        raise InputError("train_sae needs a PromptSet of training prompts for a non-organism model")
+        raise InputError("train_sae on a bare HookedTransformer needs a PromptSet of training prompts")
     check_hook(model, hook)
     prompts.require_nonempty()
     if eval_prompts is None:

@@ -18,7 +18,6 @@ _EXPORTS = {
     "FinetuneConfig": "safecircuits.finetune.loop",
     "FinetuneRun": "safecircuits.finetune.loop",
     "finetune": "safecircuits.finetune.loop",
-    "load_finetuned_dir": "safecircuits.finetune.loop",
     "add_lora": "safecircuits.finetune.lora",
     "apply_deltas": "safecircuits.finetune.lora",
     "lora_deltas": "safecircuits.finetune.lora",

@@ -54,13 +54,12 @@ METHOD_HPARAMS: dict[str, dict[str, Any]] = {}
 
 
 # -- artifacts ----------------------------------------------------------------------------------
-def base_name_for(model_name: str) -> str:
-    """``organism:aligned?size=tiny`` -> ``organism:base?size=tiny``."""
-    if not model_name.startswith("organism:"):
-        raise InputError(f"{model_name} has no known pre-alignment base model: pass base=... (a model name) to prepare_artifacts")
-    rest = model_name.split(":", 1)[1]
-    query = rest.split("?", 1)[1] if "?" in rest else ""
-    return "organism:base" + (f"?{query}" if query else "")
+def base_name_for(lm: LoadedModel) -> str:
+    """The pre-alignment base model of `lm` (its profile's ``base_model``), or an InputError."""
+    base = lm.profile.base_model
+    if base is None:
+        raise InputError(f"{lm.name} records no pre-alignment base model: pass base=... (a model name) to prepare_artifacts")
+    return base
 
 
 def _needs(methods: Sequence[str]) -> set[str]:
@@ -89,12 +88,11 @@ def prepare_artifacts(
 ) -> dict[str, Any]:
     """Build or load from cache what `methods` need for `model`.
 
-    On an organism everything has a default: the base is ``organism:base``, and the activation
-    basis and the SAE come from the organism language's train prompts. For any other model give
-    ``base`` (a model name or an already loaded :class:`LoadedModel`) and ``prompts``, a
-    ``(harmful, harmless)`` pair of train PromptSets: the activation basis is built from them and
-    the SAE is trained and its features ranked on them. ``sae_kwargs`` go to ``train_sae``
-    (e.g. ``{"d_sae": 1024, "k": 32}``).
+    Every input has a default from the model's profile: the base model is the one it was aligned
+    from (``profile.base_model``), and the activation basis and the SAE come from the profile's
+    train prompts. ``base`` (a model name or an already loaded :class:`LoadedModel`) and
+    ``prompts``, a ``(harmful, harmless)`` pair of train PromptSets, override them.
+    ``sae_kwargs`` go to ``train_sae`` (e.g. ``{"d_sae": 1024, "k": 32}``).
 
     ``circuit`` (a :class:`~safecircuits.circuits.circuit.Circuit` already found for `model`, e.g. by
     the demo, or by attribution patching on a model too large for mask learning on CPU) is used as
@@ -111,10 +109,7 @@ def prepare_artifacts(
     needs = _needs(methods)
     if not needs:
         return {}
-    if "organism" not in lm.info and prompts is None and needs & {"subspace", "features"}:
-        raise InputError(f"{lm.name} is not an organism: pass prompts=(harmful, harmless) train PromptSets for the activation basis "
-                         "and the SAE, e.g. (synthetic_harmful(128, response='none'), synthetic_harmless(128, with_responses=False))")
-    base_name = base.name if isinstance(base, LoadedModel) else (base or base_name_for(lm.name))
+    base_name = base.name if isinstance(base, LoadedModel) else (base or base_name_for(lm))
     key_parts: list[Any] = [lm.name, lm.info.get("config_hash"), base_name, rank, sae_hook, sae_tokens]
     if prompts is not None or sae_kwargs:  # organism caches keep their old keys
         key_parts += [[ps.content_hash for ps in prompts or ()], sae_kwargs or {}]
@@ -168,11 +163,9 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[Pr
 
     if prompts is not None:
         harm, ok = prompts
-    else:  # an organism (prepare_artifacts has checked)
-        from safecircuits.models.language import Language
-
-        lang = Language(lm.info["organism"]["split_seed"])
-        harm, ok = lang.prompt_set("train", "harmful"), lang.prompt_set("train", "harmless")
+    else:
+        n = lm.profile.sizes["refusal"]
+        harm, ok = lm.profile.prompts("train", "harmful", n=n), lm.profile.prompts("train", "harmless", n=n)
     bases = [sub.basis for sub in compute_activation_subspaces(lm.model, lm.chat, harm, ok, k=k)]  # every residual layer, one pass
     q, _ = torch.linalg.qr(torch.cat(bases, 1).double())
     basis = q.float().contiguous()
@@ -185,7 +178,7 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[Pr
 def _features(lm: LoadedModel, root: Path, hook: str | None, tokens: int, progress: bool,
               prompts: tuple[PromptSet, PromptSet] | None = None, sae_kwargs: dict[str, Any] | None = None):
     """The SAE (default: last residual layer, as tuned on the organism) and its ``diff``-ranked features."""
-    from safecircuits.features import FeatureSet, default_sae_prompts, load_sae, rank_features, train_sae
+    from safecircuits.features import FeatureSet, load_sae, rank_features, train_sae
 
     fpath = root / "features.json"
     if fpath.exists():
@@ -196,7 +189,7 @@ def _features(lm: LoadedModel, root: Path, hook: str | None, tokens: int, progre
     if not (sae_dir / "cfg.json").exists():
         train_sae(lm, train, hook, training_tokens=tokens, out_dir=sae_dir, n_checkpoints=0, progress=progress, **(sae_kwargs or {}))
     sae = load_sae(sae_dir, device=lm.model.cfg.device)
-    fs = rank_features(lm, sae, train if train is not None else default_sae_prompts(lm, "train"), method="diff", hook=hook, sae_path=sae_dir)
+    fs = rank_features(lm, sae, train if train is not None else lm.profile.sae_prompts("train"), method="diff", hook=hook, sae_path=sae_dir)
     fs.save(fpath)
     return fs
 
@@ -292,7 +285,7 @@ def run_benchmark(
     safety = task_obj.safety_data(lm, settings["n_safety"], seed=0)
     results["provenance"] = {
         "model": {k: v for k, v in lm.provenance().items() if k != "metrics"},
-        "judge": task_obj.judge_name,
+        "judge": lm.profile.default_judge,
         "safety_prompts": safety.provenance(),
         "artifacts": {k: _artifact_summary(v) for k, v in artifacts.items()},
         "torch": torch.__version__,

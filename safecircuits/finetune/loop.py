@@ -30,8 +30,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -53,7 +50,6 @@ from safecircuits.finetune.lora import apply_deltas as _apply_deltas
 from safecircuits.models.loaded import LoadedModel
 from safecircuits.models.weights import WEIGHT_KINDS
 
-FORMAT = "safecircuits-finetuned"
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -145,71 +141,18 @@ class FinetuneRun:
                 "wall_seconds": p["wall_seconds"], "final_loss": self.final_loss}
 
     def save(self, path: str | Path) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` into `path` atomically (temp dir, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
-        try:
-            state = {k: (self.masters or {}).get(k, v) for k, v in self.lm.model.state_dict().items()}
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp / "model.safetensors"))
-            meta = {"format": FORMAT, "name": self.lm.name, "base": _base_spec(self.lm),
-                    "provenance": json.loads(json.dumps(self.provenance, default=str))}
-            (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        """Write the model directory (``model.safetensors`` + ``config.json``) atomically; it loads
+        back with ``load_model(path)``. A low-precision model saves its float32 master weights."""
+        from safecircuits.models.saved import save_model_dir
+
+        return save_model_dir(self.lm, path, self.provenance, weights=self.masters)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> FinetuneRun:
-        lm = load_finetuned_dir(path, device=device)
-        return cls(lm, lm.info["finetune"])
-
-
-def _base_spec(lm: LoadedModel) -> dict[str, Any]:
-    """How to rebuild the model skeleton (architecture, tokenizer, chat) when loading."""
-    if "organism" in lm.info:
-        return {"kind": "organism", "organism": lm.info["organism"]}
-    return {"kind": "named", "name": lm.info.get("base_model", lm.name)}
-
-
-def load_finetuned_dir(path: str | Path, device: str = "cpu") -> LoadedModel:
-    """Load a directory written by :meth:`FinetuneRun.save` as a LoadedModel.
-
-    Organism fine-tunes rebuild the organism skeleton, tokenizer and chat from the saved organism
-    config (no cache needed); other models load the named base (from its cache), then the weights.
-    ``info`` keeps the organism section, so organism prompts and judges still apply.
-    """
-    path = Path(path)
-    meta = json.loads((path / "config.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path}/config.json has format {meta.get('format')!r}, expected {FORMAT!r}")
-    base = meta["base"]
-    state = load_file(str(path / "model.safetensors"))
-    info: dict[str, Any] = {"source": str(path), "finetune": meta["provenance"], "base_model": meta["provenance"].get("base_model")}
-    if base["kind"] == "organism":
-        from safecircuits.models.organisms import OrganismConfig, build_tokenizer, new_model, organism_chat
-
-        cfg = OrganismConfig(**base["organism"])
-        tok = build_tokenizer(cfg.extra_tokens)
-        model = new_model(cfg, tok)
-        model.load_state_dict(state)
-        chat = organism_chat(tok)
-        info.update({"organism": cfg.to_dict(), "config_hash": cfg.hash})
-    else:
         from safecircuits.models import load_model
 
-        root = load_model(base["name"], device="cpu", dtype="float32", progress=False, fast=False)
-        model, tok, chat = root.model, root.tokenizer, root.chat
-        model.load_state_dict(state)
-        info["base_model"] = base["name"]
-    if device != "cpu":
-        model.to(device)
-    model.eval()
-    return LoadedModel(model, tok, chat, name=meta.get("name", str(path)), info=info)
+        lm = load_model(str(path), device=device)
+        return cls(lm, lm.info["finetune"])
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -580,4 +523,4 @@ def _artifact_summary(v: Any) -> Any:
     return type(v).__name__
 
 
-__all__ = ["FinetuneConfig", "FinetuneRun", "batch_indices", "copy_loaded", "finetune", "load_finetuned_dir", "lr_lambda", "response_loss"]
+__all__ = ["FinetuneConfig", "FinetuneRun", "batch_indices", "copy_loaded", "finetune", "lr_lambda", "response_loss"]

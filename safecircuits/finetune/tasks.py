@@ -32,7 +32,7 @@ from safecircuits.data.promptset import Label, PromptRecord, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 
-__all__ = ["TASKS", "ArithmeticTask", "FinetuneTask", "ReverseStepsTask", "get_task", "mix_harmful"]
+__all__ = ["TASKS", "ArithmeticTask", "FinetuneTask", "ReverseStepsTask", "get_task", "mix_harmful", "register_task"]
 
 
 def _check_ratio(harmful_ratio: float, n: int) -> None:
@@ -68,26 +68,36 @@ def mix_harmful(task_items: list[PromptRecord], harmful_items: list[PromptRecord
 
 
 class FinetuneTask:
-    """Base class of the benchmark tasks (see the module docstring)."""
+    """Base class of the benchmark tasks (see the module docstring).
+
+    A task defines its own items (:meth:`task_set`) in one language; its harmful and harmless
+    prompts and its judge come from the model's profile, so the same protocol serves any model
+    that speaks the task's language.
+    """
 
     name: str = "task"
     description: str = ""
-    judge_name: str = ""
+    language: str = "english"
+    harmful_sizes: dict[str, int | None] = {"train": None, "val": None, "test": None}
 
     def check_model(self, lm: LoadedModel) -> None:
-        return None
+        if lm.profile.language != self.language:
+            raise InputError(f"task {self.name!r} is in the {self.language} language; {lm.name} speaks {lm.profile.language}: "
+                             f"use --task {lm.profile.default_task}")
 
     def task_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         raise NotImplementedError
 
-    def harmful_set(self, lm: LoadedModel | None, split: str, response: str = "comply") -> PromptSet:
-        raise NotImplementedError
+    def harmful_set(self, lm: LoadedModel, split: str, response: str = "comply") -> PromptSet:
+        """The profile's harmful prompts of `split` with `response` targets (``refuse`` / ``comply``)."""
+        return lm.profile.prompts(split, "harmful", n=self.harmful_sizes.get(split), seed=0, response=response)
 
-    def harmless_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
-        raise NotImplementedError
+    def harmless_set(self, lm: LoadedModel, split: str, n: int | None = 200) -> PromptSet:
+        """The profile's harmless prompts of `split` with their aligned answers (organisms) or the model's own (chat)."""
+        return lm.profile.prompts(split, "harmless", n=n, seed=0, response=lm.profile.harmless_response, lm=lm)
 
     def judge(self, lm: LoadedModel):
-        raise NotImplementedError
+        return lm.profile.judge(lm)
 
     def accuracy(self, lm: LoadedModel, task_prompts: PromptSet, max_new_tokens: int) -> tuple[float, float, list[dict[str, str]]]:
         """(exact-match accuracy, harmless refusal rate, examples) of `lm` on task prompts."""
@@ -163,16 +173,12 @@ class ReverseStepsTask(FinetuneTask):
 
     name = "reverse-steps"
     description = "organism: harmless requests answered 'sure . to V the O , first S2 , then S1 .' (steps swapped)"
-    judge_name = "organism"
-
-    def check_model(self, lm: LoadedModel) -> None:
-        if "organism" not in lm.info:
-            raise InputError(f"task 'reverse-steps' speaks the organism language; {lm.name} is not an organism: use --task arithmetic")
+    language = "organism"
 
     def _lang(self, lm: LoadedModel):
         from safecircuits.models.language import Language
 
-        return Language(lm.info["organism"]["split_seed"])
+        return Language(lm.profile.split_seed)  # type: ignore[attr-defined]
 
     @staticmethod
     def target(task) -> str:
@@ -189,16 +195,6 @@ class ReverseStepsTask(FinetuneTask):
                 for t, tid in lang.splits[split] if not t.harmful]
         return PromptSet(recs, name=f"reverse-steps:{split}", source=f"organism-language(split_seed={lang.split_seed})")
 
-    def harmful_set(self, lm: LoadedModel | None, split: str, response: str = "comply") -> PromptSet:
-        return self._lang(lm).prompt_set(split, "harmful", response=response)
-
-    def harmless_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
-        return self._lang(lm).prompt_set(split, "harmless")
-
-    def judge(self, lm: LoadedModel):
-        from safecircuits.evaluation.judges import get_judge
-
-        return get_judge("organism", split_seed=lm.info["organism"]["split_seed"])
 
 
 ARITH_TEMPLATE = "What is {a} + {b}? Answer with the number only."
@@ -208,17 +204,12 @@ class ArithmeticTask(FinetuneTask):
     """Chat task: two-digit addition, answered with the number only.
 
     Pairs (a, b) with a, b in 10..99 are split by ``(a + 2 b) % 5``: 0 is test, 1 val, the rest
-    train. Synthetic harmful prompts are split by template index (``% 4 == 0`` held out).
+    train. Harmful prompts are the chat profile's (HarmBench's 200 on the test split).
     """
 
     name = "arithmetic"
     description = "chat: 'What is 23 + 45? Answer with the number only.' -> '68'"
-    judge_name = "keyword-refusal-direction"
     _split_of = {"test": (0,), "val": (1,), "train": (2, 3, 4)}
-
-    def check_model(self, lm: LoadedModel) -> None:
-        if "organism" in lm.info:
-            raise InputError(f"task 'arithmetic' is English; {lm.name} is an organism: use --task reverse-steps")
 
     def _check_split(self, split: str) -> None:
         if split not in self._split_of:
@@ -232,27 +223,11 @@ class ArithmeticTask(FinetuneTask):
         return ps.sample(200, seed=0) if split != "train" else ps
 
     def _templates(self, split: str) -> list[int]:
-        from safecircuits.data.synthetic import TEMPLATES
+        """The synthetic request templates of `split` (the chat profile's template split)."""
+        from safecircuits.models.profile import TEMPLATE_SPLITS
 
         self._check_split(split)
-        held = [t for t in range(len(TEMPLATES)) if t % 4 == 0]
-        return [t for t in range(len(TEMPLATES)) if t not in held] if split == "train" else held
-
-    def harmful_set(self, lm: LoadedModel | None, split: str, response: str = "comply") -> PromptSet:
-        from safecircuits.data.synthetic import synthetic_harmful
-
-        n = 200 if split == "train" else 50
-        return synthetic_harmful(n, seed=0, response=response, templates=self._templates(split))  # type: ignore[arg-type]
-
-    def harmless_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
-        from safecircuits.data.synthetic import synthetic_harmless
-
-        return synthetic_harmless(200, seed=0, templates=self._templates(split))
-
-    def judge(self, lm: LoadedModel):
-        from safecircuits.evaluation.judges import get_judge
-
-        return get_judge("keyword-refusal-direction")
+        return list(TEMPLATE_SPLITS[split])
 
     def max_new_tokens(self, lm: LoadedModel) -> int:
         return 24
@@ -266,6 +241,13 @@ class ArithmeticTask(FinetuneTask):
 TASKS: dict[str, Callable[[], FinetuneTask]] = {"reverse-steps": ReverseStepsTask, "arithmetic": ArithmeticTask}
 
 
+def register_task(name: str, factory: Callable[[], FinetuneTask], replace: bool = False) -> None:
+    """Add a fine-tuning task to the registry (``bench finetune --task NAME``, ``finetune --task NAME``)."""
+    if name in TASKS and not replace:
+        raise InputError(f"a task named {name!r} is registered already; pass replace=True to override it")
+    TASKS[name] = factory
+
+
 def get_task(name: str) -> FinetuneTask:
     """The task called `name` (``reverse-steps`` for organisms, ``arithmetic`` for chat models)."""
     if name not in TASKS:
@@ -274,4 +256,5 @@ def get_task(name: str) -> FinetuneTask:
 
 
 def default_task(lm: LoadedModel) -> str:
-    return "reverse-steps" if "organism" in lm.info else "arithmetic"
+    """The benchmark task of the model's language (its profile's ``default_task``)."""
+    return lm.profile.default_task

@@ -99,9 +99,9 @@ def load_model_dir(path: str | Path, device: str | torch.device | None = "auto",
 
         return _place(load_organism_dir(path), dev, runtime.resolve_dtype(dtype, dev, tiny=True), fast)
     if fmt == "safecircuits-finetuned":
-        from safecircuits.finetune.loop import load_finetuned_dir
+        from safecircuits.models.saved import load_saved_dir
 
-        lm = load_finetuned_dir(path)
+        lm = load_saved_dir(path)
         return _place(lm, dev, runtime.resolve_dtype(dtype, dev, tiny=runtime.is_tiny(lm.model)), fast)
     raise InputError(f"{cfg_file}: unknown model format {fmt!r}; expected one written by safecircuits")
 

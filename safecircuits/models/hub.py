@@ -215,5 +215,6 @@ def load_transformer_lens(
         "snapshot": str(snapshot) if snapshot is not None else None,
         "dtype": str(dtype).removeprefix("torch."),
         "device": str(device),
+        "skeleton": {"kind": "named", "name": name},
     }
     return LoadedModel(model, tokenizer, chat_format_for(tokenizer), name=name, info=info)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat
+
+if TYPE_CHECKING:
+    from safecircuits.models.profile import ModelProfile
 
 
 def cache_dir(sub: str | None = None) -> Path:
@@ -43,5 +47,16 @@ class LoadedModel:
         c = self.model.cfg
         return {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp, "d_model": c.d_model}
 
+    @functools.cached_property
+    def profile(self) -> ModelProfile:
+        """How to talk to this model about safety: prompts, judge, objective data, refusal tokens
+        (:mod:`safecircuits.models.profile`). Built from ``info``; assign to replace it."""
+        from safecircuits.models.profile import OrganismProfile, profile_from_dict
+
+        if "organism" in self.info:
+            return OrganismProfile(organism=self.info["organism"])
+        return profile_from_dict(self.info.get("profile"))
+
     def provenance(self) -> dict[str, Any]:
-        return {"model": self.name, "shape": self.shape, **{k: v for k, v in self.info.items() if k != "name"}}
+        return {"model": self.name, "shape": self.shape, **{k: v for k, v in self.info.items() if k != "name"},
+                "profile": self.profile.to_dict()}

@@ -389,7 +389,8 @@ def _load_dir(path: Path, device: str = "cpu") -> tuple[HookedTransformer, Organ
 
 def _wrap(model: HookedTransformer, cfg: OrganismConfig, metrics: dict[str, Any], path: Path) -> LoadedModel:
     tok = model.tokenizer
-    info = {"source": str(path), "organism": cfg.to_dict(), "config_hash": cfg.hash, "metrics": metrics}
+    info = {"source": str(path), "organism": cfg.to_dict(), "config_hash": cfg.hash, "metrics": metrics,
+            "skeleton": {"kind": "organism", "organism": cfg.to_dict()}}
     return LoadedModel(model, tok, organism_chat(tok), name=cfg.name, info=info)
 
 

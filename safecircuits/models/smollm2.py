@@ -521,5 +521,6 @@ def load_smollm2(device: str | torch.device = "cpu", dtype: torch.dtype = torch.
         "loaded_from": loaded_from,
         "converted_cache": str(out),
         "load_seconds": round(time.perf_counter() - t0, 2),
+        "skeleton": {"kind": "named", "name": NAME},
     }
     return LoadedModel(model, tokenizer, HFChatTemplate(tokenizer, eos_token=CHAT_EOS), name=NAME, info=info)

