@@ -1490,11 +1490,12 @@ def _draw(kind: str, split: str, groups: list[str], n: int, seed: int, caller: s
     total = sum(len(v) for v in per_group.values())
     if n > total:
         what = "formats" if kind == "plain" else "categories"
-        subset = "" if len(groups) == len(_groups_of(kind)) else f" (for {what} {', '.join(groups)})"
+        whole = len(groups) == len(_groups_of(kind))
+        subset = "" if whole else f" for {what} {', '.join(groups)}"
+        call = f"space_size({split!r}, {kind!r}" + ("" if whole else f", {groups!r}") + ")"
         raise InputError(
             f"{caller}: n={n} but the {split!r} split holds only {total} distinct {kind} prompts{subset}; "
-            f"ask for at most {total} (space_size({split!r}, {kind!r})), or use another split or more {what}: "
-            "prompts are never repeated")
+            f"ask for at most {total} (= {call}), or use another split or more {what}: prompts are never repeated")
     rng = random.Random(f"benign:{kind}:{split}:{seed}")
     queues = {g: _order(per_group[g], rng) for g in groups}
     order = list(groups)
