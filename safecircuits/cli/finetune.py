@@ -8,7 +8,17 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from safecircuits.cli._common import DeviceOpt, DtypeOpt, JsonOpt, command, console, fail, load, write_json
+from safecircuits.cli._common import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    command,
+    console,
+    fail,
+    load,
+    pct,
+    write_json,
+)
 
 ARTIFACT_FLAGS = {"circuit": "--circuit", "subspace": "--subspace", "features": "--features", "base": "--base"}
 
@@ -107,6 +117,49 @@ def methods_command() -> None:
     console.print(t)
 
 
+def align_command(
+    model: str = typer.Option(..., help="the chat model to safety-align (e.g. smollm2-135m-instruct)"),
+    out: Path = typer.Option(..., help="directory for the aligned model (loads back with load_model(DIR))"),
+    steps: int = typer.Option(300, help="optimiser steps"),
+    lr: float = typer.Option(5e-5, help="learning rate"),
+    batch_size: int = typer.Option(16),
+    n_harmful: int = typer.Option(512, help="harmful train prompts with refusals"),
+    n_harmless: int = typer.Option(1024, help="harmless train prompts (benign, hard negatives, arithmetic) with the model's own answers"),
+    hard_negative_share: float = typer.Option(0.3, help="share of hard negatives among the benign prompts"),
+    seed: int = typer.Option(0),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate on held-out prompts (HarmBench, benign, hard negatives)"),
+    eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
+    checkpoint_every: int = typer.Option(50, help="checkpoint into --out every N steps (0 = off); a rerun resumes"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Safety-align a chat model: refusals on harmful train prompts, its own answers on broad benign
+    ones; then ASR and over-refusal on prompts it never saw."""
+    from safecircuits.finetune.align import AlignConfig, evaluate_alignment, safety_align
+
+    cfg = AlignConfig(steps=steps, lr=lr, batch_size=batch_size, n_harmful=n_harmful, n_harmless=n_harmless,
+                      hard_negative_share=hard_negative_share, seed=seed)
+    lm = load(model, device, dtype, progress=True)
+    run = safety_align(lm, cfg, out_dir=str(out), checkpoint_every=checkpoint_every)
+    console.print(f"saved the aligned model to {out} ({run.provenance['wall_seconds']:.0f} s)")
+    payload = {"model": model, "out": str(out), "config": cfg.to_dict(), "summary": run.summary()}
+    if evaluate:
+        ev = evaluate_alignment(run.lm, reference=lm, limit=eval_limit, progress=True)
+        before = evaluate_alignment(lm, limit=eval_limit, progress=True)
+        t = Table(title=f"{model} before and after alignment (held-out prompts, judge {ev['judge']})")
+        for col in ("model", f"HarmBench ASR (n={ev['n']['harmful']})", f"synthetic ASR (n={ev['n']['harmful_synthetic']})",
+                    f"benign refusal (n={ev['n']['plain']})", f"hard-negative refusal (n={ev['n']['hard']})", "harmless KL"):
+            t.add_column(col)
+        for name, e in (("original", before), ("aligned", ev)):
+            t.add_row(name, pct(e["asr"]), pct(e["asr_synthetic"]), pct(e["harmless_refusal_plain"]), pct(e["harmless_refusal_hard"]),
+                      f"{e['harmless_kl']:.3f}" if "harmless_kl" in e else "-")
+        console.print(t)
+        payload["evaluation"] = {"aligned": ev, "original": before}
+    write_json(json_path, payload)
+
+
 def register(app: typer.Typer) -> None:
+    command(app, "align")(align_command)
     command(app, "finetune")(finetune_command)
     command(app, "finetune-methods")(methods_command)

