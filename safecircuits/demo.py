@@ -231,7 +231,7 @@ def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console
          "overlaps and principal angles of the refusal direction and the other safety subspaces", subspaces),
         ("finetune_bench.html", "Harmful fine-tuning",
          "harmful score vs task accuracy per method, with the result tables", finetune),
-        ("demo.json", "All numbers (JSON)", "every number printed above, machine-readable", True),
+        ("demo.json", "All numbers (JSON)", "every number the demo printed, machine-readable", True),
     ]
     index = write_index(out, [p[:3] for p in pages if p[3]], title="safecircuits demo")
     console.print(f"wrote {index}: open it in a browser")
