@@ -217,4 +217,19 @@ def run_demo(out: Path = Path("demo_out"), size: str = "small", console: Console
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)")
+    from safecircuits.viz.index import write_index
+
+    pages = [  # (file, title, one-line description, written by this run)
+        ("circuit_map.html", "Circuit maps",
+         "the backdoor and safety circuits: heads, neurons, named components, training, faithfulness, overlap", circuits),
+        ("feature_dashboard.html", "SAE safety features",
+         "the top safety features: scores, top-activating prompts, activations, effect on refusal", features),
+        ("subspace_geometry.html", "Safety subspace geometry",
+         "overlaps and principal angles of the refusal direction and the other safety subspaces", subspaces),
+        ("finetune_bench.html", "Harmful fine-tuning",
+         "harmful score vs task accuracy per method, with the result tables", finetune),
+        ("demo.json", "All numbers (JSON)", "every number the demo printed, machine-readable", True),
+    ]
+    index = write_index(out, [p[:3] for p in pages if p[3]], title="safecircuits demo")
+    console.print(f"wrote {index}: open it in a browser")
     return summary

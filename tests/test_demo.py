@@ -18,6 +18,8 @@ def test_demo_tiny(tmp_path):
     assert d["organisms"]["backdoor"]["triggered_asr"] >= 0.9
     assert set(d["circuits"]) == {"backdoor", "safety"}
     assert (tmp_path / "circuit_map.html").stat().st_size > 100_000
+    index = (tmp_path / "index.html").read_text()  # links every page the demo wrote
+    assert all(f'href="{p}"' in index for p in ("circuit_map.html", "feature_dashboard.html", "subspace_geometry.html", "finetune_bench.html"))
     assert "circuit removed" in r.output
     # the closing harmful fine-tuning comparison: sft vs SCT vs CWAC at p = 0.1
     ft = d["finetune"]

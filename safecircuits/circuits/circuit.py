@@ -138,6 +138,39 @@ class Circuit:
         out += [f"L{l}N{n}" for l, n in self.neurons.nonzero().tolist()]
         return out
 
+    def component_names(self, limit: int | None = None, order: Literal["score", "index"] = "score") -> list[str]:
+        """The circuit's components as ``L{layer}H{head}`` and ``L{layer}N{neuron}``: heads first, then neurons.
+
+        ``order="score"`` lists each family by descending score (index order for a family without
+        scores, and for ties); ``"index"`` by layer, then index, like :meth:`components`. With
+        ``limit``, at most that many names (the first ones of that order). See
+        :meth:`components_summary` for one line with the count of the rest.
+        """
+        if limit is not None and limit < 0:
+            raise InputError(f"limit must be >= 0 or None, got {limit}")
+        if order not in ("score", "index"):
+            raise InputError(f"unknown order {order!r}: use 'score' or 'index'")
+        out: list[str] = []
+        for member, scores, kind in ((self.heads, self.head_scores, "H"), (self.neurons, self.neuron_scores, "N")):
+            idx = member.flatten().nonzero().flatten()
+            if order == "score" and scores is not None and idx.numel():
+                idx = idx[torch.argsort(scores.flatten()[idx], descending=True, stable=True)]
+            if limit is not None:
+                idx = idx[: max(limit - len(out), 0)]
+            width = member.shape[1]
+            out += [f"L{i // width}{kind}{i % width}" for i in idx.tolist()]
+        return out
+
+    def components_summary(self, limit: int = 12, order: Literal["score", "index"] = "score") -> str:
+        """One line naming the circuit's components, e.g. ``"L0H1, L1H3, L0N32 (+1204 more)"``
+        (``"(empty circuit)"`` when it has none); the first ``limit`` of :meth:`component_names`."""
+        names = self.component_names(limit, order)
+        if not names and self.n_components == 0:
+            return "(empty circuit)"
+        rest = self.n_components - len(names)
+        more = [f"(+{rest} more)"] if rest > 0 else []
+        return " ".join([", ".join(names)] * bool(names) + more)
+
     def __repr__(self) -> str:
         sp = self.sparsity
         return (

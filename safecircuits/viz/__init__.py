@@ -2,6 +2,7 @@
 
 from safecircuits.viz.circuits import (
     circuit_report_html,
+    components_html,
     faithfulness_figure,
     head_heatmap,
     neuron_bar,
@@ -11,6 +12,7 @@ from safecircuits.viz.circuits import (
 
 __all__ = [
     "circuit_report_html",
+    "components_html",
     "faithfulness_figure",
     "head_heatmap",
     "neuron_bar",

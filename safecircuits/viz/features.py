@@ -9,21 +9,20 @@ score on harmful prompts when the feature alone is zeroed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import plotly.graph_objects as go
 import torch
-from plotly.offline import get_plotlyjs
 from sae_lens import SAE
 
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.features.ranking import FeatureSet, prompt_feature_acts
 from safecircuits.models import LoadedModel
-from safecircuits.viz.circuits import _CSS, _esc, _fig_html
+from safecircuits.viz._html import esc as _esc
+from safecircuits.viz._html import fig_html as _fig_html
+from safecircuits.viz._html import page_html, write_atomic
 
 __all__ = ["feature_histogram", "refusal_effect_figure", "token_highlight_html", "feature_dashboard_html"]
 
@@ -48,8 +47,9 @@ def feature_histogram(values: dict[str, list[float]], feature: int) -> go.Figure
     fig = go.Figure()
     for lab, xs in values.items():
         fig.add_trace(go.Histogram(x=xs, name=lab, opacity=0.6, marker_color=LABEL_COLOURS.get(lab), nbinsx=30))
-    fig.update_layout(barmode="overlay", height=260, margin=dict(l=40, r=10, t=40, b=40),
-                      title=f"feature {feature}: activation at the last prompt position", xaxis_title="activation", yaxis_title="prompts")
+    fig.update_layout(barmode="overlay", height=280, margin=dict(l=50, r=10, t=50, b=45),
+                      title=f"feature {feature}: activation at the last prompt position", xaxis_title="activation",
+                      yaxis_title="prompts", legend_title_text="prompts")
     return fig
 
 
@@ -57,8 +57,8 @@ def refusal_effect_figure(effects: dict[int, float]) -> go.Figure:
     ids = list(effects)
     fig = go.Figure(go.Bar(x=[str(i) for i in ids], y=[effects[i] for i in ids], marker_color="#1f77b4",
                            hovertemplate="feature %{x}<br>Δ refusal score %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=300, title="Δ mean logit refusal score on harmful prompts, each feature zeroed alone",
-                      xaxis_title="feature", yaxis_title="Δ refusal score", xaxis_type="category", margin=dict(l=50, r=10, t=50, b=40))
+    fig.update_layout(height=320, title="Δ mean logit refusal score on harmful prompts, each feature zeroed alone",
+                      xaxis_title="feature", yaxis_title="Δ refusal score", xaxis_type="category", margin=dict(l=60, r=10, t=60, b=45))
     return fig
 
 
@@ -119,24 +119,8 @@ def feature_dashboard_html(
     nav = "".join(f'<a href="#f{f}">{f}</a>' for f in top)
     prov = "".join(f"<tr><th>{_esc(k_)}</th><td>{_esc(v)}</td></tr>" for k_, v in fset.provenance.items() if k_ != "prompts")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}{_EXTRA_CSS}</style>\n"
-        f'<script type="text/javascript">{get_plotlyjs()}</script>\n'
-        "</head>\n<body>\n"
-        f"<h1>{_esc(title)}</h1>\n<p class=\"meta\">top {len(top)} features by {_esc(fset.method)} score · generated {stamp} by safecircuits</p>\n"
-        f'<table class="prov">{prov}</table>\n<nav>features: {nav}</nav>\n' + "\n".join(parts) + "\n</body>\n</html>\n"
+    body = (
+        f"<p class=\"meta\">top {len(top)} features by {_esc(fset.method)} score · generated {stamp} by safecircuits</p>\n"
+        f'<table class="prov">{prov}</table>\n<nav>features: {nav}</nav>\n' + "\n".join(parts)
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, page_html(title, body, extra_css=_EXTRA_CSS))
