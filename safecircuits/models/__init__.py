@@ -72,8 +72,11 @@ def _place(lm: LoadedModel, device: torch.device, dtype: torch.dtype, fast: bool
     """Move `lm` to `device` and `dtype` (no copy when it is there already) and record both."""
     model = lm.model
     p = next(model.parameters())
-    if p.device != device or p.dtype != dtype:
-        model.to(device=device, dtype=dtype)
+    # HookedTransformer.to takes one device or dtype at a time
+    if p.device != device:
+        model.to(device, print_details=False)
+    if p.dtype != dtype:
+        model.to(dtype, print_details=False)
     model.cfg.device = str(device)
     model.cfg.dtype = dtype
     if fast or (fast is None and not runtime.is_tiny(model)):
