@@ -14,7 +14,7 @@ Built in: ``mask`` (learned binary masks, :func:`discover_circuit`), ``attributi
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from safecircuits.circuits.baselines import activation_patching, attribution_patching, random_circuit
 from safecircuits.circuits.circuit import Circuit
@@ -24,6 +24,7 @@ from safecircuits.errors import InputError
 __all__ = ["CIRCUIT_METHODS", "CircuitMethod", "get_method", "register_method"]
 
 
+@runtime_checkable
 class CircuitMethod(Protocol):
     def __call__(self, model: Any, objective: Any, data: dict[str, Any], config: Any = None, chat: Any = None,
                  val_data: dict[str, Any] | None = None, **options: Any) -> Circuit: ...
