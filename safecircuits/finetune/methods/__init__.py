@@ -29,7 +29,7 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
-def register_method(name: str, cls: type[Method], replace: bool = False) -> None:
+def register_method(name: str, cls: type, replace: bool = False) -> None:
     """Add a fine-tuning method (a :class:`~safecircuits.finetune.base.Method` subclass) under `name`."""
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise InputError(f"a fine-tuning method must be a Method subclass, got {cls!r}")
