@@ -25,7 +25,7 @@ from safecircuits.data.chat import ChatFormat, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.io import save_with
-from safecircuits.models.loaded import LoadedModel, cache_dir
+from safecircuits.models.loaded import LoadedModel, cache_dir, weights_fingerprint
 
 
 @dataclass
@@ -233,7 +233,7 @@ class CircuitDiscovery:
     # -- loop -----------------------------------------------------------------------------------
     def _config_hash(self) -> str:
         d = {"config": self.cfg.to_dict(), "objective": self.objective.config(), "data": _hash_data(self.data),
-             "val": _hash_data(self.val_data), "model": self.model_name, "weights": _weights_fingerprint(self.model)}
+             "val": _hash_data(self.val_data), "model": self.model_name, "weights": weights_fingerprint(self.model)}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _ckpt_path(self) -> Path | None:
@@ -390,17 +390,6 @@ class CircuitDiscovery:
             "history": self.history,
         }
         return Circuit(heads, neurons, hs if self.cfg.heads else None, ns if self.cfg.neurons else None, prov)
-
-
-def _weights_fingerprint(model: HookedTransformer) -> str:
-    """A cheap hash of the model's weights (a strided sample of every parameter), so a checkpoint
-    of one model is never resumed on another model of the same name."""
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            flat = p.detach().flatten()
-            h.update(name.encode() + flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _split_val(data: dict[str, PromptSet], seed: int) -> tuple[dict[str, PromptSet], dict[str, PromptSet]]:

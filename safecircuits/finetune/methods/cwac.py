@@ -314,7 +314,7 @@ class CWAC(Method):
             st["handle"].remove()
         return {"feature_anchor": float(self.cfg.lam) * drift}
 
-    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
+    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
         every = int(self.cfg.anchor_every)
         if not self.use_acts or float(self.cfg.lam) == 0.0 or step % every:
             return {}
