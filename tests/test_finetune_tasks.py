@@ -186,8 +186,9 @@ def test_sentiment_labels_follow_the_fragments():
 
 
 def test_sentiment_train_data_and_accuracy(monkeypatch):
-    import safecircuits.evaluation.generate as gen
     from conftest import random_lm
+
+    import safecircuits.evaluation.generate as gen
 
     lm = random_lm()
     task = get_task("sentiment")
@@ -213,9 +214,10 @@ def load_tiny():
 
 def test_evaluate_measures_harmless_refusal_on_benign_prompts_not_task_prompts(monkeypatch):
     """harmless_refusal: the profile's held-out benign prompts; task_refusal: the task prompts."""
+    from conftest import random_lm
+
     import safecircuits.evaluation.generate as gen
     import safecircuits.evaluation.metrics as metrics
-    from conftest import random_lm
 
     lm = random_lm()
     task = get_task("arithmetic")
