@@ -335,6 +335,9 @@ def test_bench_cli_config_file_and_overrides(tmp_path):
     assert d["settings"]["steps"] == 3 and d["settings"]["lr"] == 0.005 and d["settings"]["eval_prompts"] == "organism:val"
     runs = {x["method"]: x for x in d["runs"].values()}
     assert runs["sft"]["lr"] == 0.005 and runs["lora"]["lr"] == pytest.approx(0.002)  # the file's lr_scale on the option's lora lr
+    r = CliRunner().invoke(app, ["bench", "finetune", "--model", MODEL, "--config", str(cfg), "--executor", "ray", "--device", "cpu",
+                                 "--json", str(js)])
+    assert r.exit_code == 2 and "leave --device out" in r.output  # Ray workers take the device Ray gives them
     cfg.write_text(json.dumps({"stepz": 3}))
     r = CliRunner().invoke(app, ["bench", "finetune", "--model", MODEL, "--config", str(cfg), "--json", str(js)])
     assert r.exit_code == 2 and "unknown keys" in r.output

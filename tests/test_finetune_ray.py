@@ -60,6 +60,23 @@ def test_ray_executor_matches_local_and_resumes(tmp_path, ray_cluster, tiny_alig
             assert ra[m] == rb[m] and ra["values"][m] == rb["values"][m]
         assert ra["harmless_kl"] == pytest.approx(rb["harmless_kl"], rel=1e-5, abs=1e-7)
 
+    # the command line: --executor ray --address auto joins the running Ray instance
+    import typer
+    from typer.testing import CliRunner
+
+    from safecircuits.cli.bench import app as bench_app
+
+    app = typer.Typer()
+    app.add_typer(bench_app, name="bench")
+    js = tmp_path / "cli.json"
+    r = CliRunner().invoke(app, ["bench", "finetune", "--model", MODEL, "--methods", "lora", "--ratios", "0.3", "--seeds", "0", "--steps", "2",
+                                 "--n-train", "16", "--eval-limit", "8", "--executor", "ray", "--address", "auto", "--json", str(js),
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    cli = json.loads(js.read_text())
+    assert cli["provenance"]["executor"]["kind"] == "ray"
+    _same_figures(cli["runs"], {k: v for k, v in local["runs"].items() if v["method"] == "lora"})
+
     # a failing run (safelora without its subspace) does not lose the others: they are written, then the error is raised
     path2 = tmp_path / "fail.json"
     with pytest.raises(ValueError, match="subspace"):
