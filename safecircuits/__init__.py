@@ -84,6 +84,7 @@ _EXPORTS = {name: f"safecircuits.{name}" for name in _SUBPACKAGES} | {
     "evaluate_alignment": "safecircuits.finetune.align",
     "prepare_artifacts": "safecircuits.finetune.benchmark",
     "run_benchmark": "safecircuits.finetune.benchmark",
+    "BenchmarkConfig": "safecircuits.finetune.benchmark",
     # figures and errors
     "circuit_report_html": "safecircuits.viz",
     "SafecircuitsError": "safecircuits.errors",

@@ -34,6 +34,8 @@ _EXPORTS = {
     "refusal_data": "safecircuits.finetune.align",
     "prepare_artifacts": "safecircuits.finetune.benchmark",
     "run_benchmark": "safecircuits.finetune.benchmark",
+    "BenchmarkConfig": "safecircuits.finetune.benchmark",
+    "tune": "safecircuits.finetune.tuning",
     "merge_results": "safecircuits.finetune.benchmark",
     "markdown_table": "safecircuits.finetune.benchmark",
     "circuit_param_masks": "safecircuits.finetune.methods.sct",
