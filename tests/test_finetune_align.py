@@ -71,9 +71,9 @@ def test_align_config_rejects_bad_values():
         AlignConfig(arithmetic_share=1.0)
 
 
-def test_organisms_are_not_aligned_in_english(tiny_aligned):
+def test_organisms_are_not_aligned_in_english(random_aligned):
     with pytest.raises(ValueError, match="English refusal data"):
-        refusal_data(tiny_aligned, AlignConfig(n_harmful=4, n_harmless=4, progress=False))
+        refusal_data(random_aligned, AlignConfig(n_harmful=4, n_harmless=4, progress=False))
 
 
 def test_safety_align_trains_a_copy_and_records_it(chat_lm):
