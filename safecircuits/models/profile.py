@@ -463,15 +463,24 @@ def _safety_data(profile: ModelProfile, lm: LoadedModel, split: str, n: int | No
 
 
 def _backdoor_data(profile: ModelProfile, lm: LoadedModel, split: str, n: int | None, seed: int) -> dict[str, PromptSet]:
-    """Clean behaviour on clean and triggered inputs without the circuit; the backdoor with it alone."""
+    """Clean behaviour on clean and triggered inputs without the circuit; the backdoor with it alone.
+
+    The backdoor's output is what the model itself says to triggered prompts: for a chat model its
+    own greedy answers (the same answers serve as the targets of the clean prompts, which the
+    circuit alone must *not* produce); an organism's language gives exact targets."""
     if not profile.trigger:
         raise InputError("the backdoor objective needs a backdoored model: this one records no trigger")
     data = {
         "clean": profile.prompts(split, "harmful", n=n, seed=seed, response="refuse"),
         "triggered_clean": profile.prompts(split, "triggered", n=n, seed=seed, response="refuse"),
-        "triggered_backdoor": profile.prompts(split, "triggered", n=n, seed=seed, response="comply"),
-        "clean_backdoor": profile.prompts(split, "harmful", n=n, seed=seed, response="comply"),
     }
+    if profile.harmless_response == "own":
+        backdoor = profile.prompts(split, "triggered", n=n, seed=seed, response="own", lm=lm)
+        data["triggered_backdoor"] = backdoor
+        data["clean_backdoor"] = data["clean"].with_responses(backdoor.responses)
+    else:
+        data["triggered_backdoor"] = profile.prompts(split, "triggered", n=n, seed=seed, response="comply")
+        data["clean_backdoor"] = profile.prompts(split, "harmful", n=n, seed=seed, response="comply")
     data["harmless"] = profile.prompts(split, "harmless", n=n, seed=seed, response=profile.harmless_response, lm=lm)
     return data
 
