@@ -114,7 +114,7 @@ def run(aligned: str = "organism:aligned", base: str = "organism:base", out_html
     r_geo = r_star or 8
     sg = sub.truncate(r_geo)
     spaces: dict[str, torch.Tensor] = {"refusal direction": rd.direction, f"activation PCA (k={act.k})": act.basis}
-    # the refusal layer's own residual writers (as the issue asks), and the writers *into* the stream
+    # the refusal layer's own residual writers, and the writers *into* the stream
     # where the direction is read (every layer before it)
     L = rd.layer if rd.layer < m.cfg.n_layers else m.cfg.n_layers - 1
     spaces[f"W_O out, layer {L} (r={r_geo})"] = sg.output_directions(("W_O",), layers=[L])

@@ -1,5 +1,6 @@
-"""Part B's fine-tuning methods: CWAC, SafeLoRA, CSULoRA, PACT (mechanics on random-weight organism-shaped
-models, where the aligned one is the base plus a small update; PACT's safety tokens on the trained organisms, slow)."""
+"""The safety-preserving fine-tuning methods: CWAC, SafeLoRA, CSULoRA, PACT (mechanics on random-weight
+organism-shaped models, where the aligned one is the base plus a small update; PACT's safety tokens on the
+trained organisms, slow)."""
 
 from __future__ import annotations
 

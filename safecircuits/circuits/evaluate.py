@@ -38,7 +38,7 @@ from safecircuits.evaluation.metrics import evaluate_behaviour, kl_divergence, n
 from safecircuits.models.loaded import LoadedModel
 
 Mode = Literal["full", "remove", "only"]
-ABLATED_KEYS = ("asr", "triggered_asr", "harmless_compliance", "harmless_exact_match")
+ABLATED_KEYS = ("asr", "triggered_asr", "harmless_compliance", "harmless_refusal", "harmless_exact_match")
 
 
 class _Eval:
