@@ -188,7 +188,11 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
         raise MissingFileError(f"SAE directory {path} does not exist; train one with `safecircuits sae train ... --out {path}`")
     if not (path / "cfg.json").exists() or not (path / "sae_weights.safetensors").exists():
         raise MissingFileError(f"{path} is not an SAELens SAE directory (needs cfg.json and sae_weights.safetensors)")
-    return SAE.load_from_disk(str(path), device=device)
+    try:
+        return SAE.load_from_disk(str(path), device=device)
+    except Exception as e:  # noqa: BLE001 - a malformed cfg.json or weights file: say which directory
+        raise InputError(f"{path}: not a loadable SAELens SAE directory ({type(e).__name__}: {str(e)[:300]}); "
+                         "train it again with `safecircuits sae train`") from None
 
 
 def check_sae_matches(sae: SAE, model_name: str, hook: str | None = None) -> None:

@@ -54,8 +54,11 @@ def load_bundle(path: str | Path, fmt: str, what: str) -> tuple[dict[str, Tensor
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+        except Exception as e:  # noqa: BLE001 - not a safetensors file at all
+            raise InputError(f"{path}: not a safecircuits {what} file ({type(e).__name__}: {e})") from None
         if header.get("format") != fmt:
             raise InputError(f"{path}: not a safecircuits {what} (format {header.get('format')!r}, expected {fmt!r})")
         return load_file(str(path)), json.loads(header["json"])
