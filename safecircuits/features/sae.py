@@ -214,7 +214,10 @@ def _save_dir(sae: SAE, path: Path, record: dict[str, Any], extra_dir: Path | No
     else:
         sae.save_model(str(tmp))
     (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1, default=_json_default))
+    from safecircuits.io import _normal_mode
+
     for f in tmp.iterdir():
+        _normal_mode(f, is_dir=f.is_dir())  # safetensors writes 0600; results get the user's normal mode
         os.replace(f, path / f.name)
     tmp.rmdir()
 

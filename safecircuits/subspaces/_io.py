@@ -42,6 +42,9 @@ def save_bundle(path: str | Path, fmt: str, tensors: dict[str, Tensor], meta: di
         save_file(tensors, str(tmp), metadata={"format": fmt, "json": meta_json})
     else:
         torch.save({"format": fmt, "tensors": tensors, "json": meta_json}, tmp)
+    from safecircuits.io import _normal_mode
+
+    _normal_mode(tmp, is_dir=False)  # safetensors writes 0600; results get the user's normal mode
     tmp.replace(path)
     return path
 
