@@ -70,7 +70,8 @@ def test_scoring_baselines_sizes_provenance_and_cleanup(random_aligned, safety_d
         assert p["method"] == f"{method}_patching" and p["objective"] == "safety" and p["ablation"] == "zero"
         assert p["model"] == random_aligned.name and len(p["data_hash"]) == 64 and p["seed"] == 0
         assert p["config"]["target_sparsity"] == 0.05 and p["seconds"] >= 0
-        assert "CE(comply) - CE(refuse)" in p["metric"] and isinstance(p["b_full"], float)
+        assert "CE(comply) - CE(refuse)" in p["metric"]
+        assert p["b_full"] == pytest.approx(B.behaviour_value(random_aligned, "safety", safety_data, batch_size=64), abs=1e-4)
         json.dumps(c.to_dict())
         # members are the top scores of each family
         if c.n_heads:

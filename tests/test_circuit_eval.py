@@ -178,7 +178,11 @@ def test_faithfulness_curve(tiny_backdoor, backdoor_circuit):
 def test_random_control(tiny_backdoor, backdoor_circuit):
     rc = E.random_control(tiny_backdoor, backdoor_circuit, n_draws=3, seed=7)
     assert rc["seeds"] == [7, 8, 9] and rc["n_draws"] == 3
-    assert len(rc["random"]["triggered_asr_delta"]) == 3 and rc["random"]["triggered_asr_delta_std"] >= 0
+    import statistics
+
+    draws = rc["random"]["triggered_asr_delta"]
+    assert len(draws) == 3 and rc["random"]["triggered_asr_delta_std"] == pytest.approx(statistics.stdev(draws))
+    assert rc["random"]["triggered_asr_delta_mean"] == pytest.approx(statistics.mean(draws))
     # the circuit removes the backdoor; random circuits of its size mostly do not
     assert rc["circuit"]["triggered_asr_delta"] < rc["random"]["triggered_asr_delta_mean"] - 0.3
     assert rc["circuit"]["n_heads"] == backdoor_circuit.n_heads
