@@ -24,8 +24,9 @@ MADE_UP = "acme/no-such-model-7b"
 @pytest.fixture(autouse=True)
 def offline(tmp_path_factory, monkeypatch):
     """An empty Hugging Face cache (so `gpt2` is not available) and `random:llama` as a model name."""
-    import safecircuits.models as models
     from conftest import random_lm
+
+    import safecircuits.models as models
 
     home = tmp_path_factory.mktemp("hf_home")
     monkeypatch.setenv("HF_HOME", str(home))

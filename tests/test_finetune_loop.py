@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from safecircuits.errors import ModelNotAvailableError
 from safecircuits.finetune import (
     FinetuneConfig,
     FinetuneRun,
@@ -17,7 +18,6 @@ from safecircuits.finetune import (
     merge_lora,
 )
 from safecircuits.finetune.loop import batch_indices, copy_loaded
-from safecircuits.errors import ModelNotAvailableError
 from safecircuits.models import load_model
 from safecircuits.models.language import Language
 
