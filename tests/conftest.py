@@ -13,8 +13,9 @@ Two kinds of model:
 
 The guard below fails any test not marked ``slow`` that asks for a trained organism or calls
 ``train_organism`` (which trains on an empty cache), so ``pytest -m "not slow"`` never trains one.
-A test that deliberately trains a throwaway organism for a few steps in a temporary cache (the
-training code's own tests) says so with ``@pytest.mark.trains_organism``.
+A test that calls ``train_organism`` on purpose in a temporary cache (the training code's own test,
+which trains a throwaway organism for a few steps; the ``organism train`` command on an organism the
+test put in the cache) says so with ``@pytest.mark.trains_organism``.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ def cfg(**kw):
 
 @pytest.fixture(scope="module")
 def backdoor_data(random_backdoor):
+    """32 prompts per set: the mechanics do not need more (the slow test below uses 128)."""
     d = random_backdoor.profile.objective_data(random_backdoor, "backdoor", "train")
-    return {k: ps.sample(128, 0) for k, ps in d.items()}
+    return {k: ps.sample(32, 0) for k, ps in d.items()}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def trained_backdoor_data(tiny_backdoor):
 @pytest.fixture(scope="module")
 def safety_data(random_aligned):
     d = random_aligned.profile.objective_data(random_aligned, "safety", "train")
-    return {k: ps.sample(64, 0) for k, ps in d.items()}
+    return {k: ps.sample(32, 0) for k, ps in d.items()}
 
 
 @pytest.mark.parametrize("method", ["attribution", "activation"])
