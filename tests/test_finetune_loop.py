@@ -193,7 +193,7 @@ def test_checkpoint_resume_is_exact(random_aligned, data, tmp_path, mode):
         finetune(random_aligned, data, Crash(crash_at=7), c, out_dir=out)
     assert (out / "checkpoint.pt").exists()
     run = finetune(random_aligned, data, Crash(), c, out_dir=out)
-    assert run.provenance["resumed_from"] == 6
+    assert run.provenance["resumed_from"] == 7  # the interrupt saved the 7 finished steps (the last periodic checkpoint was at 6)
     resumed = params(run.lm)
     assert all(torch.equal(full[n], resumed[n]) for n in full), "resumed run differs from the uninterrupted one"
     assert [r["total"] for r in run.losses] == pytest.approx([r["total"] for r in finetune(random_aligned, data, Crash(), c).losses])
@@ -362,3 +362,37 @@ def test_gradient_checkpointing_gives_the_same_weights(data):
     for n in a:
         torch.testing.assert_close(b[n], a[n], rtol=1e-5, atol=1e-6, msg=n)
     assert not all(torch.equal(a[n], p) for n, p in params(lm).items())
+
+
+def test_interrupt_checkpoints_into_the_cache_and_a_rerun_resumes(data, tmp_path, monkeypatch):
+    """Ctrl-C during a step saves the finished steps (into the cache when there is no out_dir); the
+    rerun resumes and ends with the weights of an uninterrupted run; the finished run removes its checkpoint."""
+    from conftest import random_lm
+
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path))
+    lm = random_lm("llama")
+
+    class Interrupt(Method):
+        name = "interrupt-test"
+        calls = 0
+
+        def extra_loss(self, ctx, step, batch, logits):
+            Interrupt.calls += 1
+            if Interrupt.calls == 4:
+                raise KeyboardInterrupt
+            return {}
+
+    c = cfg(steps=6, checkpoint_seconds=0.0)
+    Interrupt.calls = 10  # the uninterrupted reference run
+    full = params(finetune(lm, data, Interrupt(), cfg(steps=6, checkpoint_seconds=None)).lm)
+    Interrupt.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        finetune(lm, data, Interrupt(), c)
+    ckpts = list((tmp_path / "checkpoints" / "finetune").glob("*.pt"))
+    assert len(ckpts) == 1 and torch.load(ckpts[0], weights_only=False)["step"] == 3
+    Interrupt.calls = 10  # no more interrupts
+    resumed = finetune(lm, data, Interrupt(), c)
+    assert resumed.provenance["resumed_from"] == 3
+    after = params(resumed.lm)
+    assert all(torch.equal(after[n], full[n]) for n in full)
+    assert not list((tmp_path / "checkpoints" / "finetune").glob("*.pt"))
