@@ -55,6 +55,14 @@ def _score(ev: dict[str, Any]) -> tuple[int, float]:
     return (0, over) if ev["asr"] <= TARGETS["asr"] else (1, ev["asr"])
 
 
+def _grid_dir(out: Path, cfg: AlignConfig) -> Path:
+    """Where the grid keeps the model of one configuration (the chosen one is copied to ``--out``)."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    return out.parent / f"{out.name}-grid-{key}"
+
+
 def _slim(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ev.items() if k != "examples"} | {"examples": {k: v[:3] for k, v in ev["examples"].items()}}
 
@@ -90,7 +98,7 @@ def main() -> None:
             continue
         cfg = AlignConfig(**overrides)
         t = time.time()
-        run = safety_align(original, cfg)
+        run = safety_align(original, cfg, out_dir=str(_grid_dir(args.out, cfg)), checkpoint_every=50)
         train_s = time.time() - t
         ev = evaluate_alignment(run.lm, reference=original, split="val", limit=args.eval_limit, progress=True)
         res["runs"][key] = {"config": cfg.to_dict(), "val": _slim(ev), "seconds": {"align": round(train_s, 1),
@@ -107,7 +115,14 @@ def main() -> None:
     done = (args.out / "config.json").exists() and json.loads((args.out / "config.json").read_text()).get(
         "provenance", {}).get("safety_aligned", {}).get("config") == cfg.to_dict()
     if not done:
-        safety_align(original, cfg, out_dir=str(args.out), checkpoint_every=50)
+        grid_dir = _grid_dir(args.out, cfg)
+        if (grid_dir / "config.json").exists():  # the grid run saved it: the chosen model is that one
+            import shutil
+
+            shutil.rmtree(args.out, ignore_errors=True)
+            shutil.copytree(grid_dir, args.out)
+        else:
+            safety_align(original, cfg, out_dir=str(args.out), checkpoint_every=50)
     aligned = load_model(str(args.out), device=args.device, dtype=args.dtype, progress=False)
     if res.get("test", {}).get("config") != cfg.to_dict():
         t = time.time()
