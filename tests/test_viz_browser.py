@@ -308,7 +308,6 @@ def _bench_results() -> dict[str, Any]:
 
 
 def _feature_dashboard(out: Path) -> Path:
-    from safecircuits.evaluation.report import organism_prompts
     from safecircuits.features import rank_features, train_sae
     from safecircuits.models import load_model
     from safecircuits.viz.features import feature_dashboard_html
@@ -316,7 +315,7 @@ def _feature_dashboard(out: Path) -> Path:
     lm = load_model("organism:aligned?size=tiny", progress=False)
     hook = f"blocks.{lm.model.cfg.n_layers - 1}.hook_resid_post"
     sae = train_sae(lm, None, hook, arch="topk", d_sae=64, k=8, training_tokens=4096, batch_size=128, progress=False).sae
-    prompts = organism_prompts(lm, "val")
+    prompts = lm.profile.sae_prompts("val")
     fset = rank_features(lm, sae, prompts, method="diff")
     return feature_dashboard_html(lm, sae, fset, prompts, out / "feature_dashboard.html", k=3, n_examples=3, max_prompts_per_label=24)
 

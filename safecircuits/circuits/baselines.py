@@ -75,7 +75,6 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.discover import DiscoveryConfig
@@ -86,6 +85,7 @@ from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.hooks import common_suffix_len, head_hook, neuron_hook, position_classes
 from safecircuits.models.loaded import LoadedModel
+from safecircuits.types import HookedModel
 
 DEFAULT_SPARSITY = 0.02
 """Share of the searched components in a baseline circuit when ``config.target_sparsity`` is None."""
@@ -139,7 +139,7 @@ def behaviour_metric(objective: str | Objective) -> BehaviourMetric:
 # -- shared plumbing ------------------------------------------------------------------------------
 @dataclass
 class _Setup:
-    model: HookedTransformer
+    model: HookedModel
     chat: ChatFormat
     model_name: str
     objective: Objective
@@ -175,7 +175,7 @@ def _hash_data(data: dict[str, PromptSet]) -> str:
 
 
 def _setup(
-    model: HookedTransformer | LoadedModel,
+    model: HookedModel | LoadedModel,
     objective: str | Objective,
     data: dict[str, PromptSet] | None,
     config: DiscoveryConfig | None,
@@ -219,7 +219,7 @@ def _setup(
 
 
 @contextmanager
-def _frozen(model: HookedTransformer) -> Iterator[None]:
+def _frozen(model: HookedModel) -> Iterator[None]:
     """Weights frozen and eval mode for the duration; requires_grad and train mode restored."""
     grads = [p.requires_grad for p in model.parameters()]
     was_training = model.training
@@ -404,7 +404,7 @@ def _build(s: _Setup, method: str, hs: Tensor, ns: Tensor, n_heads: int | None, 
 
 # -- public methods -------------------------------------------------------------------------------
 def attribution_patching(
-    model: HookedTransformer | LoadedModel,
+    model: HookedModel | LoadedModel,
     objective: str | Objective,
     data: dict[str, PromptSet],
     config: DiscoveryConfig | None = None,
@@ -430,7 +430,7 @@ def attribution_patching(
 
 
 def activation_patching(
-    model: HookedTransformer | LoadedModel,
+    model: HookedModel | LoadedModel,
     objective: str | Objective,
     data: dict[str, PromptSet],
     config: DiscoveryConfig | None = None,
@@ -463,7 +463,7 @@ def activation_patching(
 
 
 def random_circuit(
-    model: HookedTransformer | LoadedModel,
+    model: HookedModel | LoadedModel,
     objective: str | Objective,
     data: dict[str, PromptSet] | None = None,
     config: DiscoveryConfig | None = None,
@@ -530,7 +530,7 @@ def random_like(circuit: Circuit, seed: int, layers: tuple[int, int] | None = No
 
 @torch.no_grad()
 def behaviour_value(
-    model: HookedTransformer | LoadedModel,
+    model: HookedModel | LoadedModel,
     objective: str | Objective,
     data: dict[str, PromptSet],
     circuit: Circuit | None = None,

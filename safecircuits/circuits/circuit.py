@@ -16,6 +16,7 @@ from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.hooks import AblationType, Ablator, masked
 from safecircuits.errors import InputError, MissingFileError, ShapeMismatchError
+from safecircuits.types import HookedModel
 
 FORMAT = "safecircuits-circuit/1"
 
@@ -56,7 +57,7 @@ class Circuit:
     def shape(self) -> dict[str, int]:
         return {"n_layers": self.heads.shape[0], "n_heads": self.heads.shape[1], "d_mlp": self.neurons.shape[1]}
 
-    def check_model(self, model: HookedTransformer) -> None:
+    def check_model(self, model: HookedModel) -> None:
         c = model.cfg
         want = {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp}
         if want != self.shape:
@@ -197,7 +198,7 @@ class Circuit:
     @contextmanager
     def ablate(
         self,
-        model: HookedTransformer,
+        model: HookedModel,
         mode: Literal["remove", "only"] = "remove",
         ablation: AblationType | str | Ablator = AblationType.ZERO,
     ) -> Iterator[HookedTransformer]:

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from safecircuits import runtime
 from safecircuits.circuits.circuit import Circuit
@@ -28,6 +27,7 @@ from safecircuits.hooks import common_suffix_len, position_classes
 from safecircuits.io import save_with
 from safecircuits.models.loaded import LoadedModel, cache_dir, weights_fingerprint
 from safecircuits.provenance import provenance
+from safecircuits.types import HookedModel
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _hash_data(data: dict[str, PromptSet]) -> str:
 class CircuitDiscovery:
     """Holds the masks and runs the optimisation; `discover_circuit` is the one-call entry point."""
 
-    def __init__(self, model: HookedTransformer, chat: ChatFormat, objective: Objective, data: dict[str, PromptSet],
+    def __init__(self, model: HookedModel, chat: ChatFormat, objective: Objective, data: dict[str, PromptSet],
                  config: DiscoveryConfig, val_data: dict[str, PromptSet] | None = None, model_name: str | None = None,
                  lm: LoadedModel | None = None):
         self.model, self.chat, self.objective, self.cfg = model, chat, objective, config
@@ -403,7 +403,7 @@ def _split_val(data: dict[str, PromptSet], seed: int) -> tuple[dict[str, PromptS
 
 
 def discover_circuit(
-    model: HookedTransformer | LoadedModel,
+    model: HookedModel | LoadedModel,
     objective: str | Objective,
     data: dict[str, PromptSet],
     config: DiscoveryConfig | None = None,

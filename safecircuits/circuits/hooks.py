@@ -26,6 +26,7 @@ from safecircuits.data.chat import ChatFormat, iter_batches
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.hooks import common_suffix_len, head_hook, neuron_hook, position_classes
+from safecircuits.types import HookedModel
 
 
 class AblationType(StrEnum):
@@ -103,7 +104,7 @@ class Ablator:
     @torch.no_grad()
     def build(
         cls,
-        model: HookedTransformer,
+        model: HookedModel,
         chat: ChatFormat,
         ablation: AblationType | str,
         reference: PromptSet | None = None,
@@ -194,7 +195,7 @@ def mask_hooks(
 
 @contextmanager
 def masked(
-    model: HookedTransformer,
+    model: HookedModel,
     heads: Float[Tensor, "n_layers n_heads"] | None = None,
     neurons: Float[Tensor, "n_layers d_mlp"] | None = None,
     ablator: Ablator | None = None,

@@ -16,11 +16,12 @@ from transformer_lens import HookedTransformer, TransformerLensKeyValueCache
 from safecircuits import runtime
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.errors import InputError
+from safecircuits.types import HookedModel
 
 
 @torch.no_grad()
 def generate(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     prompts: Sequence[str],
     max_new_tokens: int = 32,
@@ -54,9 +55,35 @@ def generate(
     return out
 
 
+def _bridge_generate_ids(model: HookedModel, tokens: torch.Tensor, attention_mask: torch.Tensor, eos_token_id: int,
+                         max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding on a TransformerBridge: one prompt at a time, unpadded, without a KV cache.
+
+    TransformerLens 3.x's bridge gives wrong tokens on SmolLM2 both with its KV cache and with
+    left-padded batches (Hugging Face's ``generate`` through the bridge as well), while its full
+    forward pass matches HookedTransformer to 1e-3. So the bridge decodes each prompt by full
+    forward passes: correct, hooks fire at every step, and slower than the HookedTransformer path.
+    """
+    rows = []
+    for i in range(tokens.shape[0]):
+        t = tokens[i : i + 1][:, attention_mask[i].bool()]
+        out = model.generate(t, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id,
+                             use_past_kv_cache=False, return_type="tokens", verbose=False)
+        new = out[0, t.shape[1]:]
+        hit = (new == eos_token_id).nonzero()
+        if len(hit):
+            new = new[: int(hit[0]) + 1]
+        rows.append(new)
+    width = max(1, max(len(r) for r in rows))
+    out = torch.full((len(rows), width), eos_token_id, dtype=torch.long, device=tokens.device)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
 @torch.no_grad()
 def generate_ids(
-    model: HookedTransformer,
+    model: HookedModel,
     tokens: torch.Tensor,
     attention_mask: torch.Tensor,
     eos_token_id: int,
@@ -64,11 +91,8 @@ def generate_ids(
 ) -> torch.Tensor:
     """Greedy new token ids [batch, <=max_new_tokens] for left-padded `tokens`; EOS-padded after a stop."""
     B, T = tokens.shape
-    if not isinstance(model, HookedTransformer):  # a TransformerBridge: Hugging Face generates (the bridge's hooks still fire)
-        out = model.original_model.generate(input_ids=tokens, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                            do_sample=False, pad_token_id=eos_token_id, eos_token_id=eos_token_id)
-        new = out[:, T:]
-        return new if new.shape[1] else torch.full((B, 1), eos_token_id, dtype=torch.long, device=tokens.device)
+    if not isinstance(model, HookedTransformer):
+        return _bridge_generate_ids(model, tokens, attention_mask, eos_token_id, max_new_tokens)
     max_new_tokens = min(max_new_tokens, model.cfg.n_ctx - T)
     if max_new_tokens < 1:
         raise InputError(f"prompts of {T} tokens leave no room to generate within the context of {model.cfg.n_ctx}")

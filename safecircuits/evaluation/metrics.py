@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import IGNORE_INDEX, ChatFormat, encode_batch, iter_batches
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError, MissingKeyError
 from safecircuits.evaluation.generate import generate
 from safecircuits.evaluation.judges import Judge
+from safecircuits.types import HookedModel
 
 
 @dataclass
@@ -93,7 +93,7 @@ class EvalReport:
 
 
 def evaluate_behaviour(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     prompts: PromptSet,
     judge: Judge,
@@ -133,7 +133,7 @@ def _norm(s: str) -> str:
 
 
 @torch.no_grad()
-def response_ce(model: HookedTransformer, chat: ChatFormat, pairs: PromptSet, batch_size: int = 32) -> float:
+def response_ce(model: HookedModel, chat: ChatFormat, pairs: PromptSet, batch_size: int = 32) -> float:
     """Mean cross-entropy (nats/token) of the target responses, teacher-forced (utility CE loss)."""
     total, count = 0.0, 0
     for b in iter_batches(chat, pairs, batch_size, max_len=model.cfg.n_ctx):
@@ -148,7 +148,7 @@ def response_ce(model: HookedTransformer, chat: ChatFormat, pairs: PromptSet, ba
 
 @torch.no_grad()
 def next_token_logprobs(
-    model: HookedTransformer, chat: ChatFormat, prompts: Sequence[str], batch_size: int = 32
+    model: HookedModel, chat: ChatFormat, prompts: Sequence[str], batch_size: int = 32
 ) -> Float[Tensor, "n d_vocab"]:
     """Log-probabilities of the first response token (at the last prompt position)."""
     out = []

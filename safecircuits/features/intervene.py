@@ -32,6 +32,7 @@ from safecircuits.evaluation.metrics import GroupResult, evaluate_behaviour
 from safecircuits.features.ranking import FeatureSet, post_instruction_len, refusal_ids_for
 from safecircuits.features.sae import check_hook
 from safecircuits.models import LoadedModel
+from safecircuits.types import HookedModel
 
 Positions = Literal["all"] | int
 
@@ -59,7 +60,7 @@ def _edit_hook(sae: SAE, ablate: Tensor, clamp_ids: Tensor, clamp_vals: Tensor, 
 
 @contextmanager
 def splice_sae(
-    model: HookedTransformer,
+    model: HookedModel,
     sae: SAE,
     hook: str | None = None,
     ablate: Sequence[int] = (),
@@ -97,7 +98,7 @@ def splice_sae(
 
 
 def feature_acts(
-    model: HookedTransformer,
+    model: HookedModel,
     sae: SAE,
     hook: str,
     tokens: Int[Tensor, "batch pos"],

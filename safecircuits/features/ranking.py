@@ -26,7 +26,6 @@ from jaxtyping import Float
 from sae_lens import SAE
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import Label, PromptSet
@@ -34,6 +33,7 @@ from safecircuits.errors import InputError, MissingFileError
 from safecircuits.features.sae import check_sae_matches, hook_layer
 from safecircuits.hooks import common_suffix_len
 from safecircuits.models import LoadedModel
+from safecircuits.types import HookedModel
 
 FORMAT = "safecircuits-featureset/1"
 METHODS = ("diff", "attribution", "trigger")
@@ -52,7 +52,7 @@ def refusal_ids_for(lm: LoadedModel) -> list[int]:
 # -- activations --------------------------------------------------------------------------------
 @torch.no_grad()
 def prompt_feature_acts(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     sae: SAE,
     hook: str,
@@ -84,7 +84,7 @@ def _standardised_diff(a: Tensor, b: Tensor) -> Tensor:
 
 
 def attribution_scores(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     sae: SAE,
     hook: str,

@@ -37,6 +37,7 @@ from safecircuits.data.chat import ChatFormat, iter_batches
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError, MissingFileError
 from safecircuits.models import LoadedModel
+from safecircuits.types import HookedModel
 
 RECORD_FILE = "safecircuits_sae.json"
 FORMAT = "safecircuits-sae/1"
@@ -51,7 +52,7 @@ HOOK_PATTERNS = (
 
 
 # -- hooks --------------------------------------------------------------------------------------
-def valid_hooks(model: HookedTransformer) -> list[str]:
+def valid_hooks(model: HookedModel) -> list[str]:
     """Hooks an SAE can be trained on: residual stream and attention / MLP outputs of every block."""
     out = []
     for layer in range(model.cfg.n_layers):
@@ -62,7 +63,7 @@ def valid_hooks(model: HookedTransformer) -> list[str]:
     return out
 
 
-def check_hook(model: HookedTransformer, hook: str) -> int:
+def check_hook(model: HookedModel, hook: str) -> int:
     """Validate `hook` for SAE training and return its block index."""
     hooks = valid_hooks(model)
     if hook not in hooks:
@@ -83,7 +84,7 @@ def hook_layer(hook: str) -> int:
 # -- activations --------------------------------------------------------------------------------
 @torch.no_grad()
 def collect_activations(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     prompts: PromptSet,
     hook: str,
@@ -233,7 +234,7 @@ def _json_default(o: Any) -> Any:
 # -- quality ------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_sae(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     sae: SAE,
     hook: str,

@@ -6,9 +6,11 @@
 same shapes, while Hugging Face runs the model. Its use is the route for models that do not fit on
 one device: ``device_map="auto"`` (or ``n_devices``) spreads the layers over every GPU with
 accelerate, which ``HookedTransformer`` cannot do. Forward passes, hooks, caches, circuit masks,
-SAE hooks and refusal-direction hooks work as on a HookedTransformer; generation runs through Hugging
-Face's own ``generate`` (hooks still fire). The fine-tuning loop and the fast forward
-(:mod:`safecircuits.models.fastpath`) are HookedTransformer-only.
+SAE hooks and refusal-direction hooks work as on a HookedTransformer. Generation decodes one prompt
+at a time by full forward passes (hooks fire at every step): TransformerLens 3.x's bridge gives
+wrong tokens with its KV cache or left padding on SmolLM2, so this is correct but slower. The
+bridge keeps Hugging Face's weights as they are (no layer-norm folding or centring). The fine-tuning
+loop and the fast forward (:mod:`safecircuits.models.fastpath`) are HookedTransformer-only.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ __all__ = ["is_bridge", "load_bridge"]
 
 def is_bridge(model: Any) -> bool:
     return type(model).__name__ == "TransformerBridge"
+
+
+def _dispatch(hf: Any, device_map: Any) -> Any:
+    """Place a loaded Hugging Face model with accelerate (``"auto"``/``"balanced"`` are inferred)."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        if device_map not in ("auto", "balanced", "sequential"):
+            raise InputError(f"device_map={device_map!r}: use 'auto', 'balanced', 'sequential' or a dict of module -> device")
+        device_map = infer_auto_device_map(hf, no_split_module_classes=getattr(hf, "_no_split_modules", None) or [])
+    return dispatch_model(hf, device_map=device_map)
 
 
 def load_bridge(name: str, device: torch.device | str | None, dtype: torch.dtype, device_map: Any = None,
@@ -51,7 +64,13 @@ def load_bridge(name: str, device: torch.device | str | None, dtype: torch.dtype
         source = _resolve_source(progress)
         hf, tok = _load_hf(source, progress)
         hf = hf.to(dtype=dtype)
-        model = TransformerBridge.boot_transformers(HF_REPO_ID, hf_model=hf, tokenizer=tok, **kwargs)
+        # The bridge places only models it loads itself; a pre-loaded model (ours comes from the
+        # GGUF) must be placed before it is handed over: dispatched by accelerate, or moved.
+        if device_map is not None:
+            hf = _dispatch(hf, device_map)
+        elif device is not None:
+            hf = hf.to(device)
+        model = TransformerBridge.boot_transformers(HF_REPO_ID, hf_model=hf, tokenizer=tok, dtype=dtype)
         chat = HFChatTemplate(_fix_tokenizer(tok), eos_token=CHAT_EOS)
         info: dict[str, Any] = {"source": source.label, "skeleton": {"kind": "named", "name": NAME}}
     else:
@@ -68,7 +87,7 @@ def load_bridge(name: str, device: torch.device | str | None, dtype: torch.dtype
             raise InputError(f"{name}: the bridge loaded no tokenizer")
         chat = chat_format_for(tok)
         info = {"source": "hf-cache", "hf_repo": repo, "skeleton": {"kind": "named", "name": name}}
-    model.enable_compatibility_mode()
+    model.enable_compatibility_mode(no_processing=True)
     model.eval()
     info.update(backend="bridge", device_map=str(device_map) if device_map is not None else None)
     return LoadedModel(model, model.tokenizer or tok, chat, name=name, info=info)

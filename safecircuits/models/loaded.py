@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformer_lens import HookedTransformer
-
 from safecircuits.data.chat import ChatFormat
+from safecircuits.types import HookedModel
 
 if TYPE_CHECKING:
     from safecircuits.models.profile import ModelProfile
@@ -25,7 +24,7 @@ def cache_dir(sub: str | None = None) -> Path:
     return path
 
 
-def weights_fingerprint(model: HookedTransformer) -> str:
+def weights_fingerprint(model: HookedModel) -> str:
     """A cheap hash of a model's weights (a strided sample of every parameter): caches keyed by it
     are never reused for another model of the same name."""
     import hashlib
@@ -48,7 +47,7 @@ class LoadedModel:
     from (name, source, config, seed, trigger ...) and goes into every result's provenance.
     """
 
-    model: HookedTransformer
+    model: HookedModel
     tokenizer: Any
     chat: ChatFormat
     name: str

@@ -28,20 +28,20 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
 from safecircuits.subspaces.refusal import _prompts, resid_hook_name
+from safecircuits.types import HookedModel
 
 FORMAT = "safecircuits-activation-subspace/1"
 
 
 @torch.no_grad()
 def collect_activations(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     prompts: PromptSet | Sequence[str],
     hook: str,
@@ -55,7 +55,7 @@ def collect_activations(
 
 @torch.no_grad()
 def collect_activations_at(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     prompts: PromptSet | Sequence[str],
     hooks: Sequence[str],
@@ -128,7 +128,7 @@ class ActivationSubspace:
 
 
 def compute_activation_subspace(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     harmful: PromptSet | Sequence[str],
     harmless: PromptSet | Sequence[str],
@@ -151,7 +151,7 @@ def compute_activation_subspace(
 
 
 def compute_activation_subspaces(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     harmful: PromptSet | Sequence[str],
     harmless: PromptSet | Sequence[str],

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from transformer_lens import HookedTransformer
-
 from safecircuits.data.chat import ChatFormat
 from safecircuits.data.promptset import PromptSet
 from safecircuits.evaluation.generate import generate
 from safecircuits.evaluation.judges import Judge
 from safecircuits.evaluation.metrics import kl_divergence, next_token_logprobs
 from safecircuits.subspaces.refusal import RefusalDirection
+from safecircuits.types import HookedModel
 
 
 def _rates(judge: Judge, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, float]:
@@ -22,7 +21,7 @@ def _rates(judge: Judge, prompts: Sequence[str], responses: Sequence[str]) -> di
 
 
 def choose_coefficient(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     rd: RefusalDirection,
     harmless_val: PromptSet,
@@ -47,7 +46,7 @@ def choose_coefficient(
 
 
 def intervention_effects(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     rd: RefusalDirection,
     harmful: PromptSet,
@@ -64,7 +63,7 @@ def intervention_effects(
     hp, bp = harmful.prompts, harmless.prompts
     every = hp + bp
 
-    def run(m: HookedTransformer) -> list[str]:
+    def run(m: HookedModel) -> list[str]:
         return generate(m, chat, every, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
     base_out = run(model)

@@ -45,6 +45,7 @@ from safecircuits.hooks import common_suffix_len
 from safecircuits.models.loaded import LoadedModel
 from safecircuits.models.weights import as_matrix, from_matrix
 from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
+from safecircuits.types import HookedModel
 
 FORMAT = "safecircuits-refusal-direction/1"
 
@@ -53,7 +54,7 @@ FORMAT = "safecircuits-refusal-direction/1"
 RESID_WRITERS = ("W_E", "W_pos", "W_O", "b_O", "W_out", "b_out")
 
 
-def resid_hook_name(model: HookedTransformer, layer: int) -> str:
+def resid_hook_name(model: HookedModel, layer: int) -> str:
     """Residual stream *before* layer `layer`; ``layer == n_layers`` is the final residual stream."""
     n = model.cfg.n_layers
     if not 0 <= layer <= n:
@@ -101,7 +102,7 @@ def default_positions(chat: ChatFormat, prompts: Sequence[str] = ()) -> list[int
 
 @torch.no_grad()
 def mean_activations(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     prompts: PromptSet | Sequence[str],
     positions: Sequence[int],
@@ -131,7 +132,7 @@ def mean_activations(
 
 
 def compute_candidate_directions(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     harmful: PromptSet | Sequence[str],
     harmless: PromptSet | Sequence[str],
@@ -165,7 +166,7 @@ def _ablation_hook(r_hat: Tensor):
     return hook
 
 
-def ablation_hook_names(model: HookedTransformer) -> list[str]:
+def ablation_hook_names(model: HookedModel) -> list[str]:
     names = []
     for layer in range(model.cfg.n_layers):
         names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_resid_post"]
@@ -173,7 +174,7 @@ def ablation_hook_names(model: HookedTransformer) -> list[str]:
 
 
 @contextmanager
-def directional_ablation(model: HookedTransformer, direction: Float[Tensor, " d_model"]) -> Iterator[HookedTransformer]:
+def directional_ablation(model: HookedModel, direction: Float[Tensor, " d_model"]) -> Iterator[HookedTransformer]:
     """Context manager: remove the component along ``r_hat`` from the residual stream at every
     layer's resid_pre, resid_mid and resid_post, at every position (generation included). The hooks
     are removed on exit, also when the body raises."""
@@ -185,7 +186,7 @@ def directional_ablation(model: HookedTransformer, direction: Float[Tensor, " d_
 
 @contextmanager
 def activation_addition(
-    model: HookedTransformer,
+    model: HookedModel,
     direction: Float[Tensor, " d_model"],
     layer: int,
     coeff: float = 1.0,
@@ -214,7 +215,7 @@ def activation_addition(
 
 
 @torch.no_grad()
-def orthogonalize_weights(model: HookedTransformer, direction: Float[Tensor, " d_model"]) -> HookedTransformer:
+def orthogonalize_weights(model: HookedModel, direction: Float[Tensor, " d_model"]) -> HookedTransformer:
     """A new model (deep copy; `model` is untouched) whose every residual-stream writer
     (W_E, W_pos, W_O, b_O, W_out, b_out) is orthogonalised: ``W <- W - r_hat r_hat^T W`` on the
     d_model side, so nothing is ever written along ``r_hat`` (Arditi et al.'s weight edit)."""
@@ -236,7 +237,7 @@ def orthogonalize_weights(model: HookedTransformer, direction: Float[Tensor, " d
     return new
 
 
-def _check_dim(model: HookedTransformer, direction: Tensor) -> None:
+def _check_dim(model: HookedModel, direction: Tensor) -> None:
     if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:
         raise InputError(
             f"direction has shape {tuple(direction.shape)} but the model's d_model is {model.cfg.d_model}; "
@@ -245,7 +246,7 @@ def _check_dim(model: HookedTransformer, direction: Tensor) -> None:
 
 
 # -- selection --------------------------------------------------------------------------------------
-def default_refusal_ids(model: HookedTransformer, chat: ChatFormat) -> list[int]:
+def default_refusal_ids(model: HookedModel, chat: ChatFormat) -> list[int]:
     """The set R of refusal first tokens when none is given: the logit judge's default starts.
     Pass ``refusal_ids=refusal_ids_for(lm)`` (the model profile's) to be exact."""
     return LogitJudge(model, chat).refusal_ids
@@ -253,7 +254,7 @@ def default_refusal_ids(model: HookedTransformer, chat: ChatFormat) -> list[int]
 
 @torch.no_grad()
 def score_candidates(
-    model: HookedTransformer,
+    model: HookedModel,
     chat: ChatFormat,
     candidates: Float[Tensor, "n_pos n_resid d_model"],
     positions: Sequence[int],
@@ -346,15 +347,15 @@ class RefusalDirection:
         return f"RefusalDirection(layer={self.layer}, pos={self.pos}, norm={self.norm:.3g}, d_model={self.d_model}, model={self.provenance.get('model')})"
 
     # interventions
-    def ablate(self, model: HookedTransformer):
+    def ablate(self, model: HookedModel):
         """:func:`directional_ablation` with this direction (context manager)."""
         return directional_ablation(model, self.direction)
 
-    def add(self, model: HookedTransformer, coeff: float = 1.0, layer: int | None = None, positions: str = "all"):
+    def add(self, model: HookedModel, coeff: float = 1.0, layer: int | None = None, positions: str = "all"):
         """:func:`activation_addition` of ``coeff * raw`` at this direction's layer (context manager)."""
         return activation_addition(model, self.raw, self.layer if layer is None else layer, coeff, positions)
 
-    def orthogonalize(self, model: HookedTransformer) -> HookedTransformer:
+    def orthogonalize(self, model: HookedModel) -> HookedTransformer:
         return orthogonalize_weights(model, self.direction)
 
     # persistence
