@@ -37,6 +37,11 @@ from typing import Any
 
 import torch
 
+def _plain(x: Any) -> dict[str, Any]:
+    """A result as a plain dict (typed circuit results have ``to_dict``)."""
+    return x.to_dict() if hasattr(x, "to_dict") else dict(x)
+
+
 FORMAT = "safecircuits-seed-robustness/1"
 ALIGNED_SEEDS = (0, 1, 2, 3, 4)
 BACKDOORS = ((0, "cf"), (1, "zx"), (2, "tq"))
@@ -93,8 +98,8 @@ def safety_circuit(lm, n_random: int = 10, **_: Any) -> dict[str, Any]:
             "neurons_per_layer": c.neurons.sum(1).tolist(), "heads_per_layer": c.heads.sum(1).tolist(),
             "discovery_seconds": round(secs, 1), "ablation": abl, "full": eff["full"], "removed": eff["remove"],
             "random_mean": eff.get("random"), "random_std": eff.get("random_std"), "utility_kept": eff["utility_kept"],
-            "faithfulness": {s: {k: v for k, v in cv.items() if k != "circuit"} for s, cv in curves.items()},
-            "smallest_asr90_val": at, "components": c.components()}
+            "faithfulness": {s: {k: v for k, v in _plain(cv).items() if k != "circuit"} for s, cv in curves.items()},
+            "smallest_asr90_val": at, "components": c.components(), "validation": c.provenance.get("validation")}
 
 
 def backdoor_circuit(lm, n_random: int = 10, **_: Any) -> dict[str, Any]:
@@ -109,7 +114,7 @@ def backdoor_circuit(lm, n_random: int = 10, **_: Any) -> dict[str, Any]:
             "components": c.components(), "discovery_seconds": round(secs, 1), "ablation": c.provenance["ablation"],
             "full": eff["full"], "removed": eff["remove"], "random_mean": eff.get("random"), "random_std": eff.get("random_std"),
             "utility_kept": eff["utility_kept"], "planted": None if planted is None else planted.components(),
-            "planted_iou": None if planted is None else c.iou(planted)}
+            "planted_iou": None if planted is None else c.iou(planted), "validation": c.provenance.get("validation")}
 
 
 def features(lm, n_random: int = 10, sae_root: Path | None = None, sae_tokens: int | None = None, **_: Any) -> dict[str, Any]:

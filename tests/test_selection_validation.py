@@ -57,9 +57,10 @@ def test_default_positions_extend_a_one_token_template(tiny_aligned):
 
 # -- refusal direction: failure is reported, saved and loaded -------------------------------------------
 def _organism_profile(lm):
+    from safecircuits.models.organisms import OrganismConfig
     from safecircuits.models.profile import OrganismProfile
 
-    lm.profile = OrganismProfile(organism={"kind": "aligned", "split_seed": 0})
+    lm.profile = OrganismProfile(organism=OrganismConfig(kind="aligned").to_dict())
     return lm
 
 
