@@ -205,3 +205,20 @@ def test_working_organism_passes():
     assert rd.validated is True and rd.reason is None, rd.reason
     assert rd.layer == 1 and rd.pos == -1  # a shallow model: the layer filter must leave layer 1 (and 2) in
     assert rd.validation["val_asr_ablated"] >= 0.9 and rd.validation["val_asr"] <= 0.05
+
+
+def test_cli_sae_train_hook_auto(tmp_path, tiny_aligned):
+    from sae_lens import SAE
+
+    from safecircuits.cli.features import app
+
+    out = tmp_path / "sae"
+    r = CliRunner().invoke(app, ["train", "--model", TINY, "--d-sae", "32", "--k", "4", "--tokens", "3000", "--batch-size", "128",
+                                 "--out", str(out)])
+    assert r.exit_code in (0, 3), r.output
+    assert "hook choice on val" in r.output and "chosen hook" in r.output
+    for h in default_sae_hooks(tiny_aligned):
+        assert (out / "candidates" / h / "cfg.json").exists()
+    chosen = SAE.load_from_disk(str(out))
+    assert chosen.cfg.metadata.hook_name in default_sae_hooks(tiny_aligned)
+    assert (r.exit_code == 3) == ("FAILED" in r.output)
