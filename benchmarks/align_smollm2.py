@@ -36,10 +36,9 @@ from safecircuits.models import load_model
 MODEL = "smollm2-135m-instruct"
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "default": [
-        {"lr": 5e-5, "steps": 300},
-        {"lr": 2e-5, "steps": 300},
-        {"lr": 1e-4, "steps": 300},
-        {"lr": 5e-5, "steps": 300, "n_harmless": 2048},
+        {"lr": 5e-5, "steps": 240},
+        {"lr": 2e-5, "steps": 240},
+        {"lr": 1e-4, "steps": 240},
     ],
     "smoke": [{"lr": 5e-5, "steps": 2, "n_harmful": 8, "n_harmless": 8}],
 }

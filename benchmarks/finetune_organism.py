@@ -23,6 +23,7 @@ from safecircuits.finetune.benchmark import (
     DEFAULT_METHODS,
     DEFAULT_RATIOS,
     DEFAULT_SEEDS,
+    BenchmarkConfig,
     markdown_table,
     run_benchmark,
 )
@@ -40,12 +41,12 @@ def main() -> None:
     ap.add_argument("--html", type=Path, default=None)
     ap.add_argument("--md", type=Path, default=None)
     a = ap.parse_args()
-    torch.set_num_threads(1)
-    res = run_benchmark(a.model, a.methods.split(","), [float(x) for x in a.ratios.split(",")], [int(x) for x in a.seeds.split(",")],
-                        json_path=a.json, eval_split=a.split)
+    cfg = BenchmarkConfig(methods=tuple(a.methods.split(",")), ratios=tuple(float(x) for x in a.ratios.split(",")),
+                          seeds=tuple(int(x) for x in a.seeds.split(",")), eval_split=a.split)
+    res = run_benchmark(a.model, cfg, json_path=a.json)
     table = markdown_table(res)
     print(table)
-    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
+    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}")
     if a.md:
         a.md.write_text(table + "\n")
     if a.html:

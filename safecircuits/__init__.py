@@ -1,8 +1,17 @@
 """safecircuits: mechanistic interpretability for LLM safety on TransformerLens HookedTransformers.
 
-The public API is re-exported here (imported lazily, so ``import safecircuits`` stays cheap)::
+``import safecircuits as sc`` reaches the whole workflow (names are imported lazily, on first use,
+so ``import safecircuits`` stays cheap)::
 
-    from safecircuits import load_model, PromptSet, discover_circuit, DiscoveryConfig, Circuit
+    lm = sc.load_model("smollm2-135m-instruct")            # or "organism:aligned", a saved directory
+    report = sc.evaluate_model(lm)                          # the profile's held-out prompts
+    circuit, data = sc.find_circuit(lm, "safety")           # learned masks over heads and neurons
+    rd = sc.find_refusal_direction(lm)                      # difference of means, selected on val
+    run = sc.fine_tune(lm, data, sc.finetune.get_method("cwac"), sc.FinetuneConfig(steps=100))
+
+The subpackages are attributes too: ``sc.models``, ``sc.data``, ``sc.evaluation``,
+``sc.circuits``, ``sc.features``, ``sc.subspaces``, ``sc.finetune``, ``sc.viz``, ``sc.runtime``,
+``sc.errors``, ``sc.io``.
 """
 
 from __future__ import annotations
@@ -20,24 +29,65 @@ from safecircuits._lazy import lazy_exports  # noqa: E402
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+_SUBPACKAGES = ("models", "data", "evaluation", "circuits", "features", "subspaces", "finetune", "viz", "runtime", "errors", "io")
+_EXPORTS = {name: f"safecircuits.{name}" for name in _SUBPACKAGES} | {
+    # models and data
     "load_model": "safecircuits.models",
     "LoadedModel": "safecircuits.models",
+    "ModelProfile": "safecircuits.models.profile",
     "PromptSet": "safecircuits.data.promptset",
     "PromptRecord": "safecircuits.data.promptset",
     "Label": "safecircuits.data.promptset",
     "load_prompts": "safecircuits.data.loaders",
+    # evaluation
     "generate": "safecircuits.evaluation.generate",
     "get_judge": "safecircuits.evaluation.judges",
+    "register_judge": "safecircuits.evaluation.judges",
     "evaluate_model": "safecircuits.evaluation.report",
     "EvalReport": "safecircuits.evaluation.metrics",
+    # circuits
     "discover_circuit": "safecircuits.circuits.discover",
     "DiscoveryConfig": "safecircuits.circuits.discover",
     "Circuit": "safecircuits.circuits.circuit",
     "AblationType": "safecircuits.circuits.hooks",
     "Ablator": "safecircuits.circuits.hooks",
     "find_circuit": "safecircuits.circuits.recipes",
+    "effect_table": "safecircuits.circuits.recipes",
+    "circuit_effect": "safecircuits.circuits.evaluate",
+    "random_control": "safecircuits.circuits.evaluate",
+    "faithfulness_curve": "safecircuits.circuits.evaluate",
+    "seed_stability": "safecircuits.circuits.evaluate",
+    "register_objective": "safecircuits.circuits.objectives",
+    "register_circuit_method": "safecircuits.circuits.methods:register_method",
+    # features
+    "train_sae": "safecircuits.features.sae",
+    "load_sae": "safecircuits.features.sae",
+    "SAETrainConfig": "safecircuits.features.sae",
+    "rank_features": "safecircuits.features.ranking",
+    "FeatureSet": "safecircuits.features.ranking",
+    "feature_ablation_effect": "safecircuits.features.intervene",
+    # subspaces
+    "find_refusal_direction": "safecircuits.subspaces.refusal",
+    "RefusalConfig": "safecircuits.subspaces.refusal",
+    "RefusalDirection": "safecircuits.subspaces.refusal",
+    "WeightDeltaSubspace": "safecircuits.subspaces.weights",
+    "ActivationSubspace": "safecircuits.subspaces.activation",
+    "compute_activation_subspace": "safecircuits.subspaces.activation",
+    "geometry_report": "safecircuits.subspaces.geometry",
+    # fine-tuning
+    "FinetuneConfig": "safecircuits.finetune.loop",
+    "FinetuneRun": "safecircuits.finetune.loop",
+    "fine_tune": "safecircuits.finetune.loop:finetune",  # sc.finetune is the subpackage
+    "register_finetune_method": "safecircuits.finetune.methods:register_method",
+    "safety_align": "safecircuits.finetune.align",
+    "AlignConfig": "safecircuits.finetune.align",
+    "evaluate_alignment": "safecircuits.finetune.align",
+    "prepare_artifacts": "safecircuits.finetune.benchmark",
+    "run_benchmark": "safecircuits.finetune.benchmark",
+    "BenchmarkConfig": "safecircuits.finetune.benchmark",
+    # figures and errors
     "circuit_report_html": "safecircuits.viz",
+    "SafecircuitsError": "safecircuits.errors",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -49,7 +49,7 @@ def test_removing_backdoor_circuit_restores_clean_output(tiny_backdoor, backdoor
     assert eff["delta"]["remove"]["triggered_asr"] <= -0.5
     assert "only" not in eff and eff["ablation"] == "zero"
     assert no_hooks(tiny_backdoor.model)
-    json.dumps(eff)
+    json.dumps(eff.to_dict())
 
 
 def test_removing_safety_circuit_raises_asr(tiny_aligned):
@@ -76,7 +76,7 @@ def test_empty_circuit_effect_equals_full_model(tiny_backdoor):
     assert eff["only"]["harmless_exact_match"] == 0.0 and eff["only"]["kl_harmless"] > 0.5
     assert set(eff["full"]) >= {"asr", "refusal_rate", "triggered_asr", "harmless_compliance", "harmless_exact_match",
                                 "harmless_ce", "kl_harmless"}
-    json.loads(json.dumps(eff))
+    json.loads(json.dumps(eff.to_dict()))
     assert no_hooks(tiny_backdoor.model)
 
 
@@ -103,7 +103,7 @@ def test_faithfulness_curve(tiny_backdoor, backdoor_circuit):
     tr = fc["triggered_asr"]
     expected = ((tr[0] + tr[1]) / 2 * 0.5 + (tr[1] + tr[2]) / 2 * 0.5 + (tr[2] + tr[3]) / 2) / 2.0
     assert fc["auc_triggered_asr"] == pytest.approx(expected)
-    json.dumps(fc)
+    json.dumps(fc.to_dict())
     assert no_hooks(tiny_backdoor.model)
     with pytest.raises(ValueError, match="fractions"):
         E.faithfulness_curve(tiny_backdoor, c, fractions=(-0.5, 1.0))
@@ -119,7 +119,7 @@ def test_random_control(tiny_backdoor, backdoor_circuit):
     # the circuit removes the backdoor; random circuits of its size mostly do not
     assert rc["circuit"]["triggered_asr_delta"] < rc["random"]["triggered_asr_delta_mean"] - 0.3
     assert rc["circuit"]["n_heads"] == backdoor_circuit.n_heads
-    json.dumps(rc)
+    json.dumps(rc.to_dict())
 
 
 def test_seed_stability():
@@ -143,6 +143,21 @@ def test_seed_stability():
     assert s["heads_iou_mean"] == pytest.approx((1 + 0 + 0) / 3)
     assert -1 <= s["score_rank_corr_mean"] <= 1
     assert E.seed_stability([a, a])["mean_iou"] == 1.0 and E.seed_stability([a, a])["score_rank_corr_mean"] == pytest.approx(1.0)
-    json.dumps(s)
+    json.dumps(s.to_dict())
     with pytest.raises(ValueError, match="at least 2"):
         E.seed_stability([a])
+
+
+def test_results_save_and_load_without_the_model(tmp_path):
+    from safecircuits.circuits.results import CircuitEffect, FaithfulnessCurve
+
+    eff = CircuitEffect(full={"asr": 0.0}, circuit={"n_heads": 1}, prompts={"n": 3}, ablation="zero", judge="organism",
+                        max_new_tokens=8, remove={"asr": 0.75}, delta={"remove": {"asr": 0.75}})
+    back = CircuitEffect.load(eff.save(tmp_path / "e.json"))
+    assert back == eff and back["remove"]["asr"] == 0.75 and "only" not in back
+    fc = FaithfulnessCurve(circuit={}, mode="remove", ablation="zero", prompts={}, fractions=[0.0, 1.0], sizes=[0, 4], n_heads=[0, 1],
+                           n_neurons=[0, 3], scored={"heads": True, "neurons": True}, asr=[0.0, 0.95], utility=[1.0, 1.0],
+                           harmless_exact_match=[1.0, 1.0])
+    assert fc.smallest_size("asr", 0.9) == 4 and fc.smallest_size("asr", 0.99) is None
+    with pytest.raises(ValueError, match="not a faithfulness-curve file"):
+        FaithfulnessCurve.load(eff.save(tmp_path / "x.json"))

@@ -52,8 +52,8 @@ def test_discovery_is_deterministic_for_a_seed(tiny_aligned, safety_data):
 
 
 def test_checkpoint_resume_matches_uninterrupted_run(tiny_aligned, safety_data, tmp_path):
-    """Interrupt a run after 13 training steps; rerunning resumes from the step-10 checkpoint and
-    ends exactly where an uninterrupted run ends."""
+    """Interrupt a run during its 14th training step: the interrupt saves a checkpoint at step 13,
+    and rerunning resumes from it and ends exactly where an uninterrupted run ends."""
     from safecircuits.circuits.objectives import SafetyObjective
 
     class Interrupted(SafetyObjective):
@@ -71,7 +71,7 @@ def test_checkpoint_resume_matches_uninterrupted_run(tiny_aligned, safety_data, 
     with pytest.raises(KeyboardInterrupt):
         discover_circuit(tiny_aligned, Interrupted(), safety_data[0], cfg, val_data=safety_data[1])
     ck = list(tmp_path.glob("masks-*.pt"))
-    assert len(ck) == 1 and torch.load(ck[0], weights_only=False)["step"] == 10
+    assert len(ck) == 1 and torch.load(ck[0], weights_only=False)["step"] == 13
     assert not list(tmp_path.glob("*.tmp")), "no partial checkpoint files remain"
     resumed = discover_circuit(tiny_aligned, "safety", safety_data[0], cfg, val_data=safety_data[1])
     assert torch.equal(resumed.neuron_scores, full.neuron_scores) and torch.equal(resumed.heads, full.heads)

@@ -13,8 +13,10 @@ from safecircuits.models.profile import TEMPLATE_SPLITS
 
 
 @pytest.fixture
-def own_answers(monkeypatch):
-    """Stand in for the model's greedy answers (refusal_data self-distils harmless answers)."""
+def own_answers(monkeypatch, tmp_path):
+    """Stand in for the model's greedy answers (refusal_data self-distils harmless answers); a
+    fresh cache, so the disk cache of own answers neither hides nor keeps these fakes."""
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path))
     calls = []
 
     def fake_generate(model, chat, prompts, **kw):
@@ -48,8 +50,8 @@ def test_refusal_data_content(chat_lm, own_answers):
     for r in harmless:
         if r.meta["alignment"] == "arithmetic":
             assert r.response == str(r.meta["a"] + r.meta["b"])
-    again = refusal_data(random_lm("llama"), cfg)  # deterministic for a seed (a fresh model: no remembered answers)
-    assert again.content_hash == data.content_hash
+    again = refusal_data(random_lm("llama"), cfg)  # deterministic for a seed; answered from the disk cache
+    assert again.content_hash == data.content_hash and len(own_answers) == 1
 
 
 def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_answers):

@@ -72,6 +72,12 @@ class Circuit:
 
     # -- measures -------------------------------------------------------------------------------
     @property
+    def validated(self) -> bool | None:
+        """Whether removing the circuit changed the behaviour on validation prompts (None: not checked)."""
+        v = self.provenance.get("validation")
+        return None if not v else bool(v.get("validated"))
+
+    @property
     def n_heads(self) -> int:
         return int(self.heads.sum())
 

@@ -24,7 +24,8 @@ from safecircuits.circuits.objectives import Objective, get_objective
 from safecircuits.data.chat import ChatFormat, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
-from safecircuits.models.loaded import LoadedModel
+from safecircuits.io import save_with
+from safecircuits.models.loaded import LoadedModel, cache_dir, weights_fingerprint
 
 
 @dataclass
@@ -47,8 +48,9 @@ class DiscoveryConfig:
     val_every: int = 25
     patience: int = 8  # validation checks without improvement before stopping
     target_sparsity: float | None = None  # hard-concrete: discretise to this share of dropped components
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 100
+    checkpoint_dir: str | None = "auto"  # "auto" = $SAFECIRCUITS_CACHE/checkpoints/discovery; None = no checkpoints
+    checkpoint_every: int = 100  # steps between checkpoints (also one every `checkpoint_seconds`)
+    checkpoint_seconds: float = 60.0
     max_ref: int = 128  # reference prompts for mean / resample ablation
     # "layer-mean": SafeSeek's sum over layers of the mean dropped share, per family, so one head
     # costs 1/n_heads and one neuron 1/d_mlp. "component": every component costs 1/n_heads, so
@@ -77,6 +79,8 @@ class DiscoveryConfig:
         d = dataclasses.asdict(self)
         d.pop("progress")
         d.pop("checkpoint_dir")
+        d.pop("checkpoint_every")
+        d.pop("checkpoint_seconds")
         return d
 
     def mask_spec(self) -> MaskSpec:
@@ -228,20 +232,19 @@ class CircuitDiscovery:
 
     # -- loop -----------------------------------------------------------------------------------
     def _config_hash(self) -> str:
-        d = {"config": self.cfg.to_dict(), "objective": self.objective.config(), "data": _hash_data(self.data), "model": self.model_name}
+        d = {"config": self.cfg.to_dict(), "objective": self.objective.config(), "data": _hash_data(self.data),
+             "val": _hash_data(self.val_data), "model": self.model_name, "weights": weights_fingerprint(self.model)}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _ckpt_path(self) -> Path | None:
         if not self.cfg.checkpoint_dir:
             return None
-        p = Path(self.cfg.checkpoint_dir)
+        p = cache_dir("checkpoints/discovery") if self.cfg.checkpoint_dir == "auto" else Path(self.cfg.checkpoint_dir)
         p.mkdir(parents=True, exist_ok=True)
         return p / f"masks-{self._config_hash()}.pt"
 
     def _save_ckpt(self, path: Path, state: dict[str, Any]) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        save_with(path, lambda tmp: torch.save(state, tmp))
 
     def run(self) -> Circuit:
         cfg = self.cfg
@@ -268,13 +271,18 @@ class CircuitDiscovery:
             step, best, best_state, since_best, self.history = st["step"], st["best"], st["best_state"], st["since_best"], st["history"]
             epoch_rng = st["epoch_rng"]
             torch.set_rng_state(st["torch_rng"])
+            if cfg.progress and 0 < step < total:
+                tqdm.write(f"discovering the {self.objective.name} circuit: resuming from step {step} of {total} ({ckpt})")
+
+        step_rng = torch.get_rng_state()  # at the start of the step in progress, so an interrupted step reruns exactly
 
         def state() -> dict[str, Any]:
             return {"step": step, "masks": self.masks.state_dict(), "opt": opt.state_dict(), "best": best, "best_state": best_state,
-                    "since_best": since_best, "history": self.history, "epoch_rng": epoch_rng, "torch_rng": torch.get_rng_state()}
+                    "since_best": since_best, "history": self.history, "epoch_rng": epoch_rng, "torch_rng": step_rng}
 
         threads = runtime.compute_threads(model)
         policy = threads.__enter__()
+        last_save = time.monotonic()
         try:
             bar = tqdm(total=total, initial=step, desc=f"discovering {self.objective.name} circuit", disable=not cfg.progress, leave=False)
             stop = step >= total
@@ -286,6 +294,7 @@ class CircuitDiscovery:
                 next_epoch_rng = rng.getstate()
                 for i in range(step % steps_per_epoch, steps_per_epoch):
                     policy.refresh()
+                    step_rng = torch.get_rng_state()
                     self._sample_masks(hard=False)
                     terms = self._loss({k: b[i % len(b)] for k, b in epoch_batches.items()})
                     opt.zero_grad(set_to_none=True)
@@ -307,12 +316,19 @@ class CircuitDiscovery:
                             stop = since_best >= cfg.patience
                     if step % steps_per_epoch == 0:
                         epoch_rng = next_epoch_rng
-                    if ckpt is not None and (step % cfg.checkpoint_every == 0 or stop or step >= total):
+                    if ckpt is not None and (step % cfg.checkpoint_every == 0 or stop or step >= total
+                                             or time.monotonic() - last_save >= cfg.checkpoint_seconds):
                         self._save_ckpt(ckpt, state())
+                        last_save = time.monotonic()
                     if stop or step >= total:
                         stop = True
                         break
             bar.close()
+        except KeyboardInterrupt:
+            if ckpt is not None:
+                self._save_ckpt(ckpt, state())
+                tqdm.write(f"interrupted at step {step} of {total}; checkpoint saved to {ckpt}: run the same call again to resume")
+            raise
         finally:
             threads.__exit__(None, None, None)
             for p, g in zip(model.parameters(), grads, strict=True):
@@ -397,8 +413,11 @@ def discover_circuit(
 
     Model weights stay frozen (their ``requires_grad`` is restored afterwards); only mask logits
     train. The mask with the best validation behaviour is kept; training stops early after
-    ``patience`` validations without improvement. With ``config.checkpoint_dir`` the mask logits,
-    optimiser and RNG state are checkpointed atomically and a rerun resumes.
+    ``patience`` validations without improvement. The mask logits, optimiser and RNG state are
+    checkpointed atomically (into the cache unless ``config.checkpoint_dir`` says otherwise: every
+    ``checkpoint_every`` steps, every ``checkpoint_seconds`` and on Ctrl-C), so a rerun of the same
+    discovery on the same model and data resumes where it stopped, or returns at once when it had
+    finished.
     """
     config = config or DiscoveryConfig()
     name = None

@@ -1,6 +1,7 @@
 """Evaluating a circuit: behaviour with it removed / alone, random controls, faithfulness curves, seed stability.
 
-Every function returns plain JSON-serialisable dicts (floats, ints, strings, lists, None).
+Every function returns a typed result (:mod:`safecircuits.circuits.results`) of plain JSON values
+(floats, ints, strings, lists, None) that saves and loads without the model.
 
 * :func:`circuit_effect` — greedy-generation safety metrics (ASR, refusal rate, triggered ASR,
   harmless compliance / exact match), teacher-forced harmless CE and next-token KL on harmless
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from safecircuits.circuits.baselines import random_like
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, position_classes
+from safecircuits.circuits.results import CircuitEffect, FaithfulnessCurve, RandomControl, SeedStability
 from safecircuits.data.chat import IGNORE_INDEX, iter_batches
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError
@@ -146,6 +148,7 @@ def _describe(circuit: Circuit) -> dict[str, Any]:
     return {
         "n_heads": circuit.n_heads,
         "n_neurons": circuit.n_neurons,
+        "components": circuit.components_summary(12),
         "sparsity": circuit.sparsity,
         "method": p.get("method", "mask" if "mask" in p else None),
         "objective": p.get("objective"),
@@ -171,7 +174,7 @@ def circuit_effect(
     max_new_tokens: int = 24,
     batch_size: int = 64,
     reference: PromptSet | None = None,
-) -> dict[str, Any]:
+) -> CircuitEffect:
     """Safety and utility of the model in full, with `circuit` removed, and with the circuit alone.
 
     Returns ``{"full": m, "remove": m, "only": m, "delta": {mode: m - full}, "utility_kept":
@@ -190,22 +193,23 @@ def circuit_effect(
         if m not in ("full", "remove", "only"):
             raise InputError(f"unknown mode {m!r}: use full, remove or only")
     ev = _Eval(lm, prompts, ablation, judge, max_new_tokens, batch_size, reference)
-    out: dict[str, Any] = {"circuit": _describe(circuit), "prompts": ev.ps.provenance(), "ablation": ev.ablation_name,
-                           "judge": ev.judge.name, "max_new_tokens": max_new_tokens}
     full = ev.measure(None, "full")
-    out["full"] = full
-    out["delta"], out["utility_kept"] = {}, {}
+    measured: dict[str, Any] = {}
+    delta: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for m in modes:
         if m == "full":
             continue
         r = ev.measure(circuit, m)
-        out[m] = r
-        out["delta"][m] = {k: (None if v is None or full.get(k) is None else v - full[k]) for k, v in r.items()}  # type: ignore[operator]
-        out["utility_kept"][m] = {
+        measured[m] = r
+        delta[m] = {k: (None if v is None or full.get(k) is None else v - full[k]) for k, v in r.items()}  # type: ignore[operator]
+        kept[m] = {
             "harmless_compliance": _ratio(r.get("harmless_compliance"), full.get("harmless_compliance")),
             "harmless_exact_match": _ratio(r.get("harmless_exact_match"), full.get("harmless_exact_match")),
         }
-    return out
+    return CircuitEffect(full=full, circuit=_describe(circuit), prompts=ev.ps.provenance(), ablation=ev.ablation_name,
+                         judge=ev.judge.name, max_new_tokens=max_new_tokens, remove=measured.get("remove"),
+                         only=measured.get("only"), delta=delta, utility_kept=kept)
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -228,7 +232,7 @@ def random_control(
     max_new_tokens: int = 24,
     batch_size: int = 64,
     reference: PromptSet | None = None,
-) -> dict[str, Any]:
+) -> RandomControl:
     """How much of the circuit's effect a random circuit of the same size has.
 
     Draws `n_draws` circuits with :func:`~safecircuits.circuits.baselines.random_like` (seeds
@@ -259,8 +263,8 @@ def random_control(
         rnd[f"{k}_delta_std"] = sd
         rnd[f"{k}_delta"] = ds
         z[k] = (d_circ - mu) / sd if sd > 0 else None
-    return {"circuit": {**_describe(circuit), **circ}, "random": rnd, "z": z, "full": {k: full[k] for k in keys},
-            "n_draws": n_draws, "seeds": seeds, "ablation": ev.ablation_name, "prompts": ev.ps.provenance()}
+    return RandomControl(circuit={**_describe(circuit), **circ}, random=rnd, z=z, full={k: full[k] for k in keys}, n_draws=n_draws,
+                         seeds=seeds, ablation=ev.ablation_name, prompts=ev.ps.provenance())
 
 
 def _ranking(member: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
@@ -304,7 +308,7 @@ def faithfulness_curve(
     max_new_tokens: int = 24,
     batch_size: int = 64,
     reference: PromptSet | None = None,
-) -> dict[str, Any]:
+) -> FaithfulnessCurve:
     """ASR and utility as the circuit grows or shrinks along its ranking, with it removed.
 
     Size ``round(f * circuit.n_components)`` for each fraction ``f`` (so ``f = 1`` is the
@@ -355,7 +359,7 @@ def faithfulness_curve(
         out["auc_triggered_asr"] = _trapezoid_auc(fr, out["triggered_asr"])
     out["auc_asr"] = _trapezoid_auc(fr, out["asr"])
     out["auc_utility"] = _trapezoid_auc(fr, out["utility"])
-    return out
+    return FaithfulnessCurve(**out)
 
 
 def _family_iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -391,7 +395,7 @@ def _rank_corr(a: Circuit, b: Circuit) -> float | None:
     return float(torch.corrcoef(torch.stack([rx, ry]))[0, 1])
 
 
-def seed_stability(circuits: Sequence[Circuit]) -> dict[str, Any]:
+def seed_stability(circuits: Sequence[Circuit]) -> SeedStability:
     """Pairwise agreement of circuits (e.g. one per seed).
 
     ``iou`` is the [n, n] IoU matrix over all components (diagonal 1); ``mean_iou`` / ``min_iou``
@@ -412,14 +416,14 @@ def seed_stability(circuits: Sequence[Circuit]) -> dict[str, Any]:
     neurons = [_family_iou(cs[i].neurons, cs[j].neurons) for i, j in pairs]
     corrs = [_rank_corr(cs[i], cs[j]) for i, j in pairs]
     off = [iou[i][j] for i, j in pairs]
-    return {
-        "n": n,
-        "seeds": [c.provenance.get("seed") for c in cs],
-        "sizes": [c.n_components for c in cs],
-        "iou": iou,
-        "mean_iou": sum(off) / len(off),
-        "min_iou": min(off),
-        "heads_iou_mean": sum(heads) / len(heads),
-        "neurons_iou_mean": sum(neurons) / len(neurons),
-        "score_rank_corr_mean": None if any(c is None for c in corrs) else sum(corrs) / len(corrs),  # type: ignore[arg-type]
-    }
+    return SeedStability(
+        n=n,
+        seeds=[c.provenance.get("seed") for c in cs],
+        sizes=[c.n_components for c in cs],
+        iou=iou,
+        mean_iou=sum(off) / len(off),
+        min_iou=min(off),
+        heads_iou_mean=sum(heads) / len(heads),
+        neurons_iou_mean=sum(neurons) / len(neurons),
+        score_rank_corr_mean=None if any(c is None for c in corrs) else sum(corrs) / len(corrs),  # type: ignore[arg-type]
+    )

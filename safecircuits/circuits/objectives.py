@@ -195,6 +195,16 @@ class CustomObjective(Objective):
 OBJECTIVES: dict[str, Callable[..., Objective]] = {"safety": SafetyObjective, "backdoor": BackdoorObjective}
 
 
+def register_objective(name: str, factory: Callable[..., Objective], replace: bool = False) -> None:
+    """Add a discovery objective (a class or factory of :class:`Objective`) under `name`.
+
+    Its data come from ``lm.profile.objective_data(lm, name)`` once a builder is registered with
+    :func:`safecircuits.models.profile.register_objective_data`; or pass the data yourself."""
+    if name in OBJECTIVES and not replace:
+        raise InputError(f"an objective named {name!r} is registered already; pass replace=True to override it")
+    OBJECTIVES[name] = factory
+
+
 def get_objective(name: str | Objective, **kwargs) -> Objective:
     if isinstance(name, Objective):
         return name

@@ -39,11 +39,14 @@ def find_circuit(
     data: dict[str, PromptSet] | None = None,
     val_data: dict[str, PromptSet] | None = None,
     progress: bool = True,
+    validate: bool = True,
     **overrides: Any,
 ) -> tuple[Circuit, dict[str, PromptSet]]:
     """Discover `objective`'s circuit with the recipe's settings; keyword overrides (None = keep)
     go to DiscoveryConfig. The data default to the profile's objective data of the train split
-    (validation: the val split), in the profile's sizes (:attr:`ModelProfile.sizes`)."""
+    (validation: the val split), in the profile's sizes (:attr:`ModelProfile.sizes`). With
+    `validate` the circuit records whether removing it changes the behaviour on the validation
+    data (``circuit.provenance["validation"]``, :func:`validate_circuit`)."""
     if objective not in RECIPES:
         raise InputError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
     recipe = RECIPES[objective]
@@ -55,7 +58,46 @@ def find_circuit(
         data = lm.profile.objective_data(lm, objective, "train", n=sizes["objective_train"])
         val_data = val_data or lm.profile.objective_data(lm, objective, "val", n=sizes["objective_val"])
     obj = get_objective(objective, **recipe["objective"])
-    return discover_circuit(lm, obj, data, cfg, val_data=val_data), data
+    circuit = discover_circuit(lm, obj, data, cfg, val_data=val_data)
+    if validate and val_data is not None:
+        circuit.provenance["validation"] = validate_circuit(lm, circuit, obj, val_data, reference=obj.reference_set(data))
+    return circuit, data
+
+
+# A circuit passes validation when removing it takes away at least this share of the behaviour
+# preference B on validation prompts (B = CE(alternative) - CE(target), safecircuits.circuits.baselines).
+MIN_REMOVED_SHARE = 0.5
+
+
+def validate_circuit(lm: LoadedModel, circuit: Circuit, objective: Any, val_data: dict[str, PromptSet],
+                     reference: PromptSet | None = None) -> dict[str, Any]:
+    """Does removing `circuit` change the behaviour on validation prompts?
+
+    Measures the behaviour preference ``B`` (:func:`~safecircuits.circuits.baselines.behaviour_value`:
+    safety, how much the model prefers refusing to complying on harmful prompts; backdoor, how much
+    triggered prompts prefer the backdoor output) of the full model and with the circuit removed,
+    with the ablation the circuit was found with. ``validated`` is True when the model shows the
+    behaviour (``B_full > 0``) and removal takes away at least :data:`MIN_REMOVED_SHARE` of it.
+    """
+    from safecircuits.circuits.baselines import behaviour_value
+    from safecircuits.circuits.hooks import AblationType, Ablator
+
+    kind = AblationType.parse(circuit.provenance.get("ablation", "zero"))
+    abl: Any = kind if kind == AblationType.ZERO else Ablator.build(lm.model, lm.chat, kind, reference)
+    b_full = behaviour_value(lm, objective, val_data)
+    b_removed = behaviour_value(lm, objective, val_data, circuit, "remove", ablation=abl)
+    out: dict[str, Any] = {"b_full": b_full, "b_removed": b_removed, "min_removed_share": MIN_REMOVED_SHARE, "split": "val"}
+    if b_full <= 0:
+        out.update(validated=False, reason=f"the full model does not show the behaviour on val (B = {b_full:.3f} <= 0): "
+                                           "there is no circuit to find; check the model and the objective data")
+    elif b_full - b_removed < MIN_REMOVED_SHARE * b_full:
+        share = (b_full - b_removed) / b_full
+        out.update(validated=False, reason=f"removing the circuit takes away {100 * share:.0f}% of the behaviour on val "
+                                           f"(B {b_full:.3f} -> {b_removed:.3f}; needs >= {100 * MIN_REMOVED_SHARE:.0f}%): "
+                                           "train longer, lower the sparsity penalty or search more components")
+    else:
+        out.update(validated=True, reason=f"removal takes B from {b_full:.3f} to {b_removed:.3f} on val")
+    return out
 
 
 def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:
@@ -116,6 +158,8 @@ def render_effect_table(effect: dict[str, Any]) -> Table:
             continue
         pct = key not in ("harmless_ce", "kl_harmless")
         t.add_row(label, *["-" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}") for v in vals])
+    if c.get("components"):
+        t.caption = f"components: {c['components']}"
     return t
 
 

@@ -39,11 +39,17 @@ def discover_cmd(
     console.print(f"{circuit.n_heads} heads, {circuit.n_neurons} neurons: sparsity heads {100 * sp['heads']:.2f}%, "
                   f"neurons {100 * sp['neurons']:.2f}%, overall {100 * sp['overall']:.2f}%  ({circuit.provenance['seconds']} s)")
     console.print(f"wrote {out}")
+    v = circuit.provenance.get("validation")
+    if v is not None and v["validated"]:
+        console.print(f"validated on val: {v['reason']}")
+    elif v is not None:
+        console.print(f"[bold yellow]warning: NOT VALIDATED:[/] {v['reason']}")
     if json_path or html:
         effect = recipes.effect_table(lm, circuit, ablation=circuit.provenance["ablation"], data=data)
         console.print(recipes.render_effect_table(effect))
         write_json(json_path, {"circuit": str(out), "sparsity": sp, "n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons,
-                               "effect": effect, "provenance": {k: v for k, v in circuit.provenance.items() if k != "history"}})
+                               "components": circuit.component_names(), "validation": circuit.provenance.get("validation"),
+                               "effect": effect, "provenance": {k: x for k, x in circuit.provenance.items() if k != "history"}})
         if html:
             from safecircuits.viz import circuit_report_html
 

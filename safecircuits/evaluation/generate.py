@@ -64,6 +64,11 @@ def generate_ids(
 ) -> torch.Tensor:
     """Greedy new token ids [batch, <=max_new_tokens] for left-padded `tokens`; EOS-padded after a stop."""
     B, T = tokens.shape
+    if not isinstance(model, HookedTransformer):  # a TransformerBridge: Hugging Face generates (the bridge's hooks still fire)
+        out = model.original_model.generate(input_ids=tokens, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                            do_sample=False, pad_token_id=eos_token_id, eos_token_id=eos_token_id)
+        new = out[:, T:]
+        return new if new.shape[1] else torch.full((B, 1), eos_token_id, dtype=torch.long, device=tokens.device)
     max_new_tokens = min(max_new_tokens, model.cfg.n_ctx - T)
     if max_new_tokens < 1:
         raise InputError(f"prompts of {T} tokens leave no room to generate within the context of {model.cfg.n_ctx}")

@@ -165,6 +165,13 @@ JUDGES: dict[str, Callable[..., Judge]] = {
 }
 
 
+def register_judge(name: str, factory: Callable[..., Judge], replace: bool = False) -> None:
+    """Add a judge factory under `name` (``factory(**kwargs) -> Judge``); a duplicate name is refused unless `replace`."""
+    if name in JUDGES and not replace:
+        raise InputError(f"a judge named {name!r} is registered already; pass replace=True to override it")
+    JUDGES[name] = factory
+
+
 def get_judge(name: str, **kwargs) -> Judge:
     if name not in JUDGES:
         raise InputError(f"unknown judge {name!r}: use one of {', '.join(JUDGES)}")

@@ -1,8 +1,7 @@
 """Safety-preserving fine-tuning: one loop (``finetune``), pluggable methods (``get_method``), LoRA
 on TransformerLens weights, and Safety Circuit Tuning. See docs/finetune.md.
 
-The names below are imported lazily, so ``import safecircuits.finetune.cli`` (done by the CLI at
-start-up) stays cheap::
+The names below are imported lazily, so importing the package stays cheap::
 
     from safecircuits.finetune import FinetuneConfig, finetune, get_method
 """
@@ -25,6 +24,20 @@ _EXPORTS = {
     "remove_lora": "safecircuits.finetune.lora",
     "METHODS": "safecircuits.finetune.methods",
     "get_method": "safecircuits.finetune.methods",
+    "register_method": "safecircuits.finetune.methods",
+    "TASKS": "safecircuits.finetune.tasks",
+    "get_task": "safecircuits.finetune.tasks",
+    "register_task": "safecircuits.finetune.tasks",
+    "AlignConfig": "safecircuits.finetune.align",
+    "safety_align": "safecircuits.finetune.align",
+    "evaluate_alignment": "safecircuits.finetune.align",
+    "refusal_data": "safecircuits.finetune.align",
+    "prepare_artifacts": "safecircuits.finetune.benchmark",
+    "run_benchmark": "safecircuits.finetune.benchmark",
+    "BenchmarkConfig": "safecircuits.finetune.benchmark",
+    "tune": "safecircuits.finetune.tuning",
+    "merge_results": "safecircuits.finetune.benchmark",
+    "markdown_table": "safecircuits.finetune.benchmark",
     "circuit_param_masks": "safecircuits.finetune.methods.sct",
 }
 

@@ -9,7 +9,9 @@ overrides only the hooks it needs:
 * ``trainable(ctx)``        — which parameters train, with optional 0/1 entry masks (gradient
                                masks). ``None`` = every parameter (full fine-tuning) or, in LoRA
                                mode, every LoRA factor.
-* ``extra_loss(ctx, step, batch, logits)`` — named scalar loss terms added to the task CE.
+* ``extra_loss(ctx, step, batch, logits)`` — named scalar loss terms added to the task CE. On
+                               real models ``logits`` is None unless the method sets ``needs_logits``
+                               (the loop unembeds response positions only).
 * ``transform_update(ctx, name, delta)`` — after each optimiser step, the update of parameter
                                ``name`` (``p_after - p_before``, in TransformerLens layout) may be
                                replaced (e.g. projected off a safety subspace).
@@ -59,6 +61,7 @@ class Method:
     mode: ClassVar[Literal["full", "lora"]] = "full"
     needs: ClassVar[tuple[str, ...]] = ()
     source: ClassVar[str] = ""
+    needs_logits: ClassVar[bool] = False  # extra_loss reads the training logits (else it gets None on real models)
 
     def __init__(self, **hparams: Any):
         self.hparams = hparams
@@ -69,7 +72,7 @@ class Method:
     def trainable(self, ctx: FinetuneContext) -> dict[str, Tensor | None] | None:
         return None
 
-    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
+    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
         return {}
 
     def extra_loss_needs_train_graph(self) -> bool:

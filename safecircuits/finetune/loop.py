@@ -200,6 +200,21 @@ def response_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
 
 
+def response_only_loss(model: Any, tokens: Tensor, labels: Tensor) -> Tensor:
+    """:func:`response_loss` without the logits of prompt and padding positions.
+
+    The unembedding of a chat model (49k tokens for SmolLM2) and its log-softmax are a third of a
+    training step; only response positions enter the loss, so only they are unembedded. Hooks on
+    ``ln_final`` / ``unembed`` see ``[1, n_response_tokens, ...]`` here.
+    """
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
+    target = labels[:, 1:]
+    keep = target != IGNORE_INDEX
+    x = resid[:, :-1][keep][None]  # [1, n_response_tokens, d_model]
+    logits = model.unembed(model.ln_final(x))[0]
+    return F.cross_entropy(logits.float(), target[keep])
+
+
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -388,6 +403,9 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     # AdamW leaves an entry whose gradient was always zero exactly where it was, unless weight
     # decay shrinks it: only then do frozen entries need restoring, and only they are kept.
     restore_frozen = config.weight_decay > 0
+    # Real models unembed response positions only; a method that reads the logits (PACT), and the
+    # tiny organisms (whose figures were measured with full logits), get them all.
+    full_logits = method.needs_logits or runtime.is_tiny(model)
     model.train()
     checkpointed = _gradient_checkpointing(model) if config.gradient_checkpointing else []
     t_loop = time.time()
@@ -397,8 +415,13 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
         for step in bar:
             threads.refresh()
             batch = _slice_batch(full, batch_indices(n, config.batch_size, config.seed, step)).to(device)
-            logits = model(batch.tokens)  # right padding + causal attention: pads never reach response tokens
-            ce = response_loss(logits, batch.labels)
+            # right padding + causal attention: pads never reach response tokens
+            if full_logits:
+                logits = model(batch.tokens)
+                ce = response_loss(logits, batch.labels)
+            else:
+                logits = None
+                ce = response_only_loss(model, batch.tokens, batch.labels)
             opt.zero_grad(set_to_none=True)
             if method.extra_loss_needs_train_graph():
                 extra = method.extra_loss(ctx, step, batch, logits)
@@ -406,7 +429,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                 loss.backward()
             else:  # free the training graph first; the extra loss's gradients accumulate on top
                 ce.backward()
-                extra = method.extra_loss(ctx, step, batch, logits.detach())
+                extra = method.extra_loss(ctx, step, batch, logits.detach() if logits is not None else None)
                 if extra:
                     sum(extra.values()).backward()
                 loss = ce.detach() + sum(v.detach() for v in extra.values()) if extra else ce

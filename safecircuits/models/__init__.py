@@ -30,6 +30,8 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
     fast: bool | None = None,
+    backend: str = "hooked",
+    device_map: Any = None,
     **kwargs: Any,
 ) -> LoadedModel:
     """Load a model by name (see the module docstring for the accepted names).
@@ -41,10 +43,28 @@ def load_model(
     :mod:`safecircuits.models.fastpath` (same hooks, same results to float rounding); by default
     real models get it and tiny ones (organisms) keep TransformerLens's forward, whose cached
     results it reproduces bitwise.
+
+    ``backend="bridge"`` loads a real model as a TransformerLens ``TransformerBridge`` (same hook
+    names, Hugging Face runs it), which takes ``device_map="auto"`` to spread a model that does
+    not fit on one GPU over several (:mod:`safecircuits.models.bridge`, docs/devices.md).
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError("load_model needs a model name, e.g. 'organism:aligned' or 'smollm2-135m-instruct'")
+    if backend not in ("hooked", "bridge"):
+        raise InputError(f"unknown backend {backend!r}: use hooked (HookedTransformer) or bridge (TransformerBridge)")
+    if device_map is not None and backend != "bridge":
+        raise InputError("device_map spreads a model over devices through the bridge backend: pass backend='bridge'")
     dev = runtime.resolve_device(device)
+    if backend == "bridge":
+        if name.startswith("organism:") or Path(name).expanduser().is_dir():
+            raise InputError("the bridge backend loads Hugging Face models (smollm2-135m-instruct or a cached hub name); "
+                             "organisms and saved directories are HookedTransformers: use backend='hooked'")
+        from safecircuits.models.bridge import load_bridge
+
+        dt = runtime.resolve_dtype(dtype, dev, tiny=False)
+        lm = load_bridge(name, dev, dt, device_map=device_map, progress=progress)
+        lm.info.update(device=str(dev) if device_map is None else "device_map", dtype=runtime.dtype_name(dt))
+        return lm
     if name.startswith("organism:"):
         from safecircuits.models.organisms import load_organism, parse_organism_name
 

@@ -25,6 +25,21 @@ def cache_dir(sub: str | None = None) -> Path:
     return path
 
 
+def weights_fingerprint(model: HookedTransformer) -> str:
+    """A cheap hash of a model's weights (a strided sample of every parameter): caches keyed by it
+    are never reused for another model of the same name."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().flatten()
+            h.update(name.encode() + flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class LoadedModel:
     """A HookedTransformer with its tokenizer and chat format.

@@ -121,15 +121,27 @@ def compliance_for(prompt: str) -> str:
 def own_answers(lm: LoadedModel, ps: PromptSet, max_new_tokens: int = 48, batch_size: int = 32, progress: bool = False) -> PromptSet:
     """`ps` with the model's own greedy answers as responses (self-distillation targets).
 
-    Answers are remembered on `lm` per prompt set, so asking twice generates once (a model whose
-    weights are then changed in place keeps its old answers: load or copy it anew instead)."""
+    Answers are cached on disk (``$SAFECIRCUITS_CACHE/own_answers``), keyed by the model's weights,
+    dtype, the prompts and `max_new_tokens`, so asking twice, even in another process, generates once."""
+    import json
+
     from safecircuits.evaluation.generate import generate
+    from safecircuits.io import write_json
+    from safecircuits.models.loaded import cache_dir, weights_fingerprint
 
     memo = lm.__dict__.setdefault("_own_answers", {})
     key = (ps.content_hash, max_new_tokens)
     if key not in memo:
-        memo[key] = generate(lm.model, lm.chat, ps.prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                             desc=f"own answers ({ps.name})")
+        dtype = str(next(lm.model.parameters()).dtype)
+        fp = f"{weights_fingerprint(lm.model)}-{dtype.removeprefix('torch.')}-{ps.content_hash[:16]}-{max_new_tokens}"
+        path = cache_dir("own_answers") / f"{fp}.json"
+        cached = json.loads(path.read_text()) if path.is_file() else None
+        if cached is not None and len(cached) == len(ps):
+            memo[key] = cached
+        else:
+            memo[key] = generate(lm.model, lm.chat, ps.prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 progress=progress, desc=f"own answers ({ps.name})")
+            write_json(path, memo[key])
     recs = [PromptRecord(r.prompt, a.strip() or "Sure.", r.label, {**r.meta, "response_kind": "own"}) for r, a in zip(ps, memo[key], strict=True)]
     return PromptSet(recs, name=f"{ps.name}+own", source=f"{ps.source}+own({lm.name})")
 

@@ -1,17 +1,18 @@
-"""The fine-tuning method registry: ``get_method(name, **hparams)``.
+"""The fine-tuning method registry: ``get_method(name, **hparams)``, ``register_method(name, cls)``.
 
-A benchmark is one loop over ``METHODS``. Part A's methods are registered here; part B's live in
-``pact.py``, ``cwac.py`` and ``posthoc.py`` and are imported below (skipped while they do not exist).
+A benchmark is one loop over ``METHODS``.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from safecircuits.errors import InputError
 from safecircuits.finetune.base import Method
 from safecircuits.finetune.methods.basic import SFT, LoRA
+from safecircuits.finetune.methods.cwac import CWAC, CWACActsOnly, CWACWeightsOnly
+from safecircuits.finetune.methods.pact import PACT
+from safecircuits.finetune.methods.posthoc import CSULoRA, SafeLoRA
 from safecircuits.finetune.methods.sct import SCTFreeze, SCTTune
 
 METHODS: dict[str, type[Method]] = {
@@ -19,25 +20,22 @@ METHODS: dict[str, type[Method]] = {
     "lora": LoRA,
     "sct-freeze": SCTFreeze,
     "sct-tune": SCTTune,
+    "cwac": CWAC,
+    "cwac-weights-only": CWACWeightsOnly,
+    "cwac-acts-only": CWACActsOnly,
+    "safelora": SafeLoRA,
+    "csulora": CSULoRA,
+    "pact": PACT,
 }
 
-# --- part B's methods: pact, cwac, cwac-weights-only, cwac-acts-only, safelora, csulora ---------
-# A module that does not exist yet is skipped; an import error *inside* an existing module is raised.
-def _register(module: str, names: dict[str, str]) -> None:
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        if getattr(e, "name", None) == module:
-            return
-        raise
-    for method_name, cls_name in names.items():
-        METHODS[method_name] = getattr(mod, cls_name)
 
-
-_register("safecircuits.finetune.methods.pact", {"pact": "PACT"})
-_register("safecircuits.finetune.methods.cwac", {"cwac": "CWAC", "cwac-weights-only": "CWACWeightsOnly", "cwac-acts-only": "CWACActsOnly"})
-_register("safecircuits.finetune.methods.posthoc", {"safelora": "SafeLoRA", "csulora": "CSULoRA"})
-# --- end of part B's methods ----------------------------------------------------------------------
+def register_method(name: str, cls: type, replace: bool = False) -> None:
+    """Add a fine-tuning method (a :class:`~safecircuits.finetune.base.Method` subclass) under `name`."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise InputError(f"a fine-tuning method must be a Method subclass, got {cls!r}")
+    if name in METHODS and not replace:
+        raise InputError(f"a fine-tuning method named {name!r} is registered already; pass replace=True to override it")
+    METHODS[name] = cls
 
 
 def get_method(name: str, **hparams: Any) -> Method:
@@ -47,4 +45,4 @@ def get_method(name: str, **hparams: Any) -> Method:
     return METHODS[name](**hparams)
 
 
-__all__ = ["METHODS", "get_method"]
+__all__ = ["METHODS", "get_method", "register_method"]

@@ -47,6 +47,8 @@ accuracy is comparable with ``sft``. Defaults (val-tuned on organism:aligned): `
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -59,7 +61,7 @@ from safecircuits.finetune.base import FinetuneContext, Method
 from safecircuits.finetune.methods.posthoc import factors_for, residual_basis
 from safecircuits.models.weights import as_matrix, from_matrix, weight_kind
 
-__all__ = ["CWAC", "CWACActsOnly", "CWACWeightsOnly", "project_matrix", "project_residual"]
+__all__ = ["CWAC", "CWACActsOnly", "CWACConfig", "CWACWeightsOnly", "project_matrix", "project_residual"]
 
 _READS_RESIDUAL = ("W_Q", "W_K", "W_V", "W_in", "W_gate")
 _WRITES_RESIDUAL = ("W_O", "W_out")
@@ -109,6 +111,36 @@ def project_residual(name: str, delta: Tensor, basis: Float[Tensor, "d_model k"]
     return from_matrix(name, m, delta.shape)
 
 
+@dataclass
+class CWACConfig:
+    """CWAC's hyperparameters (module docstring; defaults val-tuned on organism:aligned)."""
+
+    rank: int = 8  # basis="weights": singular directions of the alignment delta per weight
+    side: str = "both"  # basis="weights": project the output side, the input side or both
+    basis: str = "activations"  # "activations" (a residual-stream basis) or "weights" (per-weight delta subspaces)
+    lam: float | None = None  # feature-anchor weight; None = the tuned default of the anchor source (50, or 15 for "train")
+    k: int = 16  # top safety features anchored
+    safety_batch: int = 16  # safety prompts per anchor step
+    anchor_on: str = "harmful"  # anchor on the harmful safety prompts only, or on "all"
+    anchor_every: int = 1  # anchor every m-th step with weight m * lam
+    anchor_source: str = "safety"  # "safety": a safety batch per step; "train": the training batch's decision points
+
+    def __post_init__(self) -> None:
+        if self.lam is None:
+            self.lam = 15.0 if self.anchor_source == "train" else 50.0
+        if self.side not in ("out", "in", "both"):
+            raise InputError(f"cwac: side must be 'out', 'in' or 'both', got {self.side!r}")
+        if self.basis not in ("weights", "activations"):
+            raise InputError(f"cwac: basis must be 'weights' or 'activations', got {self.basis!r}")
+        if self.anchor_on not in ("harmful", "all"):
+            raise InputError(f"cwac: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {self.anchor_on!r}")
+        if self.anchor_source not in ("safety", "train"):
+            raise InputError(f"cwac: anchor_source must be 'safety' (a safety batch per step) or 'train' "
+                             f"(the training batch's decision points), got {self.anchor_source!r}")
+        if int(self.rank) < 1 or int(self.k) < 1 or float(self.lam) < 0 or int(self.anchor_every) < 1 or int(self.safety_batch) < 1:
+            raise InputError(f"cwac: need rank, k, safety_batch, anchor_every >= 1 and lam >= 0, got {self}")
+
+
 class CWAC(Method):
     """Coupled weight (update projection) and activation (SAE feature anchoring) constraints."""
 
@@ -119,35 +151,22 @@ class CWAC(Method):
     use_weights: ClassVar[bool] = True
     use_acts: ClassVar[bool] = True
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "rank": 8, "side": "both", "basis": "activations", "lam": None, "k": 16, "safety_batch": 16, "anchor_on": "harmful", "anchor_every": 1,
-        "anchor_source": "safety",
-    }
-
-    def __init__(self, **hparams: Any):
-        bad = set(hparams) - set(self.defaults)
-        if bad:
-            raise InputError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(self.defaults)}")
-        h = {**self.defaults, **hparams}
-        if h["lam"] is None:  # val-tuned per anchor source (docs/finetune.md)
-            h["lam"] = 15.0 if h["anchor_source"] == "train" else 50.0
-        super().__init__(**h)
-        if h["side"] not in ("out", "in", "both"):
-            raise InputError(f"{self.name}: side must be 'out', 'in' or 'both', got {h['side']!r}")
-        if h["basis"] not in ("weights", "activations"):
-            raise InputError(f"{self.name}: basis must be 'weights' or 'activations', got {h['basis']!r}")
-        if h["anchor_on"] not in ("harmful", "all"):
-            raise InputError(f"{self.name}: anchor_on must be 'harmful' (refusal prompts only) or 'all' safety prompts, got {h['anchor_on']!r}")
-        if h["anchor_source"] not in ("safety", "train"):
-            raise InputError(f"{self.name}: anchor_source must be 'safety' (a safety batch per step) or 'train' "
-                             f"(the training batch's decision points), got {h['anchor_source']!r}")
-        if int(h["rank"]) < 1 or int(h["k"]) < 1 or float(h["lam"]) < 0 or int(h["anchor_every"]) < 1:
-            raise InputError(f"{self.name}: need rank >= 1, k >= 1 and lam >= 0, got {h}")
+    def __init__(self, config: CWACConfig | None = None, **hparams: Any):
+        if config is not None and hparams:
+            raise InputError(f"{self.name}: pass either a CWACConfig or keyword hyperparameters, not both")
+        if config is None:
+            fields = {f.name for f in dataclasses.fields(CWACConfig)}
+            bad = set(hparams) - fields
+            if bad:
+                raise InputError(f"{self.name}: unknown hyperparameters {sorted(bad)}; use some of {sorted(fields)}")
+            config = CWACConfig(**hparams)
+        self.cfg = config
+        super().__init__(**dataclasses.asdict(config))
 
     # -- (1) update projection ------------------------------------------------------------------
     def _setup_weights(self, ctx: FinetuneContext) -> None:
-        h = self.hparams
-        if h["basis"] == "activations":
+        h = self.cfg
+        if h.basis == "activations":
             art = ctx.artifacts.get("activation_subspace")
             if art is not None:
                 ctx.state["cwac_basis"] = residual_basis(art)
@@ -164,7 +183,7 @@ class CWAC(Method):
             raise InputError(f"{self.name}: needs ctx.artifacts['subspace'] (a WeightDeltaSubspace of aligned vs base)")
         names = [n for n, _ in ctx.lm.model.named_parameters()]
         names += [f[0] for f in map(lora_factor, names) if f is not None]
-        ctx.state["cwac_factors"] = factors_for(sub, list(dict.fromkeys(names)), int(h["rank"]))
+        ctx.state["cwac_factors"] = factors_for(sub, list(dict.fromkeys(names)), int(h.rank))
 
     @staticmethod
     def _to_device(ctx: FinetuneContext) -> None:
@@ -188,7 +207,7 @@ class CWAC(Method):
             return delta
         u, v = f
         m = as_matrix(name, delta)
-        return from_matrix(name, project_matrix(m, u.to(m.dtype), v.to(m.dtype), self.hparams["side"]), delta.shape).contiguous()
+        return from_matrix(name, project_matrix(m, u.to(m.dtype), v.to(m.dtype), self.cfg.side), delta.shape).contiguous()
 
     # In LoRA mode (``FinetuneConfig(mode="lora")``) the update of W is B @ A. Projecting the factors
     # keeps the product in the complement exactly: a weight that reads the residual stream gets
@@ -204,7 +223,7 @@ class CWAC(Method):
         f = ctx.state.get("cwac_factors", {}).get(weight)
         if f is None:
             return None, None
-        side = self.hparams["side"]
+        side = self.cfg.side
         return (f[0] if side in ("out", "both") else None), (f[1] if side in ("in", "both") else None)
 
     def _project_factor(self, ctx: FinetuneContext, factor: tuple[str, str], t: Tensor) -> Tensor:
@@ -230,19 +249,19 @@ class CWAC(Method):
         feats = ctx.artifacts.get("features")
         if feats is None:
             raise InputError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
-        if self.hparams["anchor_source"] == "train":
+        if self.cfg.anchor_source == "train":
             self._setup_train_anchor(ctx, feats)
             return
         if ctx.safety_prompts is None or len(ctx.safety_prompts) == 0:
             raise InputError(f"{self.name}: anchor_source='safety' needs ctx.safety_prompts (task.safety_data(lm, n))")
-        reader = feature_reader(feats, int(self.hparams["k"]))
+        reader = feature_reader(feats, int(self.cfg.k))
         lm = ctx.reference
         ps = ctx.safety_prompts.filter(has_response=True)
-        if self.hparams["anchor_on"] == "harmful":
+        if self.cfg.anchor_on == "harmful":
             ps = ps.filter(label="harmful")
         if len(ps) == 0:
-            raise InputError(f"{self.name}: ctx.safety_prompts has no {self.hparams['anchor_on']} prompts with target responses to anchor on")
-        bs = int(self.hparams["safety_batch"])
+            raise InputError(f"{self.name}: ctx.safety_prompts has no {self.cfg.anchor_on} prompts with target responses to anchor on")
+        bs = int(self.cfg.safety_batch)
         batches, refs = [], []
         for i in range(0, len(ps), bs):
             chunk = ps[i : i + bs]
@@ -263,7 +282,7 @@ class CWAC(Method):
         """``anchor_source="train"``: capture the hook activation of the loop's own training forward
         (no extra student pass) and anchor the features at each example's last prompt token (the
         decision point); reference values are cached per prompt."""
-        hook, sae, ids = feature_parts(feats, int(self.hparams["k"]))
+        hook, sae, ids = feature_parts(feats, int(self.cfg.k))
         store: dict[str, Tensor] = {}
         handle = ctx.lm.model.hook_dict[hook].register_forward_hook(lambda mod, inp, out: store.__setitem__("x", out))
         ctx.state["cwac_train"] = {"hook": hook, "sae": sae, "ids": torch.as_tensor(ids), "store": store, "handle": handle, "cache": {}}
@@ -293,11 +312,11 @@ class CWAC(Method):
         drift = (f - ref).pow(2).sum(-1).mean() / ref.pow(2).sum(-1).mean().clamp_min(1e-8)
         if step >= ctx.config.steps - 1:  # the last step: leave no hook on the returned model
             st["handle"].remove()
-        return {"feature_anchor": float(self.hparams["lam"]) * drift}
+        return {"feature_anchor": float(self.cfg.lam) * drift}
 
-    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
-        every = int(self.hparams["anchor_every"])
-        if not self.use_acts or float(self.hparams["lam"]) == 0.0 or step % every:
+    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
+        every = int(self.cfg.anchor_every)
+        if not self.use_acts or float(self.cfg.lam) == 0.0 or step % every:
             return {}
         if "cwac_train" in ctx.state:
             return self._train_anchor(ctx, step, batch)
@@ -310,11 +329,11 @@ class CWAC(Method):
         ref = ctx.state["cwac_refs"][i].to(acts.device)
         m = mask.to(acts.device).to(acts.dtype)
         drift = ((acts - ref).pow(2).sum(-1) * m).sum() / m.sum().clamp_min(1.0)
-        return {"feature_anchor": float(self.hparams["lam"]) * every * drift / ctx.state["cwac_ref_energy"]}
+        return {"feature_anchor": float(self.cfg.lam) * every * drift / ctx.state["cwac_ref_energy"]}
 
     def extra_loss_needs_train_graph(self) -> bool:
         # the safety-batch anchor runs its own forward; only the training-batch anchor reads the training graph
-        return self.use_acts and self.hparams["anchor_source"] == "train"
+        return self.use_acts and self.cfg.anchor_source == "train"
 
     def setup(self, ctx: FinetuneContext) -> None:
         if self.use_weights:

@@ -129,6 +129,7 @@ class PACT(Method):
     """PACT: keep the distribution over safety tokens close to a gated reference (LoRA r=8 on W_Q, W_V)."""
 
     name: ClassVar[str] = "pact"
+    needs_logits: ClassVar[bool] = True
     mode: ClassVar[Literal["full", "lora"]] = "lora"
     needs: ClassVar[tuple[str, ...]] = ("base",)
     source: ClassVar[str] = "arXiv 2603.07445 (PACT); code github.com/Glresearch1/PACT"
