@@ -143,13 +143,13 @@ def weights(lm, **_: Any) -> dict[str, Any]:
 
 
 def finetune(lm, **_: Any) -> dict[str, Any]:
-    from safecircuits.finetune.benchmark import prepare_artifacts, run_benchmark
+    from safecircuits.finetune.benchmark import BenchmarkConfig, prepare_artifacts, run_benchmark
 
-    methods = ["sft", "cwac"]
+    methods = ("sft", "cwac")
     t0 = time.time()
     arts = prepare_artifacts(lm, methods, progress=False)
     art_s = time.time() - t0
-    res = run_benchmark(lm, methods, [0.1], [0], artifacts=arts, progress=False)
+    res = run_benchmark(lm, BenchmarkConfig(methods=methods, ratios=(0.1,), seeds=(0,)), artifacts=arts, progress=False)
     runs = {r["method"]: {k: r[k] for k in ("harmful_score", "accuracy", "harmless_kl", "harmless_refusal", "harmful_refusal",
                                             "wall_seconds", "final_loss")} for r in res["runs"].values()}
     return {"ratio": 0.1, "seed": 0, "settings": res["settings"], "runs": runs, "artifact_seconds": round(art_s, 1),
