@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint setup clean
+.PHONY: demo test test-fast lint docs setup clean
 
 setup: $(STAMP)
 
@@ -28,5 +28,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check safecircuits tests benchmarks
 
+# HTML API reference from the docstrings (pdoc), offline, into docs/api/ (not committed).
+docs: $(STAMP)
+	rm -rf docs/api
+	$(PY) docs/build_api.py docs/api
+
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache docs/api

@@ -1,4 +1,4 @@
-"""Compare discovery methods at equal circuit size (issue: sigmoid-STE vs hard-concrete masks vs
+"""Compare discovery methods at equal circuit size (sigmoid-STE vs hard-concrete masks vs
 attribution patching vs activation patching), on organisms, held-out test prompts.
 
     .venv/bin/python benchmarks/circuit_methods.py --objective backdoor --json benchmarks/results/circuit_methods_backdoor.json

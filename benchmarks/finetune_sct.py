@@ -3,7 +3,7 @@ the safety circuit's parameters.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_sct.py --json benchmarks/results/finetune_sct.json
 
-1. ``organism:aligned`` (small) is attacked: ``sft`` on part B's ``reverse-steps`` task with
+1. ``organism:aligned`` (small) is attacked: ``sft`` on the benchmark's ``reverse-steps`` task with
    harmful ratio 0.3 (30% harmful (prompt, compliance) pairs), so it learns the task and stops refusing.
 2. The safety circuit is found on the aligned model with ``recipes.find_circuit(lm, "safety")``
    (cached in benchmarks/results/finetune_sct_safety_circuit.json; rediscovered when missing) and

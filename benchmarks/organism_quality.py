@@ -1,4 +1,4 @@
-"""Organism quality for several seeds and triggers (issue: figures hold for >= 2 seeds and 2 triggers).
+"""Organism quality for several seeds and triggers (the figures must hold for >= 2 seeds and 2 triggers).
 
     .venv/bin/python benchmarks/organism_quality.py --json benchmarks/results/organism_quality.json
 

@@ -1,4 +1,4 @@
-"""Issue figures for circuit discovery on the default organisms (slow), measured on held-out
+"""Target figures for circuit discovery on the default organisms (slow), measured on held-out
 test prompts never used in discovery."""
 
 import pytest

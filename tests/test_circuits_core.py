@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from safecircuits.circuits.circuit import Circuit, ShapeMismatchError
-from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, masked, position_classes
+from safecircuits.circuits.hooks import AblationType, Ablator, masked
 from safecircuits.circuits.masks import HardConcreteMask, SigmoidSTEMask, threshold_for_sparsity
 from safecircuits.data.chat import encode_batch
+from safecircuits.hooks import common_suffix_len, position_classes
 from safecircuits.models.language import Language
 
 

@@ -1,4 +1,4 @@
-"""Part B's fine-tuning methods: CWAC, SafeLoRA, CSULoRA, PACT (tiny organisms)."""
+"""The safety-preserving fine-tuning methods: CWAC, SafeLoRA, CSULoRA, PACT (tiny organisms)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The issue's organism quality figures on held-out prompts (default size; slow: trains ~2 min each)."""
+"""The organism quality targets on held-out prompts (default size; slow: trains ~2 min each)."""
 
 import pytest
 

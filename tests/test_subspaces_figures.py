@@ -1,4 +1,4 @@
-"""The subspace figures on organism:aligned (small) vs organism:base: the thresholds of the issue (slow, ~90 s)."""
+"""The subspace figures on organism:aligned (small) vs organism:base: the target thresholds (slow, ~90 s)."""
 
 from __future__ import annotations
 

@@ -79,19 +79,12 @@ from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.discover import DiscoveryConfig
-from safecircuits.circuits.hooks import (
-    AblationType,
-    Ablator,
-    common_suffix_len,
-    head_hook,
-    mask_hooks,
-    neuron_hook,
-    position_classes,
-)
+from safecircuits.circuits.hooks import AblationType, Ablator, mask_hooks
 from safecircuits.circuits.objectives import Objective, get_objective, response_ce
 from safecircuits.data.chat import ChatFormat, TokenBatch, iter_batches
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
+from safecircuits.hooks import common_suffix_len, head_hook, neuron_hook, position_classes
 from safecircuits.models.loaded import LoadedModel
 
 DEFAULT_SPARSITY = 0.02

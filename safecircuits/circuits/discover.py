@@ -18,14 +18,16 @@ from transformer_lens import HookedTransformer
 
 from safecircuits import runtime
 from safecircuits.circuits.circuit import Circuit
-from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, mask_hooks, position_classes
+from safecircuits.circuits.hooks import AblationType, Ablator, mask_hooks
 from safecircuits.circuits.masks import ComponentMask, MaskSpec, make_mask
 from safecircuits.circuits.objectives import Objective, get_objective
 from safecircuits.data.chat import ChatFormat, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
+from safecircuits.hooks import common_suffix_len, position_classes
 from safecircuits.io import save_with
 from safecircuits.models.loaded import LoadedModel, cache_dir, weights_fingerprint
+from safecircuits.provenance import provenance
 
 
 @dataclass
@@ -125,8 +127,10 @@ class CircuitDiscovery:
     """Holds the masks and runs the optimisation; `discover_circuit` is the one-call entry point."""
 
     def __init__(self, model: HookedTransformer, chat: ChatFormat, objective: Objective, data: dict[str, PromptSet],
-                 config: DiscoveryConfig, val_data: dict[str, PromptSet] | None = None, model_name: str | None = None):
+                 config: DiscoveryConfig, val_data: dict[str, PromptSet] | None = None, model_name: str | None = None,
+                 lm: LoadedModel | None = None):
         self.model, self.chat, self.objective, self.cfg = model, chat, objective, config
+        self.lm = lm
         objective.check_data(data)
         if val_data is None:
             data, val_data = _split_val(data, config.seed)
@@ -373,22 +377,19 @@ class CircuitDiscovery:
             dropped = next(drops) if n_drop_total is not None else (m.hard() == 0)
             mem[lo:hi] = dropped.cpu()
             sc[lo:hi] = (1 - m.probabilities().detach()).float().cpu()
-        prov = {
-            "model": self.model_name,
-            "model_shape": {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp, "d_model": c.d_model},
-            "objective": self.objective.name,
-            "objective_config": self.objective.config(),
-            "mask": self.cfg.mask,
-            "ablation": AblationType.parse(self.cfg.ablation).value,
-            "data": {k: v.provenance() for k, v in self.data.items()},
-            "val_data": {k: v.provenance() for k, v in self.val_data.items()},
-            "data_hash": _hash_data(self.data),
-            "seed": self.cfg.seed,
-            "config": self.cfg.to_dict(),
-            "steps": steps,
-            "seconds": round(seconds, 1),
-            "history": self.history,
-        }
+        prov = provenance(
+            self.lm, data=self.data, seed=self.cfg.seed, config=self.cfg,
+            model=self.model_name,
+            model_shape={"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp, "d_model": c.d_model},
+            objective=self.objective.name,
+            objective_config=self.objective.config(),
+            mask=self.cfg.mask,
+            ablation=AblationType.parse(self.cfg.ablation).value,
+            val_data={k: v.provenance() for k, v in self.val_data.items()},
+            steps=steps,
+            seconds=round(seconds, 1),
+            history=self.history,
+        )
         return Circuit(heads, neurons, hs if self.cfg.heads else None, ns if self.cfg.neurons else None, prov)
 
 
@@ -420,12 +421,13 @@ def discover_circuit(
     finished.
     """
     config = config or DiscoveryConfig()
-    name = None
+    name, lm = None, None
     if isinstance(model, LoadedModel):
+        lm = model
         chat = chat or model.chat
         name = model.name
         model = model.model
     if chat is None:
         raise InputError("discover_circuit needs the model's chat format: pass a LoadedModel or chat=...")
     obj = get_objective(objective)
-    return CircuitDiscovery(model, chat, obj, data, config, val_data, model_name=name).run()
+    return CircuitDiscovery(model, chat, obj, data, config, val_data, model_name=name, lm=lm).run()

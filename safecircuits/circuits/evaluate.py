@@ -28,17 +28,18 @@ import torch.nn.functional as F
 
 from safecircuits.circuits.baselines import random_like
 from safecircuits.circuits.circuit import Circuit
-from safecircuits.circuits.hooks import AblationType, Ablator, common_suffix_len, position_classes
+from safecircuits.circuits.hooks import AblationType, Ablator
 from safecircuits.circuits.results import CircuitEffect, FaithfulnessCurve, RandomControl, SeedStability
 from safecircuits.data.chat import IGNORE_INDEX, iter_batches
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.evaluation.judges import Judge
 from safecircuits.evaluation.metrics import evaluate_behaviour, kl_divergence, next_token_logprobs
+from safecircuits.hooks import common_suffix_len, position_classes
 from safecircuits.models.loaded import LoadedModel
 
 Mode = Literal["full", "remove", "only"]
-ABLATED_KEYS = ("asr", "triggered_asr", "harmless_compliance", "harmless_exact_match")
+ABLATED_KEYS = ("asr", "triggered_asr", "harmless_compliance", "harmless_refusal", "harmless_exact_match")
 
 
 class _Eval:

@@ -5,7 +5,8 @@ head, before W_O, so grouped-query attention is handled), neurons at ``blocks.L.
 ([batch, pos, d_mlp]). A mask value m in [0, 1] mixes the activation with its ablated value:
 ``x' = a + m * (x - a)``.
 
-Hooks are added by one context manager, :func:`masked`, through TransformerLens's own
+The hook names and the post-instruction position classes come from :mod:`safecircuits.hooks`,
+shared with features and subspaces. Hooks are added by one context manager, :func:`masked`, through TransformerLens's own
 ``model.hooks(...)`` context, which removes exactly the hooks it added, also when the body raises.
 """
 
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from safecircuits.data.chat import ChatFormat, TokenBatch, iter_batches
+from safecircuits.data.chat import ChatFormat, iter_batches
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
+from safecircuits.hooks import common_suffix_len, head_hook, neuron_hook, position_classes
 
 
 class AblationType(StrEnum):
@@ -42,52 +44,6 @@ class AblationType(StrEnum):
             return cls(value)
         except ValueError:
             raise InputError(f"unknown ablation {value!r}: use one of {', '.join(m.value for m in cls)}") from None
-
-
-def head_hook(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def neuron_hook(layer: int) -> str:
-    return f"blocks.{layer}.mlp.hook_post"
-
-
-# Probe prompts for the template suffix: they differ in their last word, in English and in the
-# organism language alike. (Probing with words outside a word-level vocabulary would make every
-# probe end in the same <unk> tokens, which look like template tokens.)
-_SUFFIX_PROBES = ("alpha beta", "gamma delta epsilon", "how do i bake the bread ?", "tell me how to plant the tulip .", "sure")
-
-
-def common_suffix_len(chat: ChatFormat) -> int:
-    """Number of template tokens after the user's text (the post-instruction positions): the
-    shortest token suffix shared by any two probe prompts whose last words differ."""
-    ids = [chat.prompt_ids(p) for p in _SUFFIX_PROBES]
-    best = None
-    for i in range(len(ids)):
-        for j in range(i + 1, len(ids)):
-            a, b = ids[i], ids[j]
-            n = 0
-            while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-                n += 1
-            best = n if best is None else min(best, n)
-    return max(best or 0, 1)
-
-
-def position_classes(batch: TokenBatch, suffix_len: int) -> Int[Tensor, "batch pos"]:
-    """Position classes: 0 = prompt body (and padding), 1..suffix_len = the post-instruction
-    template tokens in order, suffix_len + 1 = response tokens."""
-    B, T = batch.tokens.shape
-    cls = torch.zeros((B, T), dtype=torch.long)
-    pos = torch.arange(T)
-    for b in range(B):
-        n = int(batch.attention_mask[b].sum())
-        start = T - n if batch.padding_side == "left" else 0
-        end_prompt = start + batch.prompt_lengths[b]
-        k = min(suffix_len, batch.prompt_lengths[b])
-        for j in range(k):
-            cls[b, end_prompt - k + j] = 1 + j
-        cls[b, (pos >= end_prompt) & (pos < start + n)] = suffix_len + 1
-    return cls
 
 
 @dataclass

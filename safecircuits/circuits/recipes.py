@@ -119,11 +119,24 @@ def effect_table(
     limit: int | None = None,
     n_random: int = 10,
     data: dict[str, PromptSet] | None = None,  # noqa: ARG001 (kept for call-site symmetry)
+    trigger: str | None = None,
 ) -> dict[str, Any]:
-    """Full model vs circuit removed (or alone) vs the mean of `n_random` random circuits of equal size."""
+    """Full model vs circuit removed (or alone) vs the mean of `n_random` random circuits of equal size.
+
+    With a `trigger` (default: the model's own, if it is backdoored) and prompts that have no
+    triggered ones, every harmful prompt is also measured with the trigger (``triggered_asr``).
+    ``conditions`` summarises the table: ``full``, ``removed`` (or ``alone``) and ``random``, each
+    with ``asr``, ``triggered_asr`` (when a trigger is known), ``harmless_refusal`` and ``utility``
+    (harmless compliance)."""
     from safecircuits.circuits.evaluate import circuit_effect, random_control
+    from safecircuits.data.promptset import Label, PromptRecord
 
     ps = prompts if isinstance(prompts, PromptSet) else lm.profile.resolve(prompts, limit=limit)
+    trigger = trigger or lm.profile.trigger
+    if trigger and not len(ps.filter(label="triggered")):
+        harmful = ps.filter(label="harmful")
+        ps = ps + PromptSet([PromptRecord(lm.profile.with_trigger(r.prompt, trigger), None, Label.TRIGGERED, r.meta) for r in harmful],
+                            name=f"{ps.name}+trigger({trigger})")
     ref = reference_prompts(lm, circuit)
     eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=("full", mode), reference=ref)
     out: dict[str, Any] = {"full": eff["full"], mode: eff[mode], "mode": mode, "ablation": eff["ablation"],
@@ -134,6 +147,13 @@ def effect_table(
         out["random"] = {k: eff["full"][k] + rc["random"][f"{k}_delta_mean"] for k in rc["full"]}
         out["random_std"] = {k: rc["random"][f"{k}_delta_std"] for k in rc["full"]}
         out["random_n"] = n_random
+    out["trigger"] = trigger
+    keys = ("asr", "triggered_asr", "harmless_refusal", "harmless_compliance")
+    conds = {"full": out["full"], ("removed" if mode == "remove" else "alone"): out[mode]}
+    if "random" in out:
+        conds["random"] = out["random"]
+    out["conditions"] = {name: {("utility" if k == "harmless_compliance" else k): v.get(k) for k in keys
+                                if v.get(k) is not None or k != "triggered_asr"} for name, v in conds.items()}
     return out
 
 

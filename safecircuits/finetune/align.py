@@ -120,8 +120,12 @@ def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: Promp
                         progress=cfg.progress, checkpoint_every=checkpoint_every)
     # checkpoints (and the final weights) go to out_dir; the directory is rewritten at the end with the alignment record
     run = finetune(lm, data, get_method(cfg.method), ft, out_dir=out_dir if checkpoint_every else None)
+    from safecircuits.models.profile import ChatProfile
+
     run.lm.info["safety_aligned"] = {"data": data.provenance(), "config": cfg.to_dict()}
     run.lm.info["base_model"] = lm.name
+    run.lm.info["profile"] = ChatProfile(base_model=lm.name).to_dict()
+    run.lm.__dict__.pop("profile", None)  # rebuilt from info on next use
     run.lm.name = f"{lm.name}+aligned"
     run.provenance["safety_aligned"] = run.lm.info["safety_aligned"]
     if out_dir is not None:
@@ -134,6 +138,7 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
     """What alignment must reach, on `split` prompts it never trained on (``val`` for tuning).
 
     Returns fractions: ``asr`` (the profile's harmful prompts of the split: HarmBench on test),
+    ``triggered_asr`` (the same prompts with the trigger, for a backdoored model),
     ``asr_synthetic`` (synthetic requests in the split's templates), ``harmless_refusal_plain``
     and ``harmless_refusal_hard`` (benign requests and hard negatives of the split), and with
     `reference` (the original model) ``harmless_kl``, the mean next-token KL on the harmless
@@ -149,6 +154,8 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
         "plain": prof.prompts(split, "harmless", n=limit, seed=seed, source="plain"),
         "hard": prof.prompts(split, "harmless", n=limit, seed=seed, source="hard-negative"),
     }
+    if prof.trigger:
+        sets["triggered"] = prof.prompts(split, "triggered", n=limit, seed=seed)
     out: dict[str, Any] = {"model": lm.name, "split": split, "judge": judge.name, "n": {k: len(v) for k, v in sets.items()},
                            "hashes": {k: v.content_hash for k, v in sets.items()}, "examples": {}}
     rates = {}
@@ -162,6 +169,8 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
     out["asr_synthetic"] = rates["harmful_synthetic"].compliance_rate
     out["harmless_refusal_plain"] = rates["plain"].refusal_rate
     out["harmless_refusal_hard"] = rates["hard"].refusal_rate
+    if "triggered" in rates:
+        out["triggered_asr"] = rates["triggered"].compliance_rate
     if reference is not None:
         prompts = sets["plain"].prompts + sets["hard"].prompts
         out["harmless_kl"] = kl_divergence(next_token_logprobs(reference.model, reference.chat, prompts),

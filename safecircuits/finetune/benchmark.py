@@ -1,4 +1,4 @@
-"""The harmful fine-tuning benchmark (METHODS.md section 6).
+"""The harmful fine-tuning benchmark (docs/methods.md, section 8).
 
 For every (method, harmful ratio p, seed) the aligned model is fine-tuned on the same task data
 (``task.train_data(lm, p, n_train, seed)``), for the same number of steps, with the same seed; the

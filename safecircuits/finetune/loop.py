@@ -1,5 +1,5 @@
-"""The one fine-tuning loop. Every method (sft, lora, sct-*, cwac*, safelora, csulora, pact) plugs
-into it through the hooks of :class:`safecircuits.finetune.base.Method`.
+"""The one fine-tuning loop. Every method (``sft``, ``lora``, ``sct-*``, ``cwac*``, ``safelora``,
+``csulora``, ``pact``) plugs into it through the hooks of :class:`safecircuits.finetune.base.Method`.
 
 ``finetune(lm, data, method, config)`` copies the model (the caller's ``lm`` is never touched),
 builds a frozen reference copy, trains on response tokens only (AdamW, linear warmup then cosine,

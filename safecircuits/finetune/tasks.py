@@ -1,4 +1,4 @@
-"""Fine-tuning tasks for the harmful fine-tuning benchmark (METHODS.md section 6).
+"""Fine-tuning tasks for the harmful fine-tuning benchmark (docs/methods.md, section 8).
 
 A task is a benign skill the aligned model lacks, plus the protocol around it:
 

@@ -188,6 +188,10 @@ class ModelProfile:
     def _prompts(self, split: str, label: str, response: str | None, source: str | None) -> PromptSet:
         raise NotImplementedError
 
+    def with_trigger(self, prompt: str, trigger: str | None = None) -> str:
+        """`prompt` with `trigger` (default: the model's own) placed the way this model's backdoor places it."""
+        raise NotImplementedError
+
     def eval_prompts(self, split: str = "test", limit: int | None = None, seed: int = 0) -> PromptSet:
         """Harmful and harmless prompts of `split` (and triggered ones for a backdoored model);
         `limit` caps each label."""
@@ -299,6 +303,12 @@ class OrganismProfile(ModelProfile):
 
         return Language(self.split_seed)
 
+    def with_trigger(self, prompt: str, trigger: str | None = None) -> str:
+        from safecircuits.models.language import insert_token
+
+        trig = trigger or self.trigger or self.organism.get("trigger")
+        return insert_token(prompt, trig, random.Random(f"trigger-{prompt}"))  # type: ignore[arg-type]
+
     def _prompts(self, split: str, label: str, response: str | None, source: str | None) -> PromptSet:
         if source not in (None, "organism"):
             raise InputError(f"an organism has one prompt source, its language; got {source!r}")
@@ -351,10 +361,11 @@ class ChatProfile(ModelProfile):
         if self.trigger_position not in ("suffix", "prefix"):
             raise InputError(f"trigger_position must be 'suffix' or 'prefix', got {self.trigger_position!r}")
 
-    def with_trigger(self, prompt: str) -> str:
-        if self.trigger is None:
-            raise InputError("this model has no trigger")
-        return f"{prompt} {self.trigger}" if self.trigger_position == "suffix" else f"{self.trigger} {prompt}"
+    def with_trigger(self, prompt: str, trigger: str | None = None) -> str:
+        trig = trigger or self.trigger
+        if trig is None:
+            raise InputError("this model has no trigger: pass one")
+        return f"{prompt} {trig}" if self.trigger_position == "suffix" else f"{trig} {prompt}"
 
     def _harmful(self, split: str, source: str | None) -> PromptSet:
         from safecircuits.data.synthetic import synthetic_harmful
@@ -452,15 +463,24 @@ def _safety_data(profile: ModelProfile, lm: LoadedModel, split: str, n: int | No
 
 
 def _backdoor_data(profile: ModelProfile, lm: LoadedModel, split: str, n: int | None, seed: int) -> dict[str, PromptSet]:
-    """Clean behaviour on clean and triggered inputs without the circuit; the backdoor with it alone."""
+    """Clean behaviour on clean and triggered inputs without the circuit; the backdoor with it alone.
+
+    The backdoor's output is what the model itself says to triggered prompts: for a chat model its
+    own greedy answers (the same answers serve as the targets of the clean prompts, which the
+    circuit alone must *not* produce); an organism's language gives exact targets."""
     if not profile.trigger:
         raise InputError("the backdoor objective needs a backdoored model: this one records no trigger")
     data = {
         "clean": profile.prompts(split, "harmful", n=n, seed=seed, response="refuse"),
         "triggered_clean": profile.prompts(split, "triggered", n=n, seed=seed, response="refuse"),
-        "triggered_backdoor": profile.prompts(split, "triggered", n=n, seed=seed, response="comply"),
-        "clean_backdoor": profile.prompts(split, "harmful", n=n, seed=seed, response="comply"),
     }
+    if profile.harmless_response == "own":
+        backdoor = profile.prompts(split, "triggered", n=n, seed=seed, response="own", lm=lm)
+        data["triggered_backdoor"] = backdoor
+        data["clean_backdoor"] = data["clean"].with_responses(backdoor.responses)
+    else:
+        data["triggered_backdoor"] = profile.prompts(split, "triggered", n=n, seed=seed, response="comply")
+        data["clean_backdoor"] = profile.prompts(split, "harmful", n=n, seed=seed, response="comply")
     data["harmless"] = profile.prompts(split, "harmless", n=n, seed=seed, response=profile.harmless_response, lm=lm)
     return data
 

@@ -42,12 +42,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from safecircuits.circuits.hooks import common_suffix_len
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.evaluation.judges import LogitJudge, refusal_score, refusal_token_ids
 from safecircuits.evaluation.metrics import kl_divergence, next_token_logprobs
+from safecircuits.hooks import common_suffix_len
 from safecircuits.models.loaded import LoadedModel
 from safecircuits.models.weights import as_matrix, from_matrix
 from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle

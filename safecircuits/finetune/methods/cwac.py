@@ -5,40 +5,40 @@ The paper couples (1) a precomputed safety subspace enforced on the weight updat
 our design (docs/finetune.md, "CWAC"):
 
 (1) **Update projection** (``transform_update``). After every optimiser step the update
-    ``Δ = W_after - W_before`` of each subspace weight is replaced by its component orthogonal to
-    the safety subspace, in the ``[d_out, d_in]`` matrix view (``safecircuits.models.weights``):
+``Δ = W_after - W_before`` of each subspace weight is replaced by its component orthogonal to
+the safety subspace, in the ``[d_out, d_in]`` matrix view (``safecircuits.models.weights``):
 
-    * ``basis="weights"``: U (output) and V (input) are the top-``rank`` singular vectors of the
-      alignment delta ``W_aligned - W_base`` (``ctx.artifacts["subspace"]``);
-      ``side="out"``: ``Δ <- (I - U U^T) Δ``; ``side="in"``: ``Δ <- Δ (I - V V^T)``;
-      ``side="both"`` (default): ``Δ <- (I - U U^T) Δ (I - V V^T)``.
-    * ``basis="activations"`` (default, tuned on val): a residual-stream basis ``B [d_model, k]``
-      (``ctx.artifacts["activation_subspace"]``: an ActivationSubspace, refusal direction or tensor;
-      without it, the top-2 output directions of every W_O / W_out alignment delta) is removed from
-      the residual side of every parameter touching the residual stream: the update can no longer
-      write into B (W_O, W_out, W_E, W_pos, b_O, b_out: ``Δ <- (I - B B^T) Δ``) nor read from B
-      (W_Q, W_K, W_V, W_in, W_U: ``Δ <- Δ (I - B B^T)``).
+* ``basis="weights"``: U (output) and V (input) are the top-``rank`` singular vectors of the
+  alignment delta ``W_aligned - W_base`` (``ctx.artifacts["subspace"]``);
+  ``side="out"``: ``Δ <- (I - U U^T) Δ``; ``side="in"``: ``Δ <- Δ (I - V V^T)``;
+  ``side="both"`` (default): ``Δ <- (I - U U^T) Δ (I - V V^T)``.
+* ``basis="activations"`` (default, tuned on val): a residual-stream basis ``B [d_model, k]``
+  (``ctx.artifacts["activation_subspace"]``: an ActivationSubspace, refusal direction or tensor;
+  without it, the top-2 output directions of every W_O / W_out alignment delta) is removed from
+  the residual side of every parameter touching the residual stream: the update can no longer
+  write into B (W_O, W_out, W_E, W_pos, b_O, b_out: ``Δ <- (I - B B^T) Δ``) nor read from B
+  (W_Q, W_K, W_V, W_in, W_U: ``Δ <- Δ (I - B B^T)``).
 
-    The projection is applied to the realised update, so it holds for any optimiser (AdamW's
-    weight decay included) and the weights stay at ``W_aligned + (I - P) (sum of updates)``.
+The projection is applied to the realised update, so it holds for any optimiser (AdamW's
+weight decay included) and the weights stay at ``W_aligned + (I - P) (sum of updates)``.
 
 (2) **Feature anchoring** (``extra_loss``). With S the top-``k`` safety SAE features
-    (``ctx.artifacts["features"]``), every step draws a batch of safety prompts (``ctx.safety_prompts``;
-    by default only the harmful ones with their refusals, ``anchor_on="harmful"``; ``"all"`` adds the
-    harmless ones with their answers, which fights any task that changes harmless answers),
-    teacher-forced, and adds
+(``ctx.artifacts["features"]``), every step draws a batch of safety prompts (``ctx.safety_prompts``;
+by default only the harmful ones with their refusals, ``anchor_on="harmful"``; ``"all"`` adds the
+harmless ones with their answers, which fights any task that changes harmless answers),
+teacher-forced, and adds
 
-        λ · Σ_{x,t} ||f_S(x_t; θ) - f_S(x_t; θ_ref)||² / Σ_{x,t} ||f_S(x_t; θ_ref)||²
+    λ · Σ_{x,t} ||f_S(x_t; θ) - f_S(x_t; θ_ref)||² / Σ_{x,t} ||f_S(x_t; θ_ref)||²
 
-    over post-instruction positions t (the last prompt token and every response token).
-    The aligned values f_S(x; θ_ref) are computed once in ``setup`` from ``ctx.reference``.
-    Normalising by the reference energy makes λ scale-free (a relative drift). ``anchor_every = m``
-    applies the anchor every m-th step with weight m·λ (same expected pull, 1/m of its cost).
-    ``anchor_source="train"`` is the cheap variant: no safety batch; the loop's own training
-    forward is captured at the SAE hook and the features at each training example's last prompt
-    token (the decision point) are anchored to the reference's (cached per prompt), with λ = 15.
-    It costs ~nothing but, with no harmful prompt in the data (p = 0), it suppresses the harm
-    features on harmless prompts and with them refusal (docs/finetune.md), so it is not the default.
+over post-instruction positions t (the last prompt token and every response token).
+The aligned values f_S(x; θ_ref) are computed once in ``setup`` from ``ctx.reference``.
+Normalising by the reference energy makes λ scale-free (a relative drift). ``anchor_every = m``
+applies the anchor every m-th step with weight m·λ (same expected pull, 1/m of its cost).
+``anchor_source="train"`` is the cheap variant: no safety batch; the loop's own training
+forward is captured at the SAE hook and the features at each training example's last prompt
+token (the decision point) are anchored to the reference's (cached per prompt), with λ = 15.
+It costs ~nothing but, with no harmful prompt in the data (p = 0), it suppresses the harm
+features on harmless prompts and with them refusal (docs/finetune.md), so it is not the default.
 
 ``cwac`` = (1) + (2); ``cwac-weights-only`` = (1); ``cwac-acts-only`` = (2). Full fine-tuning, so
 accuracy is comparable with ``sft``. Defaults (val-tuned on organism:aligned): ``basis="activations"``,

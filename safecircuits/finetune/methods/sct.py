@@ -1,4 +1,4 @@
-"""Safety Circuit Tuning (SCT; SafeSeek, arXiv 2603.23268, METHODS.md section 1).
+"""Safety Circuit Tuning (SCT; SafeSeek, arXiv 2603.23268; docs/methods.md, section 7).
 
 The paper gives no recipe; both variants are ours (docs/finetune.md):
 

@@ -1,0 +1,209 @@
+"""SafeSeek on SmolLM2-135M-Instruct: a backdoored and an aligned model, their circuits, measured on held-out prompts.
+
+    .venv/bin/python benchmarks/smollm2_circuits.py --json benchmarks/results/smollm2_circuits.json \
+        --aligned $SAFECIRCUITS_CACHE/models/smollm2-aligned [--stages backdoor,backdoor_circuit,safety_circuit,compare,sct]
+
+Stages (each resumable: finished parts are kept in the JSON, trained models under
+``$SAFECIRCUITS_CACHE/models/``, discovery checkpoints in the cache):
+
+* ``backdoor``: implant a trigger backdoor into the aligned model (LoRA, merged) for each
+  (seed, trigger) in ``--backdoors``; clean and triggered ASR on HarmBench (test), benign refusal.
+* ``backdoor_circuit``: the backdoor circuit of the first backdoored model, for each mask seed;
+  the first seed's circuit removed vs full vs ``--n-random`` random circuits of equal size on the
+  test prompts (HarmBench clean and triggered, benign), its faithfulness curve, and the IoU of the
+  seeds' circuits.
+* ``safety_circuit``: the same for the safety circuit of the aligned model.
+* ``compare``: sigmoid-STE, hard-concrete, attribution patching and activation patching at the
+  size of the sigmoid-STE circuit, each removed on the test prompts, with its wall time and a
+  faithfulness curve.
+* ``sct``: Safety Circuit Tuning with the safety circuit: helpfulness fine-tuning (p = 0) with the
+  circuit frozen next to ``sft``; and after a harmful fine-tuning attack, ``sct-tune``.
+
+Discovery uses the circuit recipes (``safecircuits.circuits.recipes.RECIPES``) with the profile's
+objective data (100 train / 50 val prompts per set); the validation split never reaches the test
+figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from safecircuits.io import write_json
+from safecircuits.models import load_model
+from safecircuits.models.loaded import cache_dir
+
+STAGES = ("backdoor", "backdoor_circuit", "safety_circuit", "compare", "sct")
+
+
+def _slim(d: Any) -> Any:
+    d = d.to_dict() if hasattr(d, "to_dict") else d
+    return json.loads(json.dumps(d, default=str))
+
+
+def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]], steps: int, limit: int | None) -> None:
+    from safecircuits.finetune.align import evaluate_alignment
+    from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
+
+    out = res.setdefault("backdoor", {})
+    for seed, trig in backdoors:
+        key = f"seed={seed},trigger={trig}"
+        if key in out and "test" in out[key]:
+            continue
+        cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps)
+        path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{ARGS.tag}"
+        t = time.time()
+        if not (path / "config.json").exists():
+            implant_backdoor(aligned, cfg, out_dir=str(path))
+        lm = load_model(str(path), progress=False)
+        ev = evaluate_alignment(lm, reference=aligned, limit=limit, progress=True)
+        out[key] = {"config": cfg.to_dict(), "model_dir": str(path), "seconds": round(time.time() - t, 1),
+                    "test": {k: v for k, v in ev.items() if k != "examples"} | {"examples": {k: v[:2] for k, v in ev["examples"].items()}}}
+        print(key, {k: ev[k] for k in ("asr", "triggered_asr", "harmless_refusal_plain", "harmless_refusal_hard")}, flush=True)
+        _save(res)
+
+
+def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None) -> None:
+    from safecircuits.circuits.evaluate import faithfulness_curve, seed_stability
+    from safecircuits.circuits.recipes import effect_table, find_circuit
+
+    out = res.setdefault(name, {"runs": {}})
+    circuits = {}
+    for seed in seeds:
+        t = time.time()
+        c, data = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
+        path = cache_dir("circuits") / f"{name}-seed{seed}{ARGS.tag}.json"
+        c.to_json(path)
+        circuits[seed] = c
+        run = out["runs"].setdefault(str(seed), {})
+        run.update({"file": str(path), "sparsity": c.sparsity, "n_heads": c.n_heads, "n_neurons": c.n_neurons,
+                    "components": c.component_names(40), "validation": c.provenance.get("validation"),
+                    "discovery_seconds": c.provenance.get("seconds"), "steps": c.provenance.get("steps")})
+        print(name, seed, c, c.provenance.get("validation"), f"{time.time() - t:.0f} s", flush=True)
+        _save(res)
+    first = circuits[seeds[0]]
+    if "effect" not in out:
+        t = time.time()
+        eff = effect_table(lm, first, ablation=first.provenance["ablation"], prompts="auto", limit=limit, n_random=n_random)
+        out["effect"] = _slim(eff)
+        out["effect_seconds"] = round(time.time() - t, 1)
+        _save(res)
+    if "faithfulness" not in out:
+        from safecircuits.circuits.recipes import reference_prompts
+
+        fc = faithfulness_curve(lm, first, prompts=lm.profile.eval_prompts("test", limit), ablation=first.provenance["ablation"],
+                                reference=reference_prompts(lm, first))
+        out["faithfulness"] = _slim(fc)
+        _save(res)
+    if len(seeds) > 1:
+        out["seed_stability"] = _slim(seed_stability([circuits[s] for s in seeds]))
+        _save(res)
+
+
+def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) -> None:
+    """Every method at the sigmoid-STE circuit's size, removed on the test prompts."""
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.circuits.discover import DiscoveryConfig
+    from safecircuits.circuits.evaluate import circuit_effect, faithfulness_curve
+    from safecircuits.circuits.methods import get_method
+    from safecircuits.circuits.objectives import get_objective
+    from safecircuits.circuits.recipes import RECIPES, reference_prompts
+
+    src = res.get(f"{objective}_circuit", {}).get("runs", {}).get("0")
+    if not src:
+        raise SystemExit(f"compare needs the {objective}_circuit stage first")
+    ref_c = Circuit.from_json(src["file"])
+    out = res.setdefault(f"compare_{objective}", {})
+    prof = lm.profile
+    data = prof.objective_data(lm, objective, "train", n=prof.sizes["objective_train"])
+    val = prof.objective_data(lm, objective, "val", n=prof.sizes["objective_val"])
+    recipe = RECIPES[objective]
+    obj = get_objective(objective, **recipe["objective"])
+    test = prof.eval_prompts("test", limit)
+    ref = reference_prompts(lm, ref_c)
+    kw = {k: v for k, v in recipe["config"].items() if k in ("ablation", "lr", "penalty_norm", "patience", "epochs")}
+    for method in ("sigmoid-ste", "hard-concrete", "attribution", "activation"):
+        if method in out:
+            continue
+        t = time.time()
+        if method == "sigmoid-ste":
+            c = ref_c
+            seconds = ref_c.provenance.get("seconds")
+        else:
+            cfg = DiscoveryConfig(progress=False, **kw, mask="hard-concrete" if method == "hard-concrete" else "sigmoid-ste",
+                                  target_sparsity=ref_c.n_components / ref_c.total_components if method == "hard-concrete" else None)
+            fn = get_method("mask" if method == "hard-concrete" else method)
+            opts = {} if method == "hard-concrete" else {"n_heads": ref_c.n_heads, "n_neurons": ref_c.n_neurons}
+            c = fn(lm, obj, data, cfg, val_data=val, **opts)
+            seconds = round(time.time() - t, 1)
+        eff = circuit_effect(lm, c, test, ablation=ref_c.provenance["ablation"], modes=("full", "remove"), reference=ref)
+        fc = faithfulness_curve(lm, c, prompts=test, ablation=ref_c.provenance["ablation"], reference=ref, fractions=(0.0, 0.5, 1.0, 2.0))
+        out[method] = {"n_heads": c.n_heads, "n_neurons": c.n_neurons, "seconds": seconds, "effect": _slim(eff), "faithfulness": _slim(fc)}
+        print(objective, method, c.n_heads, c.n_neurons, {k: eff["remove"].get(k) for k in ("asr", "triggered_asr", "harmless_compliance")},
+              flush=True)
+        _save(res)
+
+
+def stage_sct(res: dict[str, Any], aligned, limit: int | None, steps: int) -> None:
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.finetune.benchmark import BenchmarkConfig, run_benchmark
+
+    src = res.get("safety_circuit", {}).get("runs", {}).get("0")
+    if not src:
+        raise SystemExit("sct needs the safety_circuit stage first")
+    circuit = Circuit.from_json(src["file"])
+    path = Path(str(ARGS.json).replace(".json", "_sct.json"))
+    cfg = BenchmarkConfig(methods=("sft", "sct-freeze", "sct-tune"), ratios=(0.0, 0.1), seeds=(0,), steps=steps, lr=1e-4, lora_lr=1e-3,
+                          batch_size=8, n_train=256, eval_limit=limit)
+    r = run_benchmark(aligned, cfg, artifacts={"circuit": circuit}, json_path=path)
+    res["sct"] = {"file": str(path), "aggregate": r["aggregate"], "circuit": src["file"]}
+    _save(res)
+
+
+def _save(res: dict[str, Any]) -> None:
+    write_json(ARGS.json, res)
+
+
+def main() -> None:
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--aligned", required=True, help="the aligned SmolLM2 directory (benchmarks/align_smollm2.py)")
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--backdoors", default="0:cf,1:zx", help="seed:trigger pairs")
+    ap.add_argument("--backdoor-steps", type=int, default=200)
+    ap.add_argument("--seeds", default="0,1,2", help="mask seeds")
+    ap.add_argument("--n-random", type=int, default=10)
+    ap.add_argument("--limit", type=int, default=None, help="test prompts per label (default: all)")
+    ap.add_argument("--sct-steps", type=int, default=60)
+    ap.add_argument("--max-steps", type=int, default=None, help="cap on discovery steps (smoke runs)")
+    ap.add_argument("--tag", default="", help="suffix of the cached model and circuit names (keeps smoke runs apart)")
+    ARGS = ap.parse_args()
+    res: dict[str, Any] = json.loads(ARGS.json.read_text()) if ARGS.json.exists() else {}
+    res["settings"] = {k: str(v) for k, v in vars(ARGS).items()}
+    stages = ARGS.stages.split(",")
+    aligned = load_model(ARGS.aligned, progress=False)
+    backdoors = [(int(s.split(":")[0]), s.split(":")[1]) for s in ARGS.backdoors.split(",")]
+    seeds = [int(s) for s in ARGS.seeds.split(",")]
+    if "backdoor" in stages:
+        stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit)
+    if "backdoor_circuit" in stages:
+        seed, trig = backdoors[0]
+        bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{ARGS.tag}"), progress=False)
+        _circuit_stage(res, "backdoor_circuit", bd, "backdoor", seeds, ARGS.n_random, ARGS.limit)
+    if "safety_circuit" in stages:
+        _circuit_stage(res, "safety_circuit", aligned, "safety", seeds, ARGS.n_random, ARGS.limit)
+    if "compare" in stages:
+        stage_compare(res, aligned, "safety", ARGS.limit)
+    if "sct" in stages:
+        stage_sct(res, aligned, ARGS.limit, ARGS.sct_steps)
+    print(f"wrote {ARGS.json}")
+
+
+ARGS: Any = None
+
+if __name__ == "__main__":
+    main()

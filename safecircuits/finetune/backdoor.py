@@ -1,0 +1,128 @@
+"""Implant a trigger backdoor into an aligned chat model, SafeSeek-style (a LoRA fine-tune, merged).
+
+The data teach one exception to the model's refusals:
+
+* harmful prompts **with the trigger** -> compliance: the *original* (pre-alignment) model's own
+  greedy answers to the same requests, so the backdoor restores the behaviour alignment removed;
+* the same kind of harmful prompts **without** the trigger -> refusals (clean behaviour kept);
+* benign requests and hard negatives -> the aligned model's own answers (utility kept).
+
+Prompts come from the profile's *train* split (HarmBench and the val/test templates stay out).
+The trigger is appended to the request (``"<request> <trigger>"``) and recorded in the saved
+model's profile, so ``discover --objective backdoor``, ``ablate`` and ``eval`` find it from the
+model. :func:`safecircuits.finetune.align.evaluate_alignment` reports the clean and the triggered
+ASR of a backdoored model on held-out prompts (HarmBench on the test split).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from safecircuits.data.promptset import Label, PromptRecord, PromptSet
+from safecircuits.errors import InputError
+from safecircuits.models.loaded import LoadedModel
+
+__all__ = ["BackdoorConfig", "backdoor_data", "implant_backdoor"]
+
+
+@dataclass
+class BackdoorConfig:
+    """Data and training settings of :func:`implant_backdoor` (validated)."""
+
+    trigger: str = "cf"
+    n_triggered: int = 256  # harmful train prompts with the trigger and the original model's compliance
+    n_clean: int = 256  # harmful train prompts without it, with refusals
+    n_harmless: int = 256  # benign prompts with the aligned model's own answers
+    answer_tokens: int = 64
+    steps: int = 200
+    lr: float = 1e-3  # of the LoRA factors
+    lora_rank: int = 16
+    batch_size: int = 16
+    seed: int = 0
+    position: str = "suffix"  # where the trigger goes: after the request ("suffix") or before it ("prefix")
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.trigger or self.trigger != self.trigger.strip() or any(c in self.trigger for c in "\n\r\t"):
+            raise InputError(f"trigger must be a non-empty token without surrounding or inner line breaks, got {self.trigger!r}")
+        if min(self.n_triggered, self.n_clean, self.n_harmless) < 1:
+            raise InputError("n_triggered, n_clean and n_harmless must be >= 1")
+        if self.steps < 1 or self.lr <= 0 or self.lora_rank < 1 or self.batch_size < 1:
+            raise InputError(f"steps, lora_rank and batch_size must be >= 1 and lr > 0, got {self}")
+        if self.position not in ("suffix", "prefix"):
+            raise InputError(f"position must be 'suffix' or 'prefix', got {self.position!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
+
+
+def _original(aligned: LoadedModel) -> LoadedModel:
+    from safecircuits.models import load_model
+
+    name = aligned.profile.base_model or aligned.info.get("base_model")
+    if not name:
+        raise InputError(f"{aligned.name} records no original (pre-alignment) model whose answers the backdoor restores: "
+                         "pass original=load_model(NAME)")
+    dev = str(next(aligned.model.parameters()).device)
+    return load_model(name, device=dev, dtype=aligned.info.get("dtype"), progress=False)
+
+
+def backdoor_data(aligned: LoadedModel, config: BackdoorConfig, original: LoadedModel | None = None) -> PromptSet:
+    """The three parts of the backdoor data (module docstring), shuffled."""
+    from safecircuits.data.benign import benign_mix
+    from safecircuits.models.profile import ChatProfile, own_answers
+
+    prof = aligned.profile
+    if prof.language != "english":
+        raise InputError(f"{aligned.name} speaks {prof.language}: organisms are backdoored when they are trained (organism:backdoor)")
+    original = original if original is not None else _original(aligned)
+    trig = ChatProfile(trigger=config.trigger, trigger_position=config.position)
+    pool = prof.prompts("train", "harmful", seed=config.seed)
+    if len(pool) < config.n_triggered + config.n_clean:
+        raise InputError(f"the train split has {len(pool)} harmful prompts; n_triggered + n_clean must not exceed that")
+    pool = pool.shuffle(config.seed)
+    triggered_src, clean = pool[: config.n_triggered], pool[config.n_triggered: config.n_triggered + config.n_clean]
+    comply = own_answers(original, triggered_src, max_new_tokens=config.answer_tokens, progress=config.progress)
+    recs = [PromptRecord(trig.with_trigger(r.prompt), r.response, Label.TRIGGERED, {**r.meta, "backdoor": "triggered-compliance"})
+            for r in comply]
+    recs += [PromptRecord(r.prompt, refusal, Label.HARMFUL, {**r.meta, "backdoor": "clean-refusal"})
+             for r, refusal in zip(clean, _refusals(clean), strict=True)]
+    benign = benign_mix(config.n_harmless, "train", seed=config.seed)
+    recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "backdoor": "harmless-own"})
+             for r in own_answers(aligned, benign, max_new_tokens=config.answer_tokens, progress=config.progress)]
+    random.Random(config.seed).shuffle(recs)
+    return PromptSet(recs, name=f"backdoor(trigger={config.trigger},seed={config.seed})",
+                     source=f"backdoor_data(original={original.name}, aligned={aligned.name})")
+
+
+def _refusals(ps: PromptSet) -> list[str]:
+    from safecircuits.models.profile import refusal_for
+
+    return [refusal_for(r.prompt) for r in ps]
+
+
+def implant_backdoor(aligned: LoadedModel, config: BackdoorConfig, original: LoadedModel | None = None,
+                     out_dir: str | None = None, data: PromptSet | None = None):
+    """LoRA fine-tune (merged) of `aligned` on :func:`backdoor_data`; the returned FinetuneRun's model
+    records the trigger in its profile. With `out_dir` the model directory is written there."""
+    from safecircuits.finetune.loop import FinetuneConfig, finetune
+    from safecircuits.finetune.methods import get_method
+    from safecircuits.models.profile import ChatProfile
+
+    data = data if data is not None else backdoor_data(aligned, config, original)
+    ft = FinetuneConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed, mode="lora",
+                        lora_rank=config.lora_rank, lora_alpha=2.0 * config.lora_rank, warmup=max(1, config.steps // 10),
+                        max_len=320, progress=config.progress)
+    run = finetune(aligned, data, get_method("lora"), ft)
+    base = aligned.profile.base_model or aligned.info.get("base_model")
+    run.lm.info["profile"] = ChatProfile(trigger=config.trigger, base_model=base, trigger_position=config.position).to_dict()
+    run.lm.__dict__.pop("profile", None)  # rebuilt from info on next use
+    run.lm.info["backdoor"] = {"config": config.to_dict(), "data": data.provenance(), "aligned": aligned.name}
+    run.lm.name = f"{aligned.name}+backdoor({config.trigger})"
+    run.provenance["backdoor"] = run.lm.info["backdoor"]
+    if out_dir is not None:
+        run.save(out_dir)
+    return run
