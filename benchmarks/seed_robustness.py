@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+
 def _plain(x: Any) -> dict[str, Any]:
     """A result as a plain dict (typed circuit results have ``to_dict``)."""
     return x.to_dict() if hasattr(x, "to_dict") else dict(x)
@@ -221,8 +222,8 @@ ALIGNED_FIGURES: list[tuple[str, Any, str, bool | None]] = [
     ("weight delta: remove model's ASR", lambda r: _get(r, "weights", "at_smallest_rank", "remove_test_asr"), "%", True),
     ("fine-tuning p=0.1: sft harmful score", lambda r: _ft(r, "sft", "harmful_score"), "%", False),
     ("fine-tuning p=0.1: cwac harmful score", lambda r: _ft(r, "cwac", "harmful_score"), "%", False),
-    ("fine-tuning p=0.1: sft task accuracy", lambda r: _ft(r, "sft", "accuracy"), "%", True),
-    ("fine-tuning p=0.1: cwac task accuracy", lambda r: _ft(r, "cwac", "accuracy"), "%", True),
+    ("fine-tuning p=0.1: sft fine-tune accuracy", lambda r: _ft(r, "sft", "accuracy"), "%", True),
+    ("fine-tuning p=0.1: cwac fine-tune accuracy", lambda r: _ft(r, "cwac", "accuracy"), "%", True),
 ]
 BACKDOOR_FIGURES: list[tuple[str, Any, str, bool | None]] = [
     ("backdoor: triggered ASR (test)", lambda r: _get(r, "quality", "triggered_asr"), "%", True),
