@@ -38,7 +38,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "default": [
         {"lr": 5e-5, "steps": 240},
         {"lr": 2e-5, "steps": 240},
-        {"lr": 1e-4, "steps": 240},
+        {"lr": 5e-5, "steps": 240, "n_harmless": 2048, "hard_negative_share": 0.5},
     ],
     "smoke": [{"lr": 5e-5, "steps": 2, "n_harmful": 8, "n_harmless": 8}],
 }

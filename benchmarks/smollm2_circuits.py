@@ -44,7 +44,7 @@ def _slim(d: Any) -> Any:
     return json.loads(json.dumps(d, default=str))
 
 
-def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]], steps: int, limit: int | None) -> None:
+def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]], steps: int, limit: int | None, n: int) -> None:
     from safecircuits.finetune.align import evaluate_alignment
     from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
 
@@ -53,7 +53,7 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
         key = f"seed={seed},trigger={trig}"
         if key in out and "test" in out[key]:
             continue
-        cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps)
+        cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n)
         path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{ARGS.tag}"
         t = time.time()
         if not (path / "config.json").exists():
@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--backdoors", default="0:cf,1:zx", help="seed:trigger pairs")
     ap.add_argument("--backdoor-steps", type=int, default=200)
+    ap.add_argument("--backdoor-n", type=int, default=256, help="triggered, clean and harmless train prompts each")
     ap.add_argument("--seeds", default="0,1,2", help="mask seeds")
     ap.add_argument("--n-random", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="test prompts per label (default: all)")
@@ -189,7 +190,7 @@ def main() -> None:
     backdoors = [(int(s.split(":")[0]), s.split(":")[1]) for s in ARGS.backdoors.split(",")]
     seeds = [int(s) for s in ARGS.seeds.split(",")]
     if "backdoor" in stages:
-        stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit)
+        stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit, ARGS.backdoor_n)
     if "backdoor_circuit" in stages:
         seed, trig = backdoors[0]
         bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{ARGS.tag}"), progress=False)

@@ -1,4 +1,4 @@
-"""Masks, ablation hooks, the Circuit object (fast; tiny organisms)."""
+"""Masks, ablation hooks, the Circuit object (fast; random-weight organism-shaped model)."""
 
 import json
 
@@ -90,17 +90,17 @@ def test_bad_circuit_files(tmp_path):
         Circuit.from_json(tmp_path / "x.json")
 
 
-def test_shape_mismatch_names_both_shapes(tiny_aligned):
+def test_shape_mismatch_names_both_shapes(random_aligned):
     c = _circuit((3, 4, 256))
     with pytest.raises(ShapeMismatchError, match=r"'n_layers': 3.*'n_layers': 2"):
-        with c.ablate(tiny_aligned.model):
+        with c.ablate(random_aligned.model):
             pass
     with pytest.raises(ShapeMismatchError):
         c.iou(_circuit())
 
 
-def test_hooks_removed_even_on_error(tiny_aligned):
-    model = tiny_aligned.model
+def test_hooks_removed_even_on_error(random_aligned):
+    model = random_aligned.model
     c = _circuit()
     with pytest.raises(RuntimeError, match="boom"):
         with c.ablate(model):
@@ -109,8 +109,8 @@ def test_hooks_removed_even_on_error(tiny_aligned):
     assert no_hooks(model)
 
 
-def test_zero_ablation_of_everything_kills_the_output(tiny_aligned):
-    model, _, chat = tiny_aligned
+def test_zero_ablation_of_everything_kills_the_output(random_aligned):
+    model, _, chat = random_aligned
     b = encode_batch(chat, Language(0).prompt_set("test", "harmless").prompts[:4])
     clean = model(b.tokens)
     L, H, N = model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_mlp
@@ -124,8 +124,8 @@ def test_zero_ablation_of_everything_kills_the_output(tiny_aligned):
 
 
 @pytest.mark.parametrize("kind", ["mean", "resample"])
-def test_mean_and_resample_ablation_replace_with_reference_values(tiny_aligned, kind):
-    model, _, chat = tiny_aligned
+def test_mean_and_resample_ablation_replace_with_reference_values(random_aligned, kind):
+    model, _, chat = random_aligned
     lang = Language(0)
     ref = lang.prompt_set("train", "harmless")[:40]
     ab = Ablator.build(model, chat, kind, ref)
@@ -150,7 +150,7 @@ def test_mean_and_resample_ablation_replace_with_reference_values(tiny_aligned, 
 def test_ablation_type_parse_error():
     with pytest.raises(ValueError, match="unknown ablation 'blur'"):
         AblationType.parse("blur")
-def test_mean_ablation_without_reference_is_a_clear_error(tiny_aligned):
+def test_mean_ablation_without_reference_is_a_clear_error(random_aligned):
     with pytest.raises(ValueError, match="needs reference activations"):
-        with _circuit().ablate(tiny_aligned.model, ablation="mean"):
+        with _circuit().ablate(random_aligned.model, ablation="mean"):
             pass

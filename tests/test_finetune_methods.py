@@ -1,4 +1,6 @@
-"""The safety-preserving fine-tuning methods: CWAC, SafeLoRA, CSULoRA, PACT (tiny organisms)."""
+"""The safety-preserving fine-tuning methods: CWAC, SafeLoRA, CSULoRA, PACT (mechanics on random-weight
+organism-shaped models, where the aligned one is the base plus a small update; PACT's safety tokens on the
+trained organisms, slow)."""
 
 from __future__ import annotations
 
@@ -16,33 +18,33 @@ from safecircuits.models.weights import as_matrix
 
 
 @pytest.fixture(scope="module")
-def subspace(tiny_aligned, tiny_base):
+def subspace(random_aligned, random_base):
     from safecircuits.subspaces import WeightDeltaSubspace
 
-    return WeightDeltaSubspace.from_models(tiny_aligned, tiny_base, rank=4)
+    return WeightDeltaSubspace.from_models(random_aligned, random_base, rank=4)
 
 
 @pytest.fixture(scope="module")
-def features(tiny_aligned):
+def features(random_aligned):
     """A random (untrained) SAELens SAE at the last residual stream and a FeatureSet ranking its features."""
     from sae_lens import StandardSAE, StandardSAEConfig
 
     from safecircuits.features import FeatureSet
 
     torch.manual_seed(0)
-    d = tiny_aligned.model.cfg.d_model
+    d = random_aligned.model.cfg.d_model
     sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=4 * d))
     with torch.no_grad():
         sae.W_enc.normal_(0, 0.3)
         sae.b_enc.fill_(0.1)
-    hook = f"blocks.{tiny_aligned.model.cfg.n_layers - 1}.hook_resid_post"
+    hook = f"blocks.{random_aligned.model.cfg.n_layers - 1}.hook_resid_post"
     fs = FeatureSet(None, hook, "diff", torch.rand(4 * d), torch.rand(4 * d))
     return fs, sae
 
 
 @pytest.fixture(scope="module")
-def safety(tiny_aligned):
-    return get_task("reverse-steps").safety_data(tiny_aligned, n=8, seed=0)
+def safety(random_aligned):
+    return get_task("reverse-steps").safety_data(random_aligned, n=8, seed=0)
 
 
 def _ctx(lm, artifacts, safety_prompts=None):
@@ -73,9 +75,9 @@ def test_project_matrix_is_orthogonal_and_idempotent():
 
 
 @pytest.mark.parametrize("side", ["out", "in", "both"])
-def test_cwac_transform_update_orthogonal_to_subspace(tiny_aligned, subspace, side):
+def test_cwac_transform_update_orthogonal_to_subspace(random_aligned, subspace, side):
     method = get_method("cwac-weights-only", basis="weights", side=side, rank=4)
-    ctx = _ctx(tiny_aligned, {"subspace": subspace})
+    ctx = _ctx(random_aligned, {"subspace": subspace})
     method.setup(ctx)
     name = "blocks.0.attn.W_O"
     delta = torch.randn(subspace.shapes[name], generator=torch.Generator().manual_seed(1))
@@ -88,12 +90,12 @@ def test_cwac_transform_update_orthogonal_to_subspace(tiny_aligned, subspace, si
     if side in ("in", "both"):
         assert (out @ vh.T).abs().max() < 1e-5
     assert (u.T @ as_matrix(name, delta)).abs().max() > 1e-2  # the raw update was not orthogonal
-    emb = torch.randn_like(tiny_aligned.model.W_E)
+    emb = torch.randn_like(random_aligned.model.W_E)
     assert torch.equal(method.transform_update(ctx, "embed.W_E", emb), emb)  # non-subspace parameters pass
 
 
-def test_cwac_activation_basis_blocks_residual_reads_and_writes(tiny_aligned, subspace):
-    d = tiny_aligned.model.cfg.d_model
+def test_cwac_activation_basis_blocks_residual_reads_and_writes(random_aligned, subspace):
+    d = random_aligned.model.cfg.d_model
     basis, _ = torch.linalg.qr(torch.randn(d, 3, generator=torch.Generator().manual_seed(2)))
     g = torch.Generator().manual_seed(3)
     w_o = project_residual("blocks.0.attn.W_O", torch.randn(4, d // 4, d, generator=g), basis)
@@ -108,17 +110,17 @@ def test_cwac_activation_basis_blocks_residual_reads_and_writes(tiny_aligned, su
     assert torch.equal(project_residual("blocks.0.ln1.w", ln, basis), ln)
     # without an activation basis artifact, CWAC derives one from the weight-delta subspace
     method = get_method("cwac-weights-only")
-    ctx = _ctx(tiny_aligned, {"subspace": subspace})
+    ctx = _ctx(random_aligned, {"subspace": subspace})
     method.setup(ctx)
     b = ctx.state["cwac_basis"]
     assert b.shape[0] == d and torch.allclose(b.T @ b, torch.eye(b.shape[1]), atol=1e-5)
 
 
-def test_cwac_through_the_loop_keeps_total_update_orthogonal(tiny_aligned, subspace):
-    data = get_task("reverse-steps").train_data(tiny_aligned, 0.2, 32, 0)
-    run = finetune(tiny_aligned, data, get_method("cwac-weights-only", basis="weights", side="both", rank=4),
+def test_cwac_through_the_loop_keeps_total_update_orthogonal(random_aligned, subspace):
+    data = get_task("reverse-steps").train_data(random_aligned, 0.2, 32, 0)
+    run = finetune(random_aligned, data, get_method("cwac-weights-only", basis="weights", side="both", rank=4),
                    FinetuneConfig(steps=3, lr=1e-2, batch_size=8, progress=False), artifacts={"subspace": subspace})
-    after, before = dict(run.lm.model.named_parameters()), dict(tiny_aligned.model.named_parameters())
+    after, before = dict(run.lm.model.named_parameters()), dict(random_aligned.model.named_parameters())
     for name in ("blocks.0.attn.W_V", "blocks.1.mlp.W_out"):
         total = as_matrix(name, (after[name] - before[name]).detach())
         assert total.abs().max() > 1e-4  # it did train
@@ -126,13 +128,13 @@ def test_cwac_through_the_loop_keeps_total_update_orthogonal(tiny_aligned, subsp
         assert (total @ subspace.input_basis(name).T).abs().max() < 1e-5
 
 
-def test_cwac_feature_anchor_zero_at_reference_and_differentiable(tiny_aligned, features, safety):
+def test_cwac_feature_anchor_zero_at_reference_and_differentiable(random_aligned, features, safety):
     from safecircuits.data.chat import encode_batch
 
-    batch = encode_batch(tiny_aligned.chat, safety.prompts[:2], safety.responses[:2])
-    logits = torch.zeros(2, batch.tokens.shape[1], tiny_aligned.model.cfg.d_vocab)  # unused by CWAC
+    batch = encode_batch(random_aligned.chat, safety.prompts[:2], safety.responses[:2])
+    logits = torch.zeros(2, batch.tokens.shape[1], random_aligned.model.cfg.d_vocab)  # unused by CWAC
     method = get_method("cwac-acts-only", lam=2.0, k=8, safety_batch=4, anchor_source="safety")
-    ctx = _ctx(tiny_aligned, {"features": features}, safety)
+    ctx = _ctx(random_aligned, {"features": features}, safety)
     method.setup(ctx)
     assert len(ctx.state["cwac_batches"]) == 2  # only the 8 harmful prompts (anchor_on="harmful"), batches of 4
     loss = method.extra_loss(ctx, 0, batch, logits)["feature_anchor"]
@@ -146,7 +148,7 @@ def test_cwac_feature_anchor_zero_at_reference_and_differentiable(tiny_aligned, 
     assert all(p.grad is None for p in features[1].parameters())  # the SAE is frozen
 
 
-def test_cwac_anchor_backward_after_the_task_loss_gives_the_same_update(tiny_aligned, features, safety, monkeypatch):
+def test_cwac_anchor_backward_after_the_task_loss_gives_the_same_update(random_aligned, features, safety, monkeypatch):
     """The safety-batch anchor does not need the training graph, so the loop frees it first (half the
     peak memory); the result must equal one backward of the summed loss."""
     from safecircuits.finetune.methods.cwac import CWACActsOnly
@@ -154,29 +156,29 @@ def test_cwac_anchor_backward_after_the_task_loss_gives_the_same_update(tiny_ali
     method = get_method("cwac-acts-only", lam=5.0, k=8, safety_batch=4)
     assert not method.extra_loss_needs_train_graph()
     assert get_method("cwac", anchor_source="train").extra_loss_needs_train_graph()
-    data = get_task("reverse-steps").train_data(tiny_aligned, 0.2, 32, 0)
+    data = get_task("reverse-steps").train_data(random_aligned, 0.2, 32, 0)
     cfg = FinetuneConfig(steps=3, lr=1e-2, batch_size=8, progress=False)
-    split = finetune(tiny_aligned, data, method, cfg, artifacts={"features": features}, safety_prompts=safety)
+    split = finetune(random_aligned, data, method, cfg, artifacts={"features": features}, safety_prompts=safety)
     monkeypatch.setattr(CWACActsOnly, "extra_loss_needs_train_graph", lambda self: True)
-    joint = finetune(tiny_aligned, data, get_method("cwac-acts-only", lam=5.0, k=8, safety_batch=4), cfg, artifacts={"features": features},
+    joint = finetune(random_aligned, data, get_method("cwac-acts-only", lam=5.0, k=8, safety_batch=4), cfg, artifacts={"features": features},
                      safety_prompts=safety)
     assert split.losses[-1]["feature_anchor"] > 0
     assert split.losses[-1]["total"] == pytest.approx(joint.losses[-1]["total"], rel=1e-5)
     a, b = dict(split.lm.model.named_parameters()), dict(joint.lm.model.named_parameters())
-    moved = sum(float((a[n] - p).pow(2).sum()) for n, p in tiny_aligned.model.named_parameters()) ** 0.5
+    moved = sum(float((a[n] - p).pow(2).sum()) for n, p in random_aligned.model.named_parameters()) ** 0.5
     apart = sum(float((a[n] - b[n]).pow(2).sum()) for n in a) ** 0.5
     assert moved > 1e-2  # it trained
     # equal up to float summation order (AdamW's normalisation magnifies it in near-zero-gradient entries)
     assert apart < 1e-3 * moved, (apart, moved)
 
 
-def test_cwac_rejects_bad_hparams_and_missing_artifacts(tiny_aligned):
+def test_cwac_rejects_bad_hparams_and_missing_artifacts(random_aligned):
     with pytest.raises(ValueError, match="unknown hyperparameters"):
         get_method("cwac", lamda=1.0)
     with pytest.raises(ValueError, match="side"):
         get_method("cwac", side="left")
     with pytest.raises(ValueError, match="safety_prompts"):
-        get_method("cwac-acts-only", anchor_source="safety").setup(_ctx(tiny_aligned, {"features": object()}))
+        get_method("cwac-acts-only", anchor_source="safety").setup(_ctx(random_aligned, {"features": object()}))
 
 
 # -- SafeLoRA / CSULoRA -----------------------------------------------------------------------
@@ -194,21 +196,21 @@ def _deltas(subspace, seed=0):
 
 
 @pytest.mark.parametrize("name,hp", [("safelora", {"tau": 0.9}), ("safelora", {"k": 2}), ("csulora", {}), ("csulora", {"keep": "aligned"})])
-def test_posthoc_never_mutates_input(tiny_aligned, subspace, name, hp):
+def test_posthoc_never_mutates_input(random_aligned, subspace, name, hp):
     deltas = _deltas(subspace)
     copies = {n: d.clone() for n, d in deltas.items()}
     method = get_method(name, rank=4, **hp)
-    out = method.post_hoc(_ctx(tiny_aligned, {"subspace": subspace}), deltas)
+    out = method.post_hoc(_ctx(random_aligned, {"subspace": subspace}), deltas)
     for n in deltas:
         assert torch.equal(deltas[n], copies[n])  # bitwise
         assert out[n].shape == deltas[n].shape and out[n].data_ptr() != deltas[n].data_ptr()
     assert any(not torch.allclose(out[n], deltas[n]) for n in deltas)  # it did change something
 
 
-def test_safelora_k_projects_the_lowest_cosines(tiny_aligned, subspace):
+def test_safelora_k_projects_the_lowest_cosines(random_aligned, subspace):
     deltas = _deltas(subspace, seed=1)
     method = get_method("safelora", k=2, rank=4)
-    ctx = _ctx(tiny_aligned, {"subspace": subspace})
+    ctx = _ctx(random_aligned, {"subspace": subspace})
     out = method.post_hoc(ctx, deltas)
     rep = ctx.state["safelora"]
     lowest = sorted(rep["cosines"], key=rep["cosines"].get)[:2]
@@ -268,7 +270,10 @@ def test_csulora_closed_form_is_the_minimiser(keep):
 
 
 # -- PACT -------------------------------------------------------------------------------------
-def test_pact_safety_tokens_include_refusal_tokens(tiny_aligned, tiny_base, safety):
+@pytest.mark.slow
+def test_pact_safety_tokens_include_refusal_tokens(tiny_aligned, tiny_base):
+    """Slow: which tokens alignment made likelier is a property of the trained organisms."""
+    safety = get_task("reverse-steps").safety_data(tiny_aligned, n=8, seed=0)
     st = safety_tokens(tiny_aligned, tiny_base, safety.filter(label="harmful"), k=100)
     words = set(tiny_aligned.tokenizer.convert_ids_to_tokens(st["ids"].tolist()))
     assert {"sorry", "cannot"} <= words
@@ -298,21 +303,21 @@ def test_pact_kl_matches_formula_and_gates():
     assert float(a) == pytest.approx(float(b), rel=1e-4)
 
 
-def test_pact_through_the_loop(tiny_aligned, tiny_base, safety):
-    data = get_task("reverse-steps").train_data(tiny_aligned, 0.1, 16, 0)
+def test_pact_through_the_loop(random_aligned, random_base, safety):
+    data = get_task("reverse-steps").train_data(random_aligned, 0.1, 16, 0)
     method = get_method("pact")
-    run = finetune(tiny_aligned, data, method, FinetuneConfig(steps=2, batch_size=4, progress=False, lora_targets=method.lora_targets),
-                   artifacts={"base": tiny_base}, safety_prompts=safety)
+    run = finetune(random_aligned, data, method, FinetuneConfig(steps=2, batch_size=4, progress=False, lora_targets=method.lora_targets),
+                   artifacts={"base": random_base}, safety_prompts=safety)
     assert all("pact_kl" in r and r["pact_kl"] >= 0 for r in run.losses)
-    changed = [n for n, p in run.lm.model.named_parameters() if not torch.equal(p, dict(tiny_aligned.model.named_parameters())[n])]
+    changed = [n for n, p in run.lm.model.named_parameters() if not torch.equal(p, dict(random_aligned.model.named_parameters())[n])]
     assert changed and all(n.endswith(("W_Q", "W_V")) for n in changed)  # LoRA on W_Q, W_V only
 
 
-def test_cwac_train_anchor_reads_the_training_forward_and_leaves_no_hook(tiny_aligned, subspace, features, safety):
-    data = get_task("reverse-steps").train_data(tiny_aligned, 0.3, 16, 0)
+def test_cwac_train_anchor_reads_the_training_forward_and_leaves_no_hook(random_aligned, subspace, features, safety):
+    data = get_task("reverse-steps").train_data(random_aligned, 0.3, 16, 0)
     method = get_method("cwac", k=8, anchor_source="train")
     assert method.hparams["lam"] == 15.0
-    run = finetune(tiny_aligned, data, method, FinetuneConfig(steps=3, lr=1e-2, batch_size=8, progress=False),
+    run = finetune(random_aligned, data, method, FinetuneConfig(steps=3, lr=1e-2, batch_size=8, progress=False),
                    artifacts={"subspace": subspace, "features": features}, safety_prompts=safety)
     anchors = [r["feature_anchor"] for r in run.losses]
     assert anchors[0] == pytest.approx(0.0, abs=1e-10)  # step 0: the student is the reference

@@ -1,4 +1,4 @@
-"""Safety Circuit Tuning: circuit parameter masks, sct-freeze and sct-tune on a hand-made circuit."""
+"""Safety Circuit Tuning: circuit parameter masks, sct-freeze and sct-tune on a hand-made circuit (random-weight organism-shaped model)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from safecircuits.models.language import Language
 
 
 @pytest.fixture(scope="module")
-def circuit(tiny_aligned):
-    c = tiny_aligned.model.cfg
+def circuit(random_aligned):
+    c = random_aligned.model.cfg
     heads = torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool)
     neurons = torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool)
     heads[0, 2] = True
@@ -20,7 +20,7 @@ def circuit(tiny_aligned):
     neurons[1, [3, 17, 90]] = True
     scores_h = heads.float() + 0.1 * torch.arange(c.n_heads).float()
     scores_n = neurons.float()
-    return Circuit(heads, neurons, scores_h, scores_n, provenance={"model": tiny_aligned.name, "objective": "hand-made"})
+    return Circuit(heads, neurons, scores_h, scores_n, provenance={"model": random_aligned.name, "objective": "hand-made"})
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def cfg(**kw):
     return FinetuneConfig(**{"steps": 5, "batch_size": 8, "lr": 3e-3, "progress": False, **kw})
 
 
-def test_masks_select_head_and_neuron_slices(tiny_aligned, circuit):
-    masks = circuit_param_masks(tiny_aligned.model, circuit)
+def test_masks_select_head_and_neuron_slices(random_aligned, circuit):
+    masks = circuit_param_masks(random_aligned.model, circuit)
     assert set(masks) == {f"blocks.{l}.attn.{w}" for l in (0, 1) for w in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")} | {
         "blocks.1.mlp.W_in", "blocks.1.mlp.b_in", "blocks.1.mlp.W_out"}
     wq = masks["blocks.0.attn.W_Q"]
@@ -46,35 +46,35 @@ def test_masks_select_head_and_neuron_slices(tiny_aligned, circuit):
     w_in = masks["blocks.1.mlp.W_in"]
     assert w_in[:, [3, 17, 90]].all() and w_in.sum() == 3 * w_in.shape[0]
     assert masks["blocks.1.mlp.W_out"][[3, 17, 90]].all() and masks["blocks.1.mlp.b_in"].sum() == 3
-    cfg_ = tiny_aligned.model.cfg
+    cfg_ = random_aligned.model.cfg
     per_head = 4 * cfg_.d_model * cfg_.d_head + 3 * cfg_.d_head
     per_neuron = 2 * cfg_.d_model + 1
     assert sum(int(m.sum()) for m in masks.values()) == 2 * per_head + 3 * per_neuron
 
 
-def test_sct_freeze_spares_circuit(tiny_aligned, circuit, data):
-    before = params(tiny_aligned)
-    run = finetune(tiny_aligned, data, get_method("sct-freeze"), cfg(weight_decay=0.1), artifacts={"circuit": circuit})
+def test_sct_freeze_spares_circuit(random_aligned, circuit, data):
+    before = params(random_aligned)
+    run = finetune(random_aligned, data, get_method("sct-freeze"), cfg(weight_decay=0.1), artifacts={"circuit": circuit})
     after = params(run.lm)
-    masks = circuit_param_masks(tiny_aligned.model, circuit)
+    masks = circuit_param_masks(random_aligned.model, circuit)
     for n, m in masks.items():
         m = m.bool()
         assert torch.equal(after[n][m], before[n][m]), f"{n}: a circuit entry moved under sct-freeze"
         assert not torch.equal(after[n][~m], before[n][~m]), f"{n}: non-circuit entries did not train"
     assert not torch.equal(after["unembed.W_U"], before["unembed.W_U"])
-    total = sum(p.numel() for p in tiny_aligned.model.parameters())
+    total = sum(p.numel() for p in random_aligned.model.parameters())
     n_circ = sum(int(m.sum()) for m in masks.values())
     assert run.provenance["trainable_params"] == total - n_circ
     assert run.trainable_share == pytest.approx(1 - n_circ / total)
 
 
-def test_sct_tune_changes_only_circuit(tiny_aligned, circuit, data):
-    before = params(tiny_aligned)
+def test_sct_tune_changes_only_circuit(random_aligned, circuit, data):
+    before = params(random_aligned)
     safety = Language(0).prompt_set("train", "harmful")  # refusal targets
-    run = finetune(tiny_aligned, safety + data.filter(label="harmless"), get_method("sct-tune"), cfg(weight_decay=0.1),
+    run = finetune(random_aligned, safety + data.filter(label="harmless"), get_method("sct-tune"), cfg(weight_decay=0.1),
                    artifacts={"circuit": circuit})
     after = params(run.lm)
-    masks = circuit_param_masks(tiny_aligned.model, circuit)
+    masks = circuit_param_masks(random_aligned.model, circuit)
     for n in before:
         if n in masks:
             m = masks[n].bool()
@@ -84,29 +84,29 @@ def test_sct_tune_changes_only_circuit(tiny_aligned, circuit, data):
             assert torch.equal(after[n], before[n]), f"{n}: no circuit entries, yet it moved"
     n_circ = sum(int(m.sum()) for m in masks.values())
     assert run.provenance["trainable_params"] == n_circ
-    assert run.trainable_share == pytest.approx(n_circ / sum(p.numel() for p in tiny_aligned.model.parameters()))
+    assert run.trainable_share == pytest.approx(n_circ / sum(p.numel() for p in random_aligned.model.parameters()))
     assert run.provenance["artifacts"]["circuit"]["provenance"]["objective"] == "hand-made"
 
 
-def test_sct_top_k_and_circuit_path(tiny_aligned, circuit, data, tmp_path):
+def test_sct_top_k_and_circuit_path(random_aligned, circuit, data, tmp_path):
     path = circuit.to_json(tmp_path / "c.json")
-    run = finetune(tiny_aligned, data, get_method("sct-tune", top_k=(1, 0)), cfg(steps=2), artifacts={"circuit": path})
-    cfg_ = tiny_aligned.model.cfg
+    run = finetune(random_aligned, data, get_method("sct-tune", top_k=(1, 0)), cfg(steps=2), artifacts={"circuit": path})
+    cfg_ = random_aligned.model.cfg
     assert run.provenance["trainable_params"] == 4 * cfg_.d_model * cfg_.d_head + 3 * cfg_.d_head  # the top-scoring head only
     assert run.provenance["method"]["top_k"] == [1, 0]
 
 
-def test_sct_rejects_wrong_shape_and_lora(tiny_aligned, data):
+def test_sct_rejects_wrong_shape_and_lora(random_aligned, data):
     bad = Circuit(torch.zeros(3, 4, dtype=torch.bool), torch.ones(3, 16, dtype=torch.bool))
     with pytest.raises(ValueError, match="shape"):
-        finetune(tiny_aligned, data, get_method("sct-tune"), cfg(), artifacts={"circuit": bad})
-    c = tiny_aligned.model.cfg
+        finetune(random_aligned, data, get_method("sct-tune"), cfg(), artifacts={"circuit": bad})
+    c = random_aligned.model.cfg
     empty = Circuit(torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool), torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool))
     with pytest.raises(ValueError, match="empty"):
-        finetune(tiny_aligned, data, get_method("sct-tune"), cfg(), artifacts={"circuit": empty})
+        finetune(random_aligned, data, get_method("sct-tune"), cfg(), artifacts={"circuit": empty})
     one = Circuit(torch.ones(c.n_layers, c.n_heads, dtype=torch.bool), torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool))
     with pytest.raises(ValueError, match="full"):
-        finetune(tiny_aligned, data, get_method("sct-tune"), cfg(mode="lora"), artifacts={"circuit": one})
+        finetune(random_aligned, data, get_method("sct-tune"), cfg(mode="lora"), artifacts={"circuit": one})
 
 
 def test_gqa_kv_heads_shared():

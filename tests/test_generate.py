@@ -4,8 +4,8 @@ from safecircuits.evaluation.generate import generate
 from safecircuits.models.language import Language
 
 
-def test_batched_generation_matches_one_at_a_time(tiny_aligned):
-    model, _, chat = tiny_aligned
+def test_batched_generation_matches_one_at_a_time(random_aligned):
+    model, _, chat = random_aligned
     ps = Language(0).prompt_set("test", "harmful")[:6] + Language(0).prompt_set("test", "harmless")[:6]
     prompts = ps.prompts
     prompts[3] = "cf " + prompts[3] + " please please"  # make lengths differ so left padding matters
@@ -14,8 +14,8 @@ def test_batched_generation_matches_one_at_a_time(tiny_aligned):
     assert batched == single
 
 
-def test_generation_stops_at_eos_and_respects_hooks(tiny_aligned):
-    model, _, chat = tiny_aligned
+def test_generation_stops_at_eos_and_respects_hooks(random_aligned):
+    model, _, chat = random_aligned
     p = Language(0).prompt_set("test", "harmless").prompts[0]
     out = generate(model, chat, [p], max_new_tokens=40)[0]
     assert "<eos>" not in out and "<pad>" not in out

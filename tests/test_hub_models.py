@@ -50,12 +50,14 @@ def test_chat_model_missing_from_cache(empty_hf_cache: Path) -> None:
 
 
 def test_unknown_name(empty_hf_cache: Path) -> None:
+    """A made-up name lists what loads offline; there is nothing to download, so no download advice."""
     with pytest.raises(ModelNotAvailableError) as exc:
         load_transformer_lens("acme/definitely-not-a-model-7b")
     msg = str(exc.value)
     assert "not available offline" in msg
-    assert "not a TransformerLens-supported model name" in msg
-    assert "How to provide them" in msg
+    assert "TransformerLens-supported model name" in msg
+    assert "organism:aligned" in msg and "smollm2-135m-instruct" in msg and "directory written by safecircuits" in msg
+    assert "How to provide them" not in msg and "huggingface-cli download" not in msg
 
 
 def test_unknown_name_suggests_close_match(empty_hf_cache: Path) -> None:

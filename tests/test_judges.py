@@ -33,7 +33,9 @@ def test_unknown_judge_lists_choices():
     assert {"organism", "keyword-gcg", "keyword-refusal-direction", "logit"} <= set(JUDGES)
 
 
+@pytest.mark.slow
 def test_logit_refusal_score_separates_harmful_from_harmless(tiny_aligned):
+    """Slow: the separation is a trained organism's behaviour."""
     model, _, chat = tiny_aligned
     lang = L.Language(0)
     j = tiny_aligned.profile.judge(tiny_aligned, "logit")  # the organism's own refusal tokens
@@ -42,3 +44,16 @@ def test_logit_refusal_score_separates_harmful_from_harmless(tiny_aligned):
     safe = refusal_score(model, chat, lang.prompt_set("test", "harmless").prompts, j.refusal_ids)
     assert (harm > 0).float().mean() >= 0.9
     assert (safe < 0).float().mean() >= 0.9
+
+
+def test_logit_judge_mechanics(random_aligned):
+    """The logit judge of an organism-profile model reads the organism's refusal tokens and scores
+    one finite number per prompt (the separation itself needs a trained model: the slow test above)."""
+    model, _, chat = random_aligned
+    j = random_aligned.profile.judge(random_aligned, "logit")
+    ids = refusal_token_ids(chat, random_aligned.profile.refusal_starts)
+    assert isinstance(j, LogitJudge) and j.refusal_ids == ids
+    assert set(random_aligned.tokenizer.convert_ids_to_tokens(list(ids))) == {r.split()[0] for r in L.REFUSALS}
+    prompts = L.Language(0).prompt_set("test", "harmful").prompts[:5]
+    s = refusal_score(model, chat, prompts, ids)
+    assert s.shape == (5,) and bool(s.isfinite().all())

@@ -5,8 +5,8 @@ import torch
 from safecircuits.models.weights import as_matrix, from_matrix, head_rows, weight_names
 
 
-def test_round_trip_and_linear_convention(tiny_aligned):
-    m = tiny_aligned.model
+def test_round_trip_and_linear_convention(random_aligned):
+    m = random_aligned.model
     params = dict(m.named_parameters())
     names = weight_names(m)
     assert {n.rsplit(".", 1)[-1] for n in names} == {"W_Q", "W_K", "W_V", "W_O", "W_in", "W_out"}

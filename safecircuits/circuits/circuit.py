@@ -265,7 +265,13 @@ class Circuit:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(d)
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise InputError(f"{path}: not a safecircuits circuit (format {got!r}, expected {FORMAT!r})")
+        try:
+            return cls.from_dict(d)
+        except (KeyError, TypeError, IndexError, ValueError) as e:
+            raise InputError(f"{path}: malformed circuit file ({type(e).__name__}: {e}); write it again with `safecircuits discover`") from None
 
     def save(self, path: str | Path) -> Path:
         """Save as .pt (tensors kept exactly) or .json, by suffix."""
@@ -285,8 +291,11 @@ class Circuit:
             return cls.from_json(path)
         if not path.exists():
             raise MissingFileError(f"circuit file {path} does not exist")
-        d = torch.load(path, weights_only=True)
-        if d.get("format") != FORMAT:
+        try:
+            d = torch.load(path, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our file"
+            raise InputError(f"{path}: not a safecircuits circuit file ({type(e).__name__}: {e})") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise InputError(f"{path}: not a safecircuits circuit")
         return cls(d["heads"], d["neurons"], d["head_scores"], d["neuron_scores"], d["provenance"])
 

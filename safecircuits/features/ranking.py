@@ -221,7 +221,14 @@ class FeatureSet:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(d)
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise InputError(f"{path}: not a safecircuits feature set (format {got!r}, expected {FORMAT!r})")
+        try:
+            return cls.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path}: malformed feature set file ({type(e).__name__}: {e}); write it again with "
+                             "`safecircuits sae features`") from None
 
     def __repr__(self) -> str:
         v = "" if self.validated is None else (", validated" if self.validated else ", NOT VALIDATED")

@@ -188,7 +188,11 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
         raise MissingFileError(f"SAE directory {path} does not exist; train one with `safecircuits sae train ... --out {path}`")
     if not (path / "cfg.json").exists() or not (path / "sae_weights.safetensors").exists():
         raise MissingFileError(f"{path} is not an SAELens SAE directory (needs cfg.json and sae_weights.safetensors)")
-    return SAE.load_from_disk(str(path), device=device)
+    try:
+        return SAE.load_from_disk(str(path), device=device)
+    except Exception as e:  # noqa: BLE001 - a malformed cfg.json or weights file: say which directory
+        raise InputError(f"{path}: not a loadable SAELens SAE directory ({type(e).__name__}: {str(e)[:300]}); "
+                         "train it again with `safecircuits sae train`") from None
 
 
 def check_sae_matches(sae: SAE, model_name: str, hook: str | None = None) -> None:
@@ -210,7 +214,10 @@ def _save_dir(sae: SAE, path: Path, record: dict[str, Any], extra_dir: Path | No
     else:
         sae.save_model(str(tmp))
     (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1, default=_json_default))
+    from safecircuits.io import _normal_mode
+
     for f in tmp.iterdir():
+        _normal_mode(f, is_dir=f.is_dir())  # safetensors writes 0600; results get the user's normal mode
         os.replace(f, path / f.name)
     tmp.rmdir()
 

@@ -47,7 +47,7 @@ from safecircuits.errors import InputError, InputTypeError
 from safecircuits.finetune.base import ARTIFACT_HELP, FinetuneContext, Method
 from safecircuits.finetune.lora import add_lora, lora_deltas, lora_parameters, remove_lora
 from safecircuits.finetune.lora import apply_deltas as _apply_deltas
-from safecircuits.models.loaded import LoadedModel
+from safecircuits.models.loaded import LoadedModel, cache_dir, weights_fingerprint
 from safecircuits.models.weights import WEIGHT_KINDS
 
 CHECKPOINT = "checkpoint.pt"
@@ -68,7 +68,8 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out")
-    checkpoint_every: int = 0  # steps between checkpoints in finetune(out_dir=...); 0 = none (ignored without out_dir)
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only the time-based ones)
+    checkpoint_seconds: float | None = 600.0  # also one every this many seconds (None = none); without out_dir they go to the cache
     max_len: int | None = None  # max tokens per example; None = the model context (n_ctx)
     progress: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
@@ -378,10 +379,14 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     n = len(data)
 
     # what determines the weights (not progress bars or checkpoint spacing)
-    result_cfg = {k: v for k, v in config.to_dict().items() if k not in ("progress", "checkpoint_every", "gradient_checkpointing")}
-    fingerprint = _fingerprint(lm.name, data.content_hash, method.config(), result_cfg, mode)
+    result_cfg = {k: v for k, v in config.to_dict().items()
+                  if k not in ("progress", "checkpoint_every", "checkpoint_seconds", "gradient_checkpointing")}
+    fingerprint = _fingerprint(lm.name, weights_fingerprint(lm.model), data.content_hash, method.config(), result_cfg, mode)
     start_step, history = 0, []
-    ckpt = out / CHECKPOINT if out is not None else None
+    # Checkpoints go to out_dir when there is one; otherwise, for time-based checkpoints, to the cache
+    # (named by the run's fingerprint, removed when the run finishes).
+    ckpt = out / CHECKPOINT if out is not None else (
+        cache_dir("checkpoints/finetune") / f"{fingerprint}.pt" if config.checkpoint_seconds is not None else None)
     if ckpt is not None and resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         if state["fingerprint"] != fingerprint:
@@ -400,6 +405,17 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
             tqdm.write(f"finetune {method.name}: resuming from step {start_step} of {config.steps} ({ckpt})")
 
     transform = method.has_update_transform()
+    last_save = time.monotonic()
+    in_update = False
+
+    def checkpoint(done: int) -> None:
+        _save_checkpoint(ckpt, {  # type: ignore[arg-type]
+            "fingerprint": fingerprint, "step": done, "losses": history,
+            "trainable": {nm: tensors[nm].detach().clone() for nm in train_names},
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+            "method_state": {k: v for k, v in ctx.state.items() if k.startswith("ckpt_")},
+        })
+
     # AdamW leaves an entry whose gradient was always zero exactly where it was, unless weight
     # decay shrinks it: only then do frozen entries need restoring, and only they are kept.
     restore_frozen = config.weight_decay > 0
@@ -441,6 +457,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                 before = {nm: tensors[nm].detach().clone() for nm in train_names} if transform else {}
                 frozen = {nm: tensors[nm].detach()[~masks[nm]] for nm in masks} if restore_frozen and not transform else {}
             lr_used = sched.get_last_lr()[0]
+            in_update = True  # from here to the end of the step the weights are half-updated
             opt.step()
             sched.step()
             with torch.no_grad():
@@ -453,17 +470,25 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
                 for nm, vals in frozen.items():
                     tensors[nm].detach()[~masks[nm]] = vals
             train.sync()
+            in_update = False
             rec = {"step": step, "total": float(loss.detach()), "ce": float(ce.detach()),
                    **{k: float(v.detach()) for k, v in extra.items()}, "lr": lr_used}
             history.append(rec)
             bar.set_postfix({k: f"{v:.4f}" for k, v in rec.items() if k not in ("step", "lr")})
-            if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                _save_checkpoint(ckpt, {
-                    "fingerprint": fingerprint, "step": step + 1, "losses": history,
-                    "trainable": {nm: tensors[nm].detach().clone() for nm in train_names},
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
-                    "method_state": {k: v for k, v in ctx.state.items() if k.startswith("ckpt_")},
-                })
+            due = (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or (
+                config.checkpoint_seconds is not None and time.monotonic() - last_save >= config.checkpoint_seconds)
+            if ckpt is not None and due and step + 1 < config.steps:
+                checkpoint(step + 1)
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        if ckpt is not None and not in_update:  # history holds one record per finished step, resumed ones included
+            checkpoint(len(history))
+            tqdm.write(f"finetune {method.name}: interrupted after step {len(history)} of {config.steps}; checkpoint saved to {ckpt}: "
+                       "run the same call again to resume")
+        elif ckpt is not None:
+            tqdm.write(f"finetune {method.name}: interrupted during a weight update; the last checkpoint ({ckpt}) is kept: "
+                       "run the same call again to resume from it")
+        raise
     finally:
         for h in hooks:
             h.remove()
@@ -513,6 +538,8 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     }
     student.info["finetune"] = {k: v for k, v in prov.items() if k != "losses"}
     run = FinetuneRun(student, prov, masters=train.masters if mode == "full" else None)
+    if out is None and ckpt is not None:
+        ckpt.unlink(missing_ok=True)  # the finished run supersedes its cache checkpoint
     if out is not None:
         run.save(out)  # replaces the directory: the finished model supersedes the checkpoint
     return run

@@ -24,6 +24,8 @@ from safecircuits.errors import ModelNotAvailableError
 from safecircuits.models.loaded import LoadedModel
 
 PLAIN_TEMPLATE = "User: {prompt}\nAssistant:"
+# What load_model loads without any download (besides cached TransformerLens models and directories).
+OFFLINE_NAMES = ("organism:aligned", "organism:backdoor", "organism:base", "smollm2-135m-instruct")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
@@ -164,14 +166,20 @@ def load_transformer_lens(
     cache = hf_hub_cache_dir()
     repo_id = official_name(name)
     if repo_id is None:
+        # A made-up name: say what does load offline (there is nothing to download).
         from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
 
-        close = difflib.get_close_matches(name, OFFICIAL_MODEL_NAMES, n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        low = name.lower()
+        close = [n for n in OFFLINE_NAMES if low and (low in n or n in low)]
+        close += [n for n in difflib.get_close_matches(name, [*OFFLINE_NAMES, *OFFICIAL_MODEL_NAMES], n=3, cutoff=0.6) if n not in close]
+        hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
         raise ModelNotAvailableError(
-            f"weights for {name} are not available offline: {name!r} is not a TransformerLens-supported model name "
-            f"(see transformer_lens.supported_models.OFFICIAL_MODEL_NAMES).{hint} "
-            + _how_to(name, name, cache)
+            f"{name!r} is not a model safecircuits knows: not an organism, SmolLM2, a model directory or a "
+            f"TransformerLens-supported model name (transformer_lens.supported_models.OFFICIAL_MODEL_NAMES), so it is not "
+            f"available offline.{hint} Models that load offline: {', '.join(OFFLINE_NAMES[:3])} (options after '?', e.g. "
+            f"organism:backdoor?size=tiny&seed=1), {OFFLINE_NAMES[3]}, a directory written by safecircuits (an organism, "
+            "`safecircuits finetune --out` or `safecircuits align --out`), or a TransformerLens model name whose weights are "
+            f"in the local Hugging Face cache ({cache})."
         )
     snapshot = None
     if local_dir is None:

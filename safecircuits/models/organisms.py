@@ -358,6 +358,10 @@ def save_organism(model: HookedTransformer, cfg: OrganismConfig, metrics: dict[s
             "metrics": metrics,
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+        from safecircuits.io import _normal_mode
+
+        for p in (tmp, *tmp.iterdir()):  # mkdtemp and safetensors make them 0700 / 0600: the user's normal mode instead
+            _normal_mode(p, is_dir=p.is_dir())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -42,6 +42,9 @@ def save_bundle(path: str | Path, fmt: str, tensors: dict[str, Tensor], meta: di
         save_file(tensors, str(tmp), metadata={"format": fmt, "json": meta_json})
     else:
         torch.save({"format": fmt, "tensors": tensors, "json": meta_json}, tmp)
+    from safecircuits.io import _normal_mode
+
+    _normal_mode(tmp, is_dir=False)  # safetensors writes 0600; results get the user's normal mode
     tmp.replace(path)
     return path
 
@@ -54,8 +57,11 @@ def load_bundle(path: str | Path, fmt: str, what: str) -> tuple[dict[str, Tensor
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+        except Exception as e:  # noqa: BLE001 - not a safetensors file at all
+            raise InputError(f"{path}: not a safecircuits {what} file ({type(e).__name__}: {e})") from None
         if header.get("format") != fmt:
             raise InputError(f"{path}: not a safecircuits {what} (format {header.get('format')!r}, expected {fmt!r})")
         return load_file(str(path)), json.loads(header["json"])
