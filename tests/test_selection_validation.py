@@ -1,5 +1,9 @@
 """Selection protocols say when they fail: the refusal direction's layer filter on shallow models,
-validation of the refusal direction and of SAE feature rankings, and the CLI's FAILED output."""
+validation of the refusal direction and of SAE feature rankings, and the CLI's FAILED output.
+
+Mechanics run on random-weight organism-shaped models (they refuse nothing, so validation must fail);
+the behaviour checks that need a trained organism (a working direction passes, prompts that do not
+differ fail although the model refuses) are slow."""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import json
 
 import pytest
 import torch
-from conftest import random_lm
 from typer.testing import CliRunner
 
 from safecircuits.errors import InputError
@@ -15,8 +18,6 @@ from safecircuits.features import FeatureSet
 from safecircuits.features.protocol import choose_k, default_sae_hooks, effect_of, validate_features
 from safecircuits.subspaces import RefusalConfig, RefusalDirection, find_refusal_direction, score_candidates
 from safecircuits.subspaces.refusal import compute_candidate_directions, default_positions, layer_cutoff
-
-TINY = "organism:aligned?size=tiny"
 
 
 # -- the layer filter ---------------------------------------------------------------------------------
@@ -34,9 +35,9 @@ def test_layer_cutoff_fits_shallow_and_deep_models():
         RefusalConfig(prune_min_layers=0)
 
 
-def test_shallow_model_scores_its_last_block(tiny_aligned):
+def test_shallow_model_scores_its_last_block(random_aligned):
     """A 2-layer organism: the layer filter keeps layer 1 (Arditi's rule would drop it) and drops the final stream."""
-    lm = tiny_aligned
+    lm = random_aligned
     p = lm.profile
     h, b = p.prompts("train", "harmful", n=32), p.prompts("train", "harmless", n=32)
     hv, bv = p.prompts("val", "harmful", n=8), p.prompts("val", "harmless", n=8)
@@ -49,23 +50,15 @@ def test_shallow_model_scores_its_last_block(tiny_aligned):
     assert not by_old[1]["kept"] and "last 20%" in by_old[1]["reason"]
 
 
-def test_default_positions_extend_a_one_token_template(tiny_aligned):
-    ps = tiny_aligned.profile.prompts("train", "harmful", n=16).prompts
-    assert default_positions(tiny_aligned.chat, ps) == [-1]  # the template: "[assistant]"
-    assert default_positions(tiny_aligned.chat, ps, min_positions=3) == [-3, -2, -1]
+def test_default_positions_extend_a_one_token_template(random_aligned):
+    ps = random_aligned.profile.prompts("train", "harmful", n=16).prompts
+    assert default_positions(random_aligned.chat, ps) == [-1]  # the template: "[assistant]"
+    assert default_positions(random_aligned.chat, ps, min_positions=3) == [-3, -2, -1]
 
 
 # -- refusal direction: failure is reported, saved and loaded -------------------------------------------
-def _organism_profile(lm):
-    from safecircuits.models.organisms import OrganismConfig
-    from safecircuits.models.profile import OrganismProfile
-
-    lm.profile = OrganismProfile(organism=OrganismConfig(kind="aligned").to_dict())
-    return lm
-
-
-def test_random_model_fails_validation(tmp_path):
-    lm = _organism_profile(random_lm("gpt"))
+def test_random_model_fails_validation(random_aligned, tmp_path):
+    lm = random_aligned
     p = lm.profile
     rd = find_refusal_direction(lm, p.prompts("train", "harmful", n=32), p.prompts("train", "harmless", n=32),
                                 p.prompts("val", "harmful", n=16), p.prompts("val", "harmless", n=16),
@@ -80,6 +73,7 @@ def test_random_model_fails_validation(tmp_path):
     assert "NOT VALIDATED" in repr(rd)
 
 
+@pytest.mark.slow
 def test_prompts_that_do_not_differ_fail_validation(tiny_aligned):
     """'harmful' and 'harmless' both drawn from harmless prompts: a direction exists, ablating it bypasses nothing."""
     lm = tiny_aligned
@@ -92,25 +86,25 @@ def test_prompts_that_do_not_differ_fail_validation(tiny_aligned):
     assert rd.validation["val_refusal_rate"] >= 0.9  # the model does refuse: the direction is what fails
 
 
-def test_identical_prompts_are_an_input_error(tiny_aligned):
-    ps = tiny_aligned.profile.prompts("train", "harmless", n=16)
+def test_identical_prompts_are_an_input_error(random_aligned):
+    ps = random_aligned.profile.prompts("train", "harmless", n=16)
     with pytest.raises(InputError, match="same"):
-        find_refusal_direction(tiny_aligned, ps, ps, ps, ps, RefusalConfig(validate=False))
+        find_refusal_direction(random_aligned, ps, ps, ps, ps, RefusalConfig(validate=False))
 
 
-def test_validation_can_be_skipped(tiny_aligned):
-    p = tiny_aligned.profile
-    rd = find_refusal_direction(tiny_aligned, p.prompts("train", "harmful", n=32), p.prompts("train", "harmless", n=32),
+def test_validation_can_be_skipped(random_aligned):
+    p = random_aligned.profile
+    rd = find_refusal_direction(random_aligned, p.prompts("train", "harmful", n=32), p.prompts("train", "harmless", n=32),
                                 p.prompts("val", "harmful", n=8), p.prompts("val", "harmless", n=8),
                                 RefusalConfig(validate=False, prune_layer_fraction=0.0))
     assert rd.validated is None and "val_asr" not in rd.validation
 
 
-def test_cli_refusal_reports_failure(tmp_path):
+def test_cli_refusal_reports_failure(tmp_path, random_organism_dirs):
     from safecircuits.cli.subspaces import app
 
-    r = CliRunner().invoke(app, ["refusal", "--model", TINY, "--out", str(tmp_path / "rd.pt"), "--json", str(tmp_path / "rd.json"),
-                                 "--max-new-tokens", "12"])
+    r = CliRunner().invoke(app, ["refusal", "--model", str(random_organism_dirs["aligned"]), "--out", str(tmp_path / "rd.pt"),
+                                 "--json", str(tmp_path / "rd.json"), "--max-new-tokens", "6"])
     assert r.exit_code == 3, r.output
     assert "FAILED" in r.output and "did not pass validation" in r.output
     assert RefusalDirection.load(tmp_path / "rd.pt").validated is False  # the files are still written
@@ -156,15 +150,15 @@ def test_choose_k_takes_the_smallest_k_near_the_best():
     assert choose_k(base, bad) == (5, -1.0)
 
 
-def test_default_sae_hooks(tiny_aligned):
-    assert default_sae_hooks(tiny_aligned) == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]
+def test_default_sae_hooks(random_aligned):
+    assert default_sae_hooks(random_aligned) == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.1.hook_resid_post"]
 
 
-def test_features_on_a_random_model_fail(tmp_path):
+def test_features_on_a_random_model_fail(tmp_path, random_aligned):
     from safecircuits.features import train_sae
     from safecircuits.features.protocol import select_features
 
-    lm = _organism_profile(random_lm("gpt"))
+    lm = random_aligned
     res = train_sae(lm, None, "blocks.1.hook_resid_pre", d_sae=32, k=4, training_tokens=4_000, batch_size=128, out_dir=tmp_path / "sae",
                     n_checkpoints=0, progress=False)
     val = lm.profile.eval_prompts("val", limit=8)
@@ -173,25 +167,23 @@ def test_features_on_a_random_model_fail(tmp_path):
     assert sel.k in (2, 4) and set(sel.curve) == {2, 4}
 
 
-def test_cli_sae_features_prints_the_validation(tmp_path, tiny_aligned):
+def test_cli_sae_features_prints_the_validation(tmp_path, random_organism_dirs):
     from safecircuits.cli.features import app
 
+    model = str(random_organism_dirs["aligned"])
     runner = CliRunner()
     out = tmp_path / "sae"
-    r = runner.invoke(app, ["train", "--model", TINY, "--hook", "blocks.1.hook_resid_pre", "--d-sae", "64", "--k", "4",
+    r = runner.invoke(app, ["train", "--model", model, "--hook", "blocks.1.hook_resid_pre", "--d-sae", "64", "--k", "4",
                             "--tokens", "5000", "--batch-size", "128", "--out", str(out)])
     assert r.exit_code == 0, r.output
     fj = tmp_path / "f.json"
-    r = runner.invoke(app, ["features", "--model", TINY, "--sae", str(out), "--top-k", "3", "--k", "5", "--out", str(fj)])
-    assert r.exit_code in (0, 3), r.output
+    r = runner.invoke(app, ["features", "--model", model, "--sae", str(out), "--top-k", "3", "--k", "5", "--out", str(fj)])
+    # a random model refuses nothing: the ranking cannot validate, the file says so, the exit status is 3
+    assert r.exit_code == 3, r.output
     f = FeatureSet.load(fj)
-    assert f.validated is not None and f.validation["k"] == 5
-    assert "validation on val" in r.output
-    if f.validated:
-        assert r.exit_code == 0 and "passed" in r.output
-    else:
-        assert r.exit_code == 3 and "FAILED" in r.output and f.reason
-    r = runner.invoke(app, ["features", "--model", TINY, "--sae", str(out), "--no-validate", "--out", str(tmp_path / "g.json")])
+    assert f.validated is False and f.reason and f.validation["k"] == 5
+    assert "validation on val" in r.output and "FAILED" in r.output
+    r = runner.invoke(app, ["features", "--model", model, "--sae", str(out), "--no-validate", "--out", str(tmp_path / "g.json")])
     assert r.exit_code == 0 and FeatureSet.load(tmp_path / "g.json").validated is None
 
 
@@ -207,18 +199,17 @@ def test_working_organism_passes():
     assert rd.validation["val_asr_ablated"] >= 0.9 and rd.validation["val_asr"] <= 0.05
 
 
-def test_cli_sae_train_hook_auto(tmp_path, tiny_aligned):
+def test_cli_sae_train_hook_auto(tmp_path, random_organism_dirs, random_aligned):
     from sae_lens import SAE
 
     from safecircuits.cli.features import app
 
     out = tmp_path / "sae"
-    r = CliRunner().invoke(app, ["train", "--model", TINY, "--d-sae", "32", "--k", "4", "--tokens", "3000", "--batch-size", "128",
+    r = CliRunner().invoke(app, ["train", "--model", str(random_organism_dirs["aligned"]), "--d-sae", "32", "--k", "4", "--tokens", "3000", "--batch-size", "128",
                                  "--out", str(out)])
-    assert r.exit_code in (0, 3), r.output
-    assert "hook choice on val" in r.output and "chosen hook" in r.output
-    for h in default_sae_hooks(tiny_aligned):
+    assert r.exit_code == 3, r.output  # random weights: no hook's features carry refusal
+    assert "hook choice on val" in r.output and "chosen hook" in r.output and "FAILED" in r.output
+    for h in default_sae_hooks(random_aligned):
         assert (out / "candidates" / h / "cfg.json").exists()
     chosen = SAE.load_from_disk(str(out))
-    assert chosen.cfg.metadata.hook_name in default_sae_hooks(tiny_aligned)
-    assert (r.exit_code == 3) == ("FAILED" in r.output)
+    assert chosen.cfg.metadata.hook_name in default_sae_hooks(random_aligned)
