@@ -21,6 +21,7 @@ def test_feature_figures(tmp_path):
                     "--sae-dir", str(tmp_path / "saes")], check=True, env=env, cwd=ROOT)
     d = json.loads(out.read_text())
     f = d["figures"]
+    assert f["validated"] is True, f["reason"]  # the chosen hook's top-k ablation passed validation on val
     assert f["sae"]["explained_variance"] >= 0.85 and f["sae"]["l0"] <= 32
     assert f["k"] <= 20
     assert f["asr_rise_top_k_points"] >= 50, f

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -59,7 +61,9 @@ def test_refusal_direction_selection_and_roundtrip(rd, tiny_aligned, tmp_path):
     m = tiny_aligned.model
     assert rd.direction.shape == (m.cfg.d_model,)
     assert abs(float(rd.direction.norm()) - 1) < 1e-5
-    assert len(rd.candidates) == m.cfg.n_layers + 1
+    assert rd.positions == [-3, -2, -1]  # a one-token template: the last 3 positions are scored
+    assert len(rd.candidates) == len(rd.positions) * (m.cfg.n_layers + 1)
+    assert rd.validated is not None and "val_asr_ablated" in rd.validation
     kept = [c for c in rd.candidates if c["kept"]]
     assert rd.layer == min(kept, key=lambda c: c["refusal_score"])["layer"]
     assert rd.provenance["harmful"]["hash"] and rd.provenance["model"] == tiny_aligned.name
@@ -68,6 +72,7 @@ def test_refusal_direction_selection_and_roundtrip(rd, tiny_aligned, tmp_path):
         back = RefusalDirection.load(tmp_path / f"rd{suffix}")
         assert torch.equal(back.direction, rd.direction) and back.layer == rd.layer and back.pos == rd.pos
         assert back.candidates == rd.candidates and back.provenance == rd.provenance
+        assert back.validated == rd.validated and back.reason == rd.reason and back.validation == rd.validation
         assert torch.equal(back.candidate_directions, rd.candidate_directions)
     torch.save({"x": 1}, tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="not a safecircuits refusal direction"):
@@ -138,7 +143,7 @@ def test_activation_subspace(tiny_aligned, sets, rd, tmp_path):
     ev = sub.explained_variance
     assert bool((ev[:-1] >= ev[1:]).all()) and 0 < float(ev.sum()) <= 1 + 1e-6
     # uncentred PCA: the first component is (nearly) the difference of means at that layer
-    cand = rd.candidate_directions[0, 1]
+    cand = rd.candidate_directions[rd.positions.index(-1), 1]
     assert abs(float(sub.basis[:, 0] @ cand / cand.norm())) > 0.9
     sub.save(tmp_path / "a.safetensors")
     back = ActivationSubspace.load(tmp_path / "a.safetensors")
@@ -309,13 +314,24 @@ def test_cli(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["refusal", "--model", "organism:aligned?size=tiny", "--out", str(tmp_path / "rd.pt"), "--json",
                             str(tmp_path / "rd.json"), "--prune", "0", "--max-new-tokens", "8"])
-    assert r.exit_code == 0, r.output
+    # 0 when the direction validates on val, 3 (after writing every file) when it does not
+    assert r.exit_code in (0, 3), r.output
     assert "refusal direction of organism:aligned?size=tiny: layer" in r.output and "directional ablation" in r.output
-    assert RefusalDirection.load(tmp_path / "rd.pt").d_model == 32
+    back = RefusalDirection.load(tmp_path / "rd.pt")
+    assert back.d_model == 32 and (r.exit_code == 0) == back.validated
+    assert "activation addition x" in r.output
+    assert json.loads((tmp_path / "rd.json").read_text())["addition_val_grid"]  # the addition was chosen on val (the protocol)
     r = runner.invoke(app, ["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "2",
                             "--out", str(tmp_path / "w.safetensors")])
     assert r.exit_code == 0, r.output
     assert WeightDeltaSubspace.load(tmp_path / "w.safetensors").rank == 2
+    r = runner.invoke(app, ["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny",
+                            "--out", str(tmp_path / "wa.safetensors"), "--json", str(tmp_path / "wa.json")])
+    assert r.exit_code in (0, 3), r.output
+    d = json.loads((tmp_path / "wa.json").read_text())
+    assert "rank choice on val" in r.output and (r.exit_code == 0) == d["validated"]
+    if d["validated"]:
+        assert WeightDeltaSubspace.load(tmp_path / "wa.safetensors").rank == d["chosen_rank"] >= 1
     for args, msg in (
         (["weights", "--base", "organism:base", "--aligned", "organism:aligned?size=tiny", "--out", str(tmp_path / "x.pt")], "shape"),
         (["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "999",
@@ -324,6 +340,9 @@ def test_cli(tmp_path):
           "--out", str(tmp_path / "x.pt")], "--rank must be"),
         (["refusal", "--model", "organism:nonsense", "--out", str(tmp_path / "x.pt")], "unknown organism kind 'nonsense'"),
         (["refusal", "--model", "organism:aligned?size=tiny", "--out", str(tmp_path / "x.txt")], "--out must end"),
+        (["refusal", "--model", "organism:aligned?size=tiny", "--out", str(tmp_path / "x.pt"), "--positions", "all"], "give --coeff"),
+        (["weights", "--base", "organism:base?size=tiny", "--aligned", "organism:aligned?size=tiny", "--rank", "x",
+          "--out", str(tmp_path / "x.pt")], "--rank must be"),
     ):
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)

@@ -233,19 +233,22 @@ def feature_ablation_effect(
     max_new_tokens: int = 24,
     seed: int = 0,
     progress: bool = False,
+    baseline: dict[str, float] | None = None,
 ) -> FeatureEffect:
     """Harmful ASR / harmless compliance with the top-k features of `fset` zeroed, vs `n_random`
     draws of k frequency-matched random features, vs no intervention (greedy generation, the
-    model's default judge: exact match for organisms)."""
+    model's default judge: exact match for organisms). `baseline` reuses the no-intervention
+    figures of an earlier call on the same prompts (they do not depend on k)."""
     prompts.require_nonempty()
     pos = _resolve_positions(lm, positions)
     judge = lm.profile.judge(lm)
     model, chat = lm.model, lm.chat
     top = fset.top(k)
-    runs = [("baseline", None), ("top_k", top)]
+    runs: list[tuple[str, list[int] | None]] = [] if baseline is not None else [("baseline", None)]
+    runs.append(("top_k", top))
     for r in range(n_random):
         runs.append((f"random_{r}", frequency_matched(fset.frequency, top, seed=seed + r)))
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float]] = {} if baseline is None else {"baseline": dict(baseline)}
     for name, ids in tqdm(runs, desc=f"ablating k={k}", disable=not progress, leave=False):
         if ids is None:
             g = evaluate_behaviour(model, chat, prompts, judge, max_new_tokens=max_new_tokens)
@@ -253,7 +256,7 @@ def feature_ablation_effect(
             with splice_sae(model, sae, fset.hook, ablate=ids, positions=pos):
                 g = evaluate_behaviour(model, chat, prompts, judge, max_new_tokens=max_new_tokens)
         results[name] = _summ(g)
-    rand = [{"features": ids, "metrics": results[name]} for name, ids in runs[2:]]
+    rand = [{"features": ids, "metrics": results[name]} for name, ids in runs if name.startswith("random_")]
     prov = {
         "model": lm.name, "hook": fset.hook, "sae_path": fset.sae_path, "method": fset.method, "judge": judge.name,
         "prompts": prompts.provenance(), "seed": seed, "n_random": n_random, "max_new_tokens": max_new_tokens,

@@ -131,6 +131,11 @@ class FeatureSet:
     ``frequency`` is each feature's firing rate over all non-pad prompt tokens of the scoring
     prompts. ``stats`` holds per-feature mean activations at the post-instruction positions per
     label (``mean_post_harmful`` ...), used e.g. to pick clamp values.
+
+    ``validated`` says whether the ranking passed :func:`safecircuits.features.protocol.validate_features`
+    (zeroing the top ``validation["k"]`` features raises the val ASR by at least 50 points, or lowers
+    the triggered ASR as much for ``trigger``, while keeping harmless compliance); ``reason`` says
+    why not. None: not checked (a plain :func:`rank_features` result).
     """
 
     sae_path: str | None
@@ -140,6 +145,9 @@ class FeatureSet:
     frequency: Float[Tensor, " d_sae"]
     stats: dict[str, Tensor] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    validated: bool | None = None
+    reason: str | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -183,6 +191,9 @@ class FeatureSet:
             "frequency": self.frequency.tolist(),
             "stats": {k: v.tolist() for k, v in self.stats.items()},
             "provenance": self.provenance,
+            "validated": self.validated,
+            "reason": self.reason,
+            "validation": self.validation,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -198,7 +209,8 @@ class FeatureSet:
         if d.get("format") != FORMAT:
             raise InputError(f"not a safecircuits feature set (format {d.get('format')!r}, expected {FORMAT!r})")
         return cls(d["sae_path"], d["hook"], d["method"], torch.tensor(d["scores"]), torch.tensor(d["frequency"]),
-                   {k: torch.tensor(v) for k, v in d.get("stats", {}).items()}, d.get("provenance", {}))
+                   {k: torch.tensor(v) for k, v in d.get("stats", {}).items()}, d.get("provenance", {}),
+                   d.get("validated"), d.get("reason"), d.get("validation") or {})
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureSet:
@@ -219,7 +231,8 @@ class FeatureSet:
                              "`safecircuits sae features`") from None
 
     def __repr__(self) -> str:
-        return f"FeatureSet({self.method} on {self.hook}, d_sae={self.d_sae}, top5={self.top(min(5, self.d_sae))})"
+        v = "" if self.validated is None else (", validated" if self.validated else ", NOT VALIDATED")
+        return f"FeatureSet({self.method} on {self.hook}, d_sae={self.d_sae}, top5={self.top(min(5, self.d_sae))}{v})"
 
 
 def rank_features(

@@ -3,16 +3,22 @@
 * **Candidates.** For every residual-stream layer ``l`` (``blocks.l.hook_resid_pre`` for
   ``l < n_layers`` and the final ``blocks.{n_layers-1}.hook_resid_post`` as ``l = n_layers``) and
   every post-instruction position ``i`` (the chat-template tokens after the user's text, counted
-  from the end: ``-1`` is the last prompt token), ``r[i, l] = mean(x | harmful) - mean(x | harmless)``,
+  from the end: ``-1`` is the last prompt token; extended to the last 3 positions when the template
+  has fewer, see :func:`default_positions`), ``r[i, l] = mean(x | harmful) - mean(x | harmless)``,
   accumulated in float64. Batches are left-padded, so position ``-k`` is the same template token
   in every prompt.
 * **Selection.** For each candidate, on validation prompts: the mean logit refusal score
   (``log p(R) - log(1 - p(R))`` at the last prompt position) of harmful prompts under directional
   ablation (lower = refusal bypassed), the KL divergence of the harmless prompts' next-token
   distribution under ablation (must be <= ``kl_threshold``), and (recorded, optionally a filter)
-  the refusal score of harmless prompts under activation addition. Candidates in the last
-  ``prune_layer_fraction`` of layers are discarded (Arditi: layers ``>= int(n_layers * 0.8)``).
+  the refusal score of harmless prompts under activation addition. The layer filter
+  (:func:`layer_cutoff`) discards candidates at layers ``>= int(n_layers * 0.8)`` (Arditi) in models
+  of at least ``prune_min_layers`` (8) layers, and only the final residual stream in shallower ones.
   The candidate with the lowest ablated refusal score wins.
+* **Validation.** The winner is *validated* when directional ablation raises the attack success
+  rate (greedy generation, the profile's judge) on the harmful validation prompts by at least
+  ``min_asr_rise`` (default 0.5, i.e. 50 points). Otherwise the result says ``validated=False``
+  with the ``reason``; it is saved and loaded with it.
 * **Interventions.** :func:`directional_ablation` (``x <- x - r_hat r_hat^T x`` at every layer's
   resid_pre, resid_mid and resid_post, every position), :func:`activation_addition`
   (``x <- x + coeff * r`` at the chosen layer, every position) and :func:`orthogonalize_weights`
@@ -95,9 +101,25 @@ def post_instruction_len(chat: ChatFormat, prompts: Sequence[str] = ()) -> int:
     return k
 
 
-def default_positions(chat: ChatFormat, prompts: Sequence[str] = ()) -> list[int]:
-    """The post-instruction positions of `chat`, as negative offsets (``[-k, ..., -1]``)."""
-    return list(range(-post_instruction_len(chat, prompts), 0))
+MIN_POSITIONS = 3  # candidate positions when the chat template has fewer post-instruction tokens
+
+
+def default_positions(chat: ChatFormat, prompts: Sequence[str] = (), min_positions: int = 1) -> list[int]:
+    """The post-instruction positions of `chat`, as negative offsets (``[-k, ..., -1]``), extended to
+    the last `min_positions` prompt positions when the template has fewer post-instruction tokens.
+
+    Arditi et al.'s chat templates have four or more tokens after the user's text (SmolLM2: six);
+    the organisms' has one (``[assistant]``), which leaves one candidate position. There the user's
+    final tokens (the closing ``?`` or ``.``, the request's object) are the nearest stand-ins for an
+    end-of-turn marker, so :class:`RefusalConfig` scores the last ``MIN_POSITIONS`` (3) positions.
+    Never reaches further back than the shortest prompt.
+    """
+    k = post_instruction_len(chat, prompts)
+    if min_positions > k:
+        ids = [chat.prompt_ids(p) for p in prompts]
+        shortest = min((len(x) for x in ids), default=min_positions)
+        k = max(k, min(min_positions, shortest - 1))
+    return list(range(-k, 0))
 
 
 @torch.no_grad()
@@ -246,6 +268,26 @@ def _check_dim(model: HookedModel, direction: Tensor) -> None:
 
 
 # -- selection --------------------------------------------------------------------------------------
+PRUNE_MIN_LAYERS = 8  # below this many layers the layer filter prunes only the final residual stream
+
+
+def layer_cutoff(n_layers: int, prune_layer_fraction: float = 0.2, prune_min_layers: int = PRUNE_MIN_LAYERS) -> int:
+    """The first residual layer the layer filter discards: candidates at ``layer >= layer_cutoff(...)`` are pruned.
+
+    Arditi et al. discard the last 20% of layers, ``int(n_layers * (1 - prune_layer_fraction))``,
+    because directions read there act mostly through the unembedding. In a shallow model 20% of the
+    layers is a whole block, often the one where refusal is decided (a 3-layer organism would keep
+    only layers 0 and 1, and on some seeds neither separates the classes), so a model with fewer than
+    `prune_min_layers` layers prunes only the final residual stream (``layer == n_layers``), which
+    every rule prunes: it is the unembedding's input.
+    """
+    if not 0 <= prune_layer_fraction < 1:
+        raise InputError(f"prune_layer_fraction must be in [0, 1), got {prune_layer_fraction}")
+    if n_layers < prune_min_layers:
+        return n_layers
+    return min(int(n_layers * (1.0 - prune_layer_fraction)), n_layers)
+
+
 def default_refusal_ids(model: HookedModel, chat: ChatFormat) -> list[int]:
     """The set R of refusal first tokens when none is given: the logit judge's default starts.
     Pass ``refusal_ids=refusal_ids_for(lm)`` (the model profile's) to be exact."""
@@ -267,11 +309,12 @@ def score_candidates(
     induce_filter: bool = False,
     batch_size: int = 32,
     progress: bool = False,
+    prune_min_layers: int = PRUNE_MIN_LAYERS,
 ) -> list[dict[str, Any]]:
     """Scores of every candidate (one dict each: layer, pos, refusal_score, kl, steer_score,
-    norm, kept, reason). ``layers`` restricts which residual layers are scored (default all)."""
-    if not 0 <= prune_layer_fraction < 1:
-        raise InputError(f"prune_layer_fraction must be in [0, 1), got {prune_layer_fraction}")
+    norm, kept, reason). ``layers`` restricts which residual layers are scored (default all).
+    The layer filter is :func:`layer_cutoff` (`prune_layer_fraction`, `prune_min_layers`)."""
+    max_layer = layer_cutoff(model.cfg.n_layers, prune_layer_fraction, prune_min_layers)
     n_res = candidates.shape[1]
     if candidates.shape[0] != len(positions):
         raise InputError(f"{candidates.shape[0]} candidate positions but {len(positions)} position offsets")
@@ -282,7 +325,6 @@ def score_candidates(
     harmful = _prompts(harmful_val, "harmful validation prompts")
     harmless = _prompts(harmless_val, "harmless validation prompts")
     ids = default_refusal_ids(model, chat) if refusal_ids is None else list(refusal_ids)
-    max_layer = int(model.cfg.n_layers * (1.0 - prune_layer_fraction))
     base_lp = next_token_logprobs(model, chat, harmless, batch_size)
     out: list[dict[str, Any]] = []
     todo = [(i, p, layer) for i, p in enumerate(positions) for layer in layers]
@@ -301,7 +343,8 @@ def score_candidates(
             steer = float(refusal_score(model, chat, harmless, ids, batch_size).mean())
         reason = None
         if layer >= max_layer:
-            reason = f"layer >= {max_layer} (last {prune_layer_fraction:.0%} of layers)"
+            reason = (f"layer >= {max_layer} (last {prune_layer_fraction:.0%} of layers)" if max_layer < model.cfg.n_layers
+                      else f"layer {max_layer} is the final residual stream")
         elif not kl <= kl_threshold:
             reason = f"KL {kl:.3g} > {kl_threshold}"
         elif induce_filter and not steer > 0:
@@ -319,6 +362,11 @@ class RefusalDirection:
     :func:`resid_hook_name`) and ``pos`` the post-instruction position offset (-1 = last prompt
     token). ``candidates`` holds the scores of every candidate; ``candidate_directions`` (optional)
     the raw candidates ``[n_pos, n_layers + 1, d_model]`` for ``positions``.
+
+    ``validated`` says whether selection succeeded (see :func:`find_refusal_direction`: ablating
+    the direction must raise the harmful validation ASR by ``min_asr_rise``); ``reason`` says why
+    not, and ``validation`` holds the numbers (None / empty for a direction made by hand, saved
+    before validation existed, or found with ``validate=False``).
     """
 
     direction: Float[Tensor, " d_model"]
@@ -329,6 +377,9 @@ class RefusalDirection:
     positions: list[int] = field(default_factory=list)
     candidate_directions: Float[Tensor, "n_pos n_resid d_model"] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    validated: bool | None = None
+    reason: str | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.direction = _unit(self.direction.detach().double().cpu()).float()
@@ -344,7 +395,9 @@ class RefusalDirection:
         return self.direction * self.norm
 
     def __repr__(self) -> str:
-        return f"RefusalDirection(layer={self.layer}, pos={self.pos}, norm={self.norm:.3g}, d_model={self.d_model}, model={self.provenance.get('model')})"
+        v = "" if self.validated is None else (", validated" if self.validated else ", NOT VALIDATED")
+        return (f"RefusalDirection(layer={self.layer}, pos={self.pos}, norm={self.norm:.3g}, d_model={self.d_model}, "
+                f"model={self.provenance.get('model')}{v})")
 
     # interventions
     def ablate(self, model: HookedModel):
@@ -365,25 +418,31 @@ class RefusalDirection:
         if self.candidate_directions is not None:
             tensors["candidate_directions"] = self.candidate_directions
         meta = {"norm": self.norm, "layer": self.layer, "pos": self.pos, "candidates": self.candidates,
-                "positions": self.positions, "provenance": self.provenance}
+                "positions": self.positions, "provenance": self.provenance, "validated": self.validated,
+                "reason": self.reason, "validation": self.validation}
         return save_bundle(path, FORMAT, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> RefusalDirection:
         t, m = load_bundle(path, FORMAT, "refusal direction")
         return cls(t["direction"], m["norm"], m["layer"], m["pos"], m["candidates"], m["positions"],
-                   t.get("candidate_directions"), m["provenance"])
+                   t.get("candidate_directions"), m["provenance"], m.get("validated"), m.get("reason"), m.get("validation") or {})
 
 
 @dataclass
 class RefusalConfig:
     """How :func:`find_refusal_direction` builds and selects candidates (validated)."""
 
-    positions: tuple[int, ...] | None = None  # post-instruction offsets; None = every template token after the request
+    positions: tuple[int, ...] | None = None  # offsets from the prompt end; None = default_positions(..., min_positions)
+    min_positions: int = MIN_POSITIONS  # with positions=None: score at least this many final positions
     layers: tuple[int, ...] | None = None  # residual layers to score; None = all
     kl_threshold: float = 0.1  # discard candidates whose ablation moves harmless next-token KL above this
-    prune_layer_fraction: float = 0.2  # discard candidates in this last share of layers (Arditi)
+    prune_layer_fraction: float = 0.2  # discard candidates in this last share of layers (Arditi) ...
+    prune_min_layers: int = PRUNE_MIN_LAYERS  # ... in models of at least this many layers; shallower: only the final stream
     induce_filter: bool = False  # also require that adding the direction induces refusal
+    min_asr_rise: float = 0.5  # validated when ablation raises the harmful val ASR by at least this (0.5 = 50 points)
+    validate: bool = True  # run the validation (two greedy generations over the harmful val prompts)
+    max_new_tokens: int = 32  # generation length of the validation
     n_prompts: int | str | None = "auto"  # prompts per class and split from the profile; "auto" = its size, None = all
     batch_size: int = 32
     seed: int = 0
@@ -392,6 +451,12 @@ class RefusalConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.prune_layer_fraction < 1:
             raise InputError(f"prune_layer_fraction must be in [0, 1), got {self.prune_layer_fraction}")
+        if not 0 < self.min_asr_rise <= 1:
+            raise InputError(f"min_asr_rise must be in (0, 1], got {self.min_asr_rise}")
+        if self.min_positions < 1:
+            raise InputError(f"min_positions must be >= 1, got {self.min_positions}")
+        if self.prune_min_layers < 1:
+            raise InputError(f"prune_min_layers must be >= 1, got {self.prune_min_layers}")
         if self.kl_threshold <= 0:
             raise InputError(f"kl_threshold must be > 0, got {self.kl_threshold}")
         if self.n_prompts != "auto" and self.n_prompts is not None and (not isinstance(self.n_prompts, int) or self.n_prompts < 4):
@@ -417,7 +482,14 @@ def find_refusal_direction(
 
     Prompts not given come from the model's profile: the train split for the candidates, the val
     split for the selection (``config.n_prompts`` of each). Refusal tokens are the profile's.
-    Raises InputError when every candidate is filtered out, naming the filters to relax.
+
+    **Validation** (``config.validate``). The winner is ``validated`` when directional ablation raises
+    the attack success rate on the harmful validation prompts (greedy generation of
+    ``config.max_new_tokens`` tokens, the profile's judge) by at least ``config.min_asr_rise``
+    (default 0.5: 50 points). Otherwise it is returned with ``validated=False`` and a ``reason``;
+    so is the best-scoring candidate when the filters (layer, KL) discard every candidate. Only
+    candidate directions that are all zero (harmful and harmless prompts alike) raise an InputError.
+    ``validation`` records the rule, both ASRs and the mean refusal scores with and without ablation.
     """
     cfg = config or RefusalConfig()
     model, chat, prof = lm.model, lm.chat, lm.profile
@@ -429,20 +501,46 @@ def find_refusal_direction(
     torch.manual_seed(cfg.seed)
     positions = cfg.positions
     if positions is None:
-        positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"))
+        positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"),
+                                      cfg.min_positions)
     positions = list(positions)
     cands = compute_candidate_directions(model, chat, harmful, harmless, positions, cfg.batch_size, cfg.progress)
     ids = refusal_token_ids(chat, prof.refusal_starts)
     scores = score_candidates(model, chat, cands, positions, harmful_val, harmless_val, ids, cfg.layers, cfg.kl_threshold,
-                              cfg.prune_layer_fraction, cfg.induce_filter, cfg.batch_size, cfg.progress)
+                              cfg.prune_layer_fraction, cfg.induce_filter, cfg.batch_size, cfg.progress, cfg.prune_min_layers)
+    finite = [s for s in scores if s["norm"] > 0 and s["refusal_score"] == s["refusal_score"]]
+    if not finite:
+        raise InputError("every refusal-direction candidate is zero or not finite: the harmful and harmless prompts give the same "
+                         "activations (are they the same prompts?); pass prompts that differ in harmfulness")
     kept = [s for s in scores if s["kept"]]
+    best = min(kept or finite, key=lambda s: s["refusal_score"])
+    i = positions.index(best["pos"])
+    validation: dict[str, Any] = {
+        "rule": f"directional ablation raises the harmful val ASR by >= {cfg.min_asr_rise:g}",
+        "min_asr_rise": cfg.min_asr_rise,
+        "n_kept": len(kept),
+        "n_candidates": len(scores),
+        "layer_cutoff": layer_cutoff(model.cfg.n_layers, cfg.prune_layer_fraction, cfg.prune_min_layers),
+    }
+    reason = None
     if not kept:
-        reasons = sorted({s["reason"] for s in scores})
-        raise InputError(
-            f"every refusal-direction candidate was filtered out ({'; '.join(reasons)}); relax kl_threshold, "
-            "lower prune_layer_fraction or pass other layers"
-        )
-    best = min(kept, key=lambda s: s["refusal_score"])
+        reason = (f"every candidate was filtered out ({'; '.join(sorted({s['reason'] for s in scores}))}); the best unfiltered "
+                  "one is returned unvalidated. Relax kl_threshold, lower prune_layer_fraction or pass other layers")
+    if cfg.validate:
+        validation.update(_validate(lm, cands[i, best["layer"]].float(), _prompts(harmful_val, "harmful validation prompts"),
+                                    ids, cfg))
+        if reason is None:
+            rise = validation["val_asr_ablated"] - validation["val_asr"]
+            if validation["val_refusal_rate"] < cfg.min_asr_rise:
+                reason = (f"the model refuses only {100 * validation['val_refusal_rate']:.1f}% of the harmful validation prompts: "
+                          f"ablation cannot raise the ASR by {100 * cfg.min_asr_rise:g} points (there is little refusal to remove)")
+            elif rise < cfg.min_asr_rise:
+                dropped = sorted({s["reason"] for s in scores if not s["kept"]})
+                reason = (f"no candidate bypasses refusal: ablating the best (layer {best['layer']}, position {best['pos']}) moves "
+                          f"the harmful val ASR {100 * validation['val_asr']:.1f}% -> {100 * validation['val_asr_ablated']:.1f}% "
+                          f"(needs +{100 * cfg.min_asr_rise:g} points; mean refusal score {validation['val_refusal_score']:.3g} -> "
+                          f"{validation['val_refusal_score_ablated']:.3g}). Refusal may not be one direction at these positions "
+                          f"and layers in this model (discarded: {'; '.join(dropped) or 'none'})")
     i = positions.index(best["pos"])
     r = cands[i, best["layer"]]
     prov = {
@@ -462,4 +560,29 @@ def find_refusal_direction(
         "seed": cfg.seed,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    return RefusalDirection(r.float(), float(r.norm()), best["layer"], best["pos"], scores, positions, cands.float(), prov)
+    validated = (reason is None) if cfg.validate else (False if reason else None)
+    return RefusalDirection(r.float(), float(r.norm()), best["layer"], best["pos"], scores, positions, cands.float(), prov,
+                            validated=validated, reason=reason, validation=validation)
+
+
+@torch.no_grad()
+def _validate(lm: LoadedModel, direction: Tensor, harmful_val: list[str], ids: Sequence[int], cfg: RefusalConfig) -> dict[str, Any]:
+    """Greedy ASR and refusal rate on the harmful val prompts with and without directional ablation,
+    and their mean logit refusal scores."""
+    from safecircuits.evaluation.generate import generate
+
+    model, chat = lm.model, lm.chat
+    judge = lm.profile.judge(lm)
+
+    def rates() -> tuple[float, float, float]:
+        out = generate(model, chat, harmful_val, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        vs = judge.verdicts(harmful_val, out)
+        score = float(refusal_score(model, chat, harmful_val, ids, cfg.batch_size).mean())
+        return sum(v.complied for v in vs) / len(vs), sum(v.refused for v in vs) / len(vs), score
+
+    asr, ref, s0 = rates()
+    with directional_ablation(model, direction):
+        asr_a, ref_a, s1 = rates()
+    return {"judge": judge.name, "n_harmful_val": len(harmful_val), "max_new_tokens": cfg.max_new_tokens,
+            "val_asr": asr, "val_refusal_rate": ref, "val_asr_ablated": asr_a, "val_refusal_rate_ablated": ref_a,
+            "val_refusal_score": s0, "val_refusal_score_ablated": s1}
