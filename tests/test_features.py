@@ -1,8 +1,14 @@
-"""SAE features: training through SAELens, save/load, ranking, splicing, ablation, CLI errors."""
+"""SAE features: training through SAELens, save/load, ranking, splicing, ablation, CLI errors.
+
+Mechanics run on random-weight organism-shaped models (``random_aligned``, ``random_backdoor``; the
+CLI on their saved directories) and train no organism; the one behaviour check (attribution predicts
+the sign of an ablation's effect on a trained organism) is slow. What the features do on trained
+organisms is in tests/test_features_figures.py and tests/test_selection_validation.py."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -27,17 +33,17 @@ HOOK = "blocks.1.hook_resid_pre"
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_aligned, tmp_path_factory):
+def trained(random_aligned, tmp_path_factory):
     out = tmp_path_factory.mktemp("sae") / "topk"
-    res = train_sae(tiny_aligned, None, HOOK, arch="topk", d_sae=128, k=8, training_tokens=30_000, batch_size=128,
+    res = train_sae(random_aligned, None, HOOK, arch="topk", d_sae=128, k=8, training_tokens=30_000, batch_size=128,
                     out_dir=out, n_checkpoints=2, progress=False)
     return res, out
 
 
 @pytest.fixture(scope="module")
-def fset(tiny_aligned, trained):
+def fset(random_aligned, trained):
     res, out = trained
-    return rank_features(tiny_aligned, res.sae, tiny_aligned.profile.eval_prompts("train"), method="diff", sae_path=out)
+    return rank_features(random_aligned, res.sae, random_aligned.profile.eval_prompts("train"), method="diff", sae_path=out)
 
 
 def _batch(lm, n=6):
@@ -50,7 +56,9 @@ def test_trains_and_reloads_identically_with_saelens(trained):
     res, out = trained
     assert res.quality["explained_variance"] > 0.5  # a trained SAE reconstructs; an untrained one does not
     assert 0 < res.quality["l0"] <= 8 + 1e-6
-    assert res.quality["ce_sae"] < res.quality["ce_zero_ablation"]
+    # CE with the SAE spliced in vs zero-ablated is measured (on a random model the two are close;
+    # on trained organisms tests/test_features_figures.py checks the SAE is far better)
+    assert all(math.isfinite(res.quality[k]) for k in ("ce_clean", "ce_sae", "ce_zero_ablation", "ce_recovered_response"))
     loaded = SAE.load_from_disk(str(out))
     assert loaded.cfg.metadata.hook_name == HOOK
     x = torch.randn(50, res.sae.cfg.d_in) * 3
@@ -76,11 +84,11 @@ def test_checkpoints_are_complete(trained):
 
 
 @pytest.mark.parametrize("arch", ["standard", "jumprelu"])
-def test_each_arch_trains(tiny_aligned, arch, tmp_path):
-    res = train_sae(tiny_aligned, None, HOOK, arch=arch, d_sae=64, training_tokens=6_000, batch_size=128,
+def test_each_arch_trains(random_aligned, arch, tmp_path):
+    res = train_sae(random_aligned, None, HOOK, arch=arch, d_sae=64, training_tokens=6_000, batch_size=128,
                     out_dir=tmp_path / arch, n_checkpoints=0, progress=False)
     assert load_sae(tmp_path / arch).cfg.architecture() == arch
-    assert res.quality["explained_variance"] > 0.0
+    assert math.isfinite(res.quality["explained_variance"]) and 0 <= res.quality["dead_fraction"] <= 1
     assert res.provenance["arch"] == arch
 
 
@@ -99,10 +107,10 @@ def test_featureset_roundtrip(fset, tmp_path):
         fset.top(10_000)
 
 
-def test_splice_without_edits_is_exact(tiny_aligned, trained):
+def test_splice_without_edits_is_exact(random_aligned, trained):
     res, _ = trained
-    b = _batch(tiny_aligned)
-    model = tiny_aligned.model
+    b = _batch(random_aligned)
+    model = random_aligned.model
     clean = model(b.tokens, attention_mask=b.attention_mask)
     with splice_sae(model, res.sae, HOOK):
         spliced = model(b.tokens, attention_mask=b.attention_mask)
@@ -113,10 +121,10 @@ def test_splice_without_edits_is_exact(tiny_aligned, trained):
     assert (recon - clean).abs().max() > 1e-3
 
 
-def test_ablation_changes_only_the_ablated_features(tiny_aligned, trained, fset):
+def test_ablation_changes_only_the_ablated_features(random_aligned, trained, fset):
     res, _ = trained
-    sae, model = res.sae, tiny_aligned.model
-    b = _batch(tiny_aligned)
+    sae, model = res.sae, random_aligned.model
+    b = _batch(random_aligned)
     ids = fset.top(3)
     _, cache = model.run_with_cache(b.tokens, attention_mask=b.attention_mask, names_filter=HOOK)
     x = cache[HOOK]
@@ -129,7 +137,7 @@ def test_ablation_changes_only_the_ablated_features(tiny_aligned, trained, fset)
     expected = x - f[..., ids] @ sae.W_dec[ids]  # (linear decoder) exactly the ablated features' contribution
     torch.testing.assert_close(got["x"], expected, atol=1e-5, rtol=1e-5)
     # only post-instruction positions when asked
-    n = post_instruction_len(tiny_aligned.chat)
+    n = post_instruction_len(random_aligned.chat)
     assert n == 1
     got.clear()
     with splice_sae(model, sae, HOOK, ablate=ids, positions=n):
@@ -139,10 +147,10 @@ def test_ablation_changes_only_the_ablated_features(tiny_aligned, trained, fset)
     torch.testing.assert_close(got["x"][:, -n:], expected[:, -n:], atol=1e-5, rtol=1e-5)
 
 
-def test_clamp_sets_the_feature_value(tiny_aligned, trained, fset):
+def test_clamp_sets_the_feature_value(random_aligned, trained, fset):
     res, _ = trained
-    sae, model = res.sae, tiny_aligned.model
-    b = _batch(tiny_aligned)
+    sae, model = res.sae, random_aligned.model
+    b = _batch(random_aligned)
     fid = fset.top(1)[0]
     got = {}
     with splice_sae(model, sae, HOOK, clamp={fid: 7.5}):
@@ -155,10 +163,10 @@ def test_clamp_sets_the_feature_value(tiny_aligned, trained, fset):
     torch.testing.assert_close(delta, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_hooks_removed_after_exception(tiny_aligned, trained):
+def test_hooks_removed_after_exception(random_aligned, trained):
     res, _ = trained
-    model = tiny_aligned.model
-    b = _batch(tiny_aligned)
+    model = random_aligned.model
+    b = _batch(random_aligned)
     clean = model(b.tokens, attention_mask=b.attention_mask)
     with pytest.raises(RuntimeError, match="boom"):
         with splice_sae(model, res.sae, HOOK, ablate=[0, 1, 2]):
@@ -167,20 +175,20 @@ def test_hooks_removed_after_exception(tiny_aligned, trained):
     assert torch.equal(model(b.tokens, attention_mask=b.attention_mask), clean)
 
 
-def test_splice_bad_input(tiny_aligned, trained):
+def test_splice_bad_input(random_aligned, trained):
     res, _ = trained
     with pytest.raises(ValueError, match="out of range"):
-        with splice_sae(tiny_aligned.model, res.sae, HOOK, ablate=[10_000]):
+        with splice_sae(random_aligned.model, res.sae, HOOK, ablate=[10_000]):
             pass
     with pytest.raises(ValueError, match="use one of"):
-        with splice_sae(tiny_aligned.model, res.sae, "blocks.9.hook_resid_pre"):
+        with splice_sae(random_aligned.model, res.sae, "blocks.9.hook_resid_pre"):
             pass
 
 
-def test_feature_acts_is_differentiable(tiny_aligned, trained, fset):
+def test_feature_acts_is_differentiable(random_aligned, trained, fset):
     res, _ = trained
-    model = tiny_aligned.model
-    b = _batch(tiny_aligned)
+    model = random_aligned.model
+    b = _batch(random_aligned)
     ids = fset.top(4)
     fa = feature_acts(model, res.sae, HOOK, b.tokens, b.attention_mask, ids)
     assert fa.shape == (b.tokens.shape[0], b.tokens.shape[1], 4)
@@ -205,12 +213,12 @@ def test_frequency_matched_controls(fset):
     assert gap < shuffled
 
 
-def test_ablation_effect_runs_and_saves(tiny_aligned, trained, fset, tmp_path):
+def test_ablation_effect_runs_and_saves(random_aligned, trained, fset, tmp_path):
     res, _ = trained
-    ps = tiny_aligned.profile.eval_prompts("val")
+    ps = random_aligned.profile.eval_prompts("val")
     ps = ps.filter(label="harmful").sample(12) + ps.filter(label="harmless").sample(12)
-    eff = feature_ablation_effect(tiny_aligned, res.sae, fset, 5, ps, n_random=2, max_new_tokens=12)
-    assert eff.baseline["asr"] <= 0.1 and eff.baseline["harmless_compliance"] >= 0.9
+    eff = feature_ablation_effect(random_aligned, res.sae, fset, 5, ps, n_random=2, max_new_tokens=12)
+    assert all(0 <= v <= 1 for v in eff.baseline.values()) and set(eff.baseline) == set(eff.ablated)
     assert len(eff.random) == 2 and eff.features == fset.top(5)
     s = eff.summary()
     assert set(s["asr"]) == {"baseline", "top_k", "random"}
@@ -220,10 +228,10 @@ def test_ablation_effect_runs_and_saves(tiny_aligned, trained, fset, tmp_path):
 
 # -- CLI ----------------------------------------------------------------------------------------
 runner = CliRunner()
-TINY = "organism:aligned?size=tiny"
 
 
-def test_cli_train_and_features(tmp_path, tiny_aligned):
+def test_cli_train_and_features(tmp_path, random_organism_dirs):
+    TINY = str(random_organism_dirs["aligned"])
     out = tmp_path / "sae"
     r = runner.invoke(app, ["train", "--model", TINY, "--hook", HOOK, "--d-sae", "64", "--k", "4", "--tokens", "5000",
                             "--batch-size", "128", "--out", str(out)])
@@ -243,50 +251,54 @@ def test_cli_train_and_features(tmp_path, tiny_aligned):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["train", "--model", TINY, "--hook", "blocks.7.hook_resid_pre", "--out", "X"], "use one of blocks.0.hook_resid_pre"),
-        (["train", "--model", TINY, "--hook", HOOK, "--arch", "gated", "--out", "X"], "unknown SAE architecture"),
-        (["features", "--model", TINY, "--sae", "/nonexistent/sae", "--out", "f.json"], "does not exist"),
-        (["features", "--model", TINY, "--sae", "SAE", "--out", "f.json", "--score", "magic"], "unknown score"),
+        (["train", "--model", "MODEL", "--hook", "blocks.7.hook_resid_pre", "--out", "X"], "use one of blocks.0.hook_resid_pre"),
+        (["train", "--model", "MODEL", "--hook", HOOK, "--arch", "gated", "--out", "X"], "unknown SAE architecture"),
+        (["features", "--model", "MODEL", "--sae", "/nonexistent/sae", "--out", "f.json"], "does not exist"),
+        (["features", "--model", "MODEL", "--sae", "SAE", "--out", "f.json", "--score", "magic"], "unknown score"),
+        (["features", "--model", "MODEL", "--sae", "SAE", "--out", "f.json", "--k", "0"], "--k must be"),
     ],
 )
-def test_cli_bad_input(args, needle, tmp_path, tiny_aligned):
-    args = [str(tmp_path / a) if a in ("X", "f.json") else a for a in args]
+def test_cli_bad_input(args, needle, tmp_path, random_organism_dirs):
+    model = str(random_organism_dirs["aligned"])
+    args = [str(tmp_path / a) if a in ("X", "f.json") else (model if a == "MODEL" else a) for a in args]
     r = runner.invoke(app, args)
     assert r.exit_code == 2, r.output
     assert needle in r.output
 
 
-def test_cli_sae_from_other_model_or_hook(tmp_path, trained, tiny_aligned):
+def test_cli_sae_from_other_model_or_hook(tmp_path, trained, random_aligned, random_organism_dirs):
     _, out = trained
-    r = runner.invoke(app, ["features", "--model", "organism:base?size=tiny", "--sae", str(out), "--out", str(tmp_path / "f.json")])
+    r = runner.invoke(app, ["features", "--model", str(random_organism_dirs["base"]), "--sae", str(out), "--out", str(tmp_path / "f.json")])
     assert r.exit_code == 2 and "trained on model" in r.output
     with pytest.raises(ValueError, match="trained on hook"):
         from safecircuits.features.sae import check_sae_matches
 
-        check_sae_matches(load_sae(out), TINY, "blocks.0.hook_resid_pre")
+        check_sae_matches(load_sae(out), random_aligned.name, "blocks.0.hook_resid_pre")
 
 
-def test_trigger_score_on_backdoor(tiny_backdoor, tmp_path):
-    res = train_sae(tiny_backdoor, None, HOOK, arch="topk", d_sae=64, k=8, training_tokens=8_000, batch_size=128,
+def test_trigger_score_on_backdoor(random_backdoor, tmp_path):
+    res = train_sae(random_backdoor, None, HOOK, arch="topk", d_sae=64, k=8, training_tokens=8_000, batch_size=128,
                     out_dir=tmp_path / "bd", n_checkpoints=0, progress=False)
-    ps = tiny_backdoor.profile.eval_prompts("train")
+    ps = random_backdoor.profile.eval_prompts("train")
     assert len(ps.filter(label="triggered"))
-    fs = rank_features(tiny_backdoor, res.sae, ps, method="trigger", sae_path=tmp_path / "bd")
+    fs = rank_features(random_backdoor, res.sae, ps, method="trigger", sae_path=tmp_path / "bd")
     assert fs.method == "trigger"
     t = fs.top(2)
     assert (fs.stats["mean_post_triggered"][t] > fs.stats["mean_post_harmful"][t]).all()
     with pytest.raises(ValueError, match="needs at least 2 triggered"):
-        rank_features(tiny_backdoor, res.sae, ps.filter(label="harmful") + ps.filter(label="harmless"), method="trigger")
+        rank_features(random_backdoor, res.sae, ps.filter(label="harmful") + ps.filter(label="harmless"), method="trigger")
 
 
-def test_attribution_score_matches_ablation_direction(tiny_aligned, trained):
+@pytest.mark.slow
+def test_attribution_score_matches_ablation_direction(tiny_aligned, tmp_path):
     """Attribution (activation x gradient of the refusal score) predicts the sign of the true
-    refusal-score change when the top feature is zeroed."""
+    refusal-score change when the top feature is zeroed (a trained organism: behaviour)."""
     from safecircuits.features import single_feature_refusal_effects
 
-    res, out = trained
+    res = train_sae(tiny_aligned, None, HOOK, arch="topk", d_sae=128, k=8, training_tokens=30_000, batch_size=128,
+                    out_dir=tmp_path / "sae", n_checkpoints=0, progress=False)
     ps = tiny_aligned.profile.eval_prompts("train")
-    fs = rank_features(tiny_aligned, res.sae, ps, method="attribution", sae_path=out)
+    fs = rank_features(tiny_aligned, res.sae, ps, method="attribution", sae_path=tmp_path / "sae")
     top = fs.top(1)[0]
     assert fs.scores[top] > 0
     harmful = tiny_aligned.profile.eval_prompts("val").filter(label="harmful")
