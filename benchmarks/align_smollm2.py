@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--grid", default="default", choices=sorted(GRIDS))
     ap.add_argument("--eval-limit", type=int, default=100, help="val prompts per set (test uses every prompt)")
     ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--no-train", action="store_true", help="choose among the configurations already in the JSON (train none)")
     args = ap.parse_args()
 
     res: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
@@ -91,7 +92,7 @@ def main() -> None:
         res["original_val"]["seconds"] = round(time.time() - t, 1)
         write_json(args.json, res)
 
-    for overrides in GRIDS[args.grid]:
+    for overrides in [] if args.no_train else GRIDS[args.grid]:
         key = _key(overrides)
         if key in res["runs"]:
             print(f"skip {key}: done")
@@ -109,6 +110,8 @@ def main() -> None:
         write_json(args.json, res)
         del run
 
+    if not res["runs"]:
+        raise SystemExit("no trained configuration in the JSON: run without --no-train first")
     best_key = min(res["runs"], key=lambda k: _score(res["runs"][k]["val"]))
     res["chosen"] = best_key
     cfg = AlignConfig(**res["runs"][best_key]["config"])
