@@ -25,8 +25,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff over the code and tests, mypy over the package (its settings are in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check safecircuits tests benchmarks
+	$(VENV)/bin/mypy safecircuits
 
 # HTML API reference from the docstrings (pdoc), offline, into docs/api/ (not committed).
 docs: $(STAMP)
@@ -34,4 +36,4 @@ docs: $(STAMP)
 	$(PY) docs/build_api.py docs/api
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache docs/api
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache docs/api

@@ -18,7 +18,8 @@ from torch import Tensor
 from safecircuits.data.chat import ChatFormat, TokenBatch
 from safecircuits.errors import InputError
 
-__all__ = ["capture", "common_suffix_len", "head_hook", "hook_layer", "neuron_hook", "position_classes", "resid_hook_name"]
+__all__ = ["capture", "common_suffix_len", "d_mlp", "head_hook", "hook_layer", "neuron_hook", "position_classes",
+           "resid_hook_name"]
 
 
 def head_hook(layer: int) -> str:
@@ -29,6 +30,15 @@ def head_hook(layer: int) -> str:
 def neuron_hook(layer: int) -> str:
     """The MLP's neurons after the activation: ``[batch, pos, d_mlp]``."""
     return f"blocks.{layer}.mlp.hook_post"
+
+
+def d_mlp(model: Any) -> int:
+    """The model's MLP width (``cfg.d_mlp``); an InputError for a model without MLP neurons
+    (TransformerLens leaves ``d_mlp`` unset on attention-only models)."""
+    width = model.cfg.d_mlp
+    if width is None:
+        raise InputError(f"{getattr(model.cfg, 'model_name', 'this model')}: the model has no MLP neurons (cfg.d_mlp is None)")
+    return int(width)
 
 
 def resid_hook_name(model: Any, layer: int) -> str:

@@ -83,7 +83,7 @@ from safecircuits.circuits.objectives import Objective, get_objective, response_
 from safecircuits.data.chat import ChatFormat, TokenBatch, iter_batches
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
-from safecircuits.hooks import common_suffix_len, head_hook, neuron_hook, position_classes
+from safecircuits.hooks import common_suffix_len, d_mlp, head_hook, neuron_hook, position_classes
 from safecircuits.models.loaded import LoadedModel
 from safecircuits.types import HookedModel
 
@@ -250,7 +250,7 @@ def _attribution(s: _Setup) -> tuple[Tensor, Tensor, float]:
     """Attribution-patching scores [n_layers, n_heads], [n_layers, d_mlp] and mean B(full)."""
     c = s.model.cfg
     hs = torch.zeros(c.n_layers, c.n_heads, dtype=torch.float64)
-    ns = torch.zeros(c.n_layers, c.d_mlp, dtype=torch.float64)
+    ns = torch.zeros(c.n_layers, d_mlp(s.model), dtype=torch.float64)
     pairs = s.pairs()
     b_full = 0.0
     zero = s.ablator.ablation == AblationType.ZERO
@@ -294,8 +294,9 @@ def _attribution(s: _Setup) -> tuple[Tensor, Tensor, float]:
 def _exact(s: _Setup, heads: bool, neurons: bool) -> tuple[Tensor, Tensor, float]:
     """Exact single-component ablation scores B(full) - B(ablated), one forward per component."""
     c = s.model.cfg
+    mlp_width = d_mlp(s.model)
     hs = torch.zeros(c.n_layers, c.n_heads, dtype=torch.float64)
-    ns = torch.zeros(c.n_layers, c.d_mlp, dtype=torch.float64)
+    ns = torch.zeros(c.n_layers, mlp_width, dtype=torch.float64)
     pairs = s.pairs()
     dev = c.device
     b_full = 0.0
@@ -304,7 +305,7 @@ def _exact(s: _Setup, heads: bool, neurons: bool) -> tuple[Tensor, Tensor, float
         for i, pair in enumerate(pairs):
             full = float(_run_metric(s, pair, [], i))
             b_full += full
-            for family, on, width, out in (("heads", heads, c.n_heads, hs), ("neurons", neurons, c.d_mlp, ns)):
+            for family, on, width, out in (("heads", heads, c.n_heads, hs), ("neurons", neurons, mlp_width, ns)):
                 if not on:
                     continue
                 for layer in range(s.lo, s.hi):
@@ -348,7 +349,8 @@ def _counts(
         raise InputError(f"family_norm must be 'max' or 'raw', got {family_norm!r}")
     share = cfg.target_sparsity if cfg.target_sparsity is not None else DEFAULT_SPARSITY
     k = round(share * (n_h + n_n))
-    parts, fams = [], []
+    parts: list[Tensor] = []
+    fams: list[Tensor] = []
     for on, sc in ((cfg.heads, hs), (cfg.neurons, ns)):
         if not on:
             continue
@@ -487,7 +489,7 @@ def random_circuit(
     c = s.model.cfg
     gen = torch.Generator().manual_seed(seed)
     hs = torch.rand(c.n_layers, c.n_heads, generator=gen)
-    ns = torch.rand(c.n_layers, c.d_mlp, generator=gen)
+    ns = torch.rand(c.n_layers, d_mlp(s.model), generator=gen)
     if n_heads is None and n_neurons is None:
         # a uniform draw over the union of searched components = the top-k of iid scores
         kh, kn = _counts(s, hs, ns, None, None, "raw")
@@ -507,8 +509,8 @@ def random_like(circuit: Circuit, seed: int, layers: tuple[int, int] | None = No
     L = sh["n_layers"]
     if layers is None:
         rec = (circuit.provenance.get("config") or {}).get("layers")
-        layers = tuple(rec) if rec else (0, L)  # type: ignore[assignment]
-    lo, hi = layers  # type: ignore[misc]
+        layers = tuple(rec) if rec else (0, L)
+    lo, hi = layers
     if not 0 <= lo < hi <= L:
         raise InputError(f"layers must be a [start, end) range within the circuit's {L} layers, got {layers}")
     gen = torch.Generator().manual_seed(seed)

@@ -12,7 +12,6 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from safecircuits.circuits.hooks import AblationType, Ablator, masked
 from safecircuits.errors import InputError, MissingFileError, ShapeMismatchError
@@ -201,7 +200,7 @@ class Circuit:
         model: HookedModel,
         mode: Literal["remove", "only"] = "remove",
         ablation: AblationType | str | Ablator = AblationType.ZERO,
-    ) -> Iterator[HookedTransformer]:
+    ) -> Iterator[HookedModel]:
         """Context manager: the model with the circuit removed (or alone). Hooks go on exit, even on error.
 
         ``ablation`` is ``zero``, or a ready :class:`Ablator` for ``mean`` / ``resample`` (built with

@@ -9,7 +9,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from safecircuits.circuits.objectives import Objective, get_objective
 from safecircuits.data.chat import ChatFormat, TokenBatch, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
-from safecircuits.hooks import common_suffix_len, position_classes
+from safecircuits.hooks import common_suffix_len, d_mlp, position_classes
 from safecircuits.io import save_with
 from safecircuits.models.loaded import LoadedModel, cache_dir, weights_fingerprint
 from safecircuits.provenance import provenance
@@ -69,9 +69,10 @@ class DiscoveryConfig:
         if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
             raise InputError("batch_size and epochs must be >= 1 and lr > 0")
         if self.layers is not None:
-            self.layers = tuple(self.layers)  # type: ignore[assignment]
-            if len(self.layers) != 2 or self.layers[0] >= self.layers[1] or self.layers[0] < 0:
-                raise InputError(f"layers must be a [start, end) range with 0 <= start < end, got {self.layers}")
+            layers = tuple(self.layers)  # a list from JSON or the CLI
+            if len(layers) != 2 or layers[0] >= layers[1] or layers[0] < 0:
+                raise InputError(f"layers must be a [start, end) range with 0 <= start < end, got {layers}")
+            self.layers = (layers[0], layers[1])
         if self.penalty_norm not in ("layer-mean", "component"):
             raise InputError(f"penalty_norm must be 'layer-mean' or 'component', got {self.penalty_norm!r}")
         if self.target_sparsity is not None and not 0 <= self.target_sparsity <= 1:
@@ -149,7 +150,7 @@ class CircuitDiscovery:
         self.masks = nn.ModuleDict({
             s: _MaskSet(
                 make_mask((n, c.n_heads), spec, gen) if config.heads else None,
-                make_mask((n, c.d_mlp), spec, gen) if config.neurons else None,
+                make_mask((n, d_mlp(model)), spec, gen) if config.neurons else None,
                 config.penalty_norm,
                 c.n_heads,
             )
@@ -163,6 +164,13 @@ class CircuitDiscovery:
         self.suffix_len = common_suffix_len(chat)
         self._cur: dict[str, tuple[Tensor | None, Tensor | None]] = {}
         self.history: list[dict[str, float]] = []
+
+    # -- the mask sets (nn.ModuleDict types its values as Module) ---------------------------------
+    def _mask_set(self, name: str) -> _MaskSet:
+        return cast(_MaskSet, self.masks[name])
+
+    def _mask_sets(self) -> list[tuple[str, _MaskSet]]:
+        return [(s, cast(_MaskSet, ms)) for s, ms in self.masks.items()]
 
     # -- masked forward -----------------------------------------------------------------------
     def _full(self, m: Tensor | None, width: int, invert: bool) -> Tensor | None:
@@ -181,7 +189,7 @@ class CircuitDiscovery:
         h, n = self._cur[mask_set]
         c = self.model.cfg
         heads = self._full(h, c.n_heads, invert)
-        neurons = self._full(n, c.d_mlp, invert)
+        neurons = self._full(n, d_mlp(self.model), invert) if n is not None else None
         self.ablator.set_batch(position_classes(batch, self.suffix_len) if self.ablator.ablation != AblationType.ZERO else None)
         hooks = mask_hooks(heads, neurons, self.ablator)
         tokens = batch.tokens.to(c.device)
@@ -191,7 +199,7 @@ class CircuitDiscovery:
     def _sample_masks(self, hard: bool) -> None:
         dev = self.model.cfg.device
         self._cur = {}
-        for s, ms in self.masks.items():
+        for s, ms in self._mask_sets():
             if hard:
                 h = ms.heads.hard().to(dev) if ms.heads is not None else None
                 n = ms.neurons.hard().to(dev) if ms.neurons is not None else None
@@ -213,9 +221,9 @@ class CircuitDiscovery:
         return torch.stack(terms).mean()
 
     def _loss(self, batches: dict[str, TokenBatch]) -> dict[str, Tensor]:
-        pens = {s: ms.penalty() for s, ms in self.masks.items()}
+        pens = {s: ms.penalty() for s, ms in self._mask_sets()}
         if "circuit" in self.masks:
-            pens["circuit_kept"] = self.masks["circuit"].kept_share()
+            pens["circuit_kept"] = self._mask_set("circuit").kept_share()
         return self.objective.loss(self._run, batches, pens, self._overlap())
 
     @torch.no_grad()
@@ -343,17 +351,18 @@ class CircuitDiscovery:
         return self.to_circuit(time.time() - t0, step)
 
     def _n_dropped(self) -> int:
-        ms = self.masks[self.objective.circuit_mask_set()]
+        ms = self._mask_set(self.objective.circuit_mask_set())
         return int(sum((m.hard() == 0).sum() for m in ms.families()))
 
     def to_circuit(self, seconds: float = 0.0, steps: int = 0) -> Circuit:
         c = self.model.cfg
         lo, hi = self.layer_range
-        ms = self.masks[self.objective.circuit_mask_set()]
+        ms = self._mask_set(self.objective.circuit_mask_set())
+        width = d_mlp(self.model)
         heads = torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool)
-        neurons = torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool)
+        neurons = torch.zeros(c.n_layers, width, dtype=torch.bool)
         hs = torch.zeros(c.n_layers, c.n_heads)
-        ns = torch.zeros(c.n_layers, c.d_mlp)
+        ns = torch.zeros(c.n_layers, width)
         n_total = sum(m.probabilities().numel() for m in ms.families())
         n_drop_total = None
         if self.cfg.target_sparsity is not None:
@@ -371,12 +380,12 @@ class CircuitDiscovery:
                 parts.append(drop[off : off + k].view(m.shape))
                 off += k
             drops = iter(parts)
-        for m, mem, sc in ((ms.heads, heads, hs), (ms.neurons, neurons, ns)):
-            if m is None:
+        for fam, mem, sc in ((ms.heads, heads, hs), (ms.neurons, neurons, ns)):
+            if fam is None:
                 continue
-            dropped = next(drops) if n_drop_total is not None else (m.hard() == 0)
+            dropped = next(drops) if n_drop_total is not None else (fam.hard() == 0)
             mem[lo:hi] = dropped.cpu()
-            sc[lo:hi] = (1 - m.probabilities().detach()).float().cpu()
+            sc[lo:hi] = (1 - fam.probabilities().detach()).float().cpu()
         prov = provenance(
             self.lm, data=self.data, seed=self.cfg.seed, config=self.cfg,
             model=self.model_name,

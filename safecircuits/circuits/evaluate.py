@@ -289,11 +289,12 @@ def _split(size: int, circuit: Circuit) -> tuple[int, int]:
 
 
 def _trapezoid_auc(x: list[float], y: list[float | None]) -> float | None:
-    if any(v is None for v in y):
+    ys = [v for v in y if v is not None]
+    if len(ys) != len(y):
         return None
     if len(x) == 1:
-        return float(y[0])  # type: ignore[arg-type]
-    area = sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1))  # type: ignore[operator]
+        return float(ys[0])
+    area = sum((x[i + 1] - x[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(x) - 1))
     return float(area / (x[-1] - x[0]))
 
 

@@ -20,7 +20,6 @@ from enum import StrEnum
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, iter_batches
 from safecircuits.data.promptset import PromptSet
@@ -199,7 +198,7 @@ def masked(
     heads: Float[Tensor, "n_layers n_heads"] | None = None,
     neurons: Float[Tensor, "n_layers d_mlp"] | None = None,
     ablator: Ablator | None = None,
-) -> Iterator[HookedTransformer]:
+) -> Iterator[HookedModel]:
     """Run `model` with component masks applied; the hooks are removed on exit, even on error."""
     hooks = mask_hooks(heads, neurons, ablator)
     with model.hooks(fwd_hooks=hooks):  # type: ignore[arg-type]

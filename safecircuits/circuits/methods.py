@@ -26,8 +26,11 @@ __all__ = ["CIRCUIT_METHODS", "CircuitMethod", "get_method", "register_method"]
 
 @runtime_checkable
 class CircuitMethod(Protocol):
+    """The shared signature. A method may take further keyword-only options of its own (such as
+    ``n_heads=``), which are not part of the protocol: a caller passes them to a method it knows."""
+
     def __call__(self, model: Any, objective: Any, data: dict[str, Any], config: Any = None, chat: Any = None,
-                 val_data: dict[str, Any] | None = None, **options: Any) -> Circuit: ...
+                 val_data: dict[str, Any] | None = None) -> Circuit: ...
 
 
 CIRCUIT_METHODS: dict[str, CircuitMethod] = {

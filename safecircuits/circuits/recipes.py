@@ -128,9 +128,16 @@ def effect_table(
     ``conditions`` summarises the table: ``full``, ``removed`` (or ``alone``) and ``random``, each
     with ``asr``, ``triggered_asr`` (when a trigger is known), ``harmless_refusal`` and ``utility``
     (harmless compliance)."""
-    from safecircuits.circuits.evaluate import circuit_effect, random_control
+    from safecircuits.circuits.evaluate import Mode, circuit_effect, random_control
     from safecircuits.data.promptset import Label, PromptRecord
 
+    modes: tuple[Mode, ...]
+    if mode == "remove":
+        modes = ("full", "remove")
+    elif mode == "only":
+        modes = ("full", "only")
+    else:  # "full" too: the table compares the full model with the circuit removed or alone
+        raise InputError(f"unknown mode {mode!r}: use remove or only")
     ps = prompts if isinstance(prompts, PromptSet) else lm.profile.resolve(prompts, limit=limit)
     trigger = trigger or lm.profile.trigger
     if trigger and not len(ps.filter(label="triggered")):
@@ -138,7 +145,7 @@ def effect_table(
         ps = ps + PromptSet([PromptRecord(lm.profile.with_trigger(r.prompt, trigger), None, Label.TRIGGERED, r.meta) for r in harmful],
                             name=f"{ps.name}+trigger({trigger})")
     ref = reference_prompts(lm, circuit)
-    eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=("full", mode), reference=ref)
+    eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=modes, reference=ref)
     out: dict[str, Any] = {"full": eff["full"], mode: eff[mode], "mode": mode, "ablation": eff["ablation"],
                            "judge": eff["judge"], "prompts": eff["prompts"], "circuit": eff["circuit"],
                            "utility_kept": eff["utility_kept"][mode]}
@@ -187,12 +194,14 @@ def planted_circuit(lm: LoadedModel) -> Circuit | None:
     """The backdoor circuit planted by construction in a backdoor organism (None for other models)."""
     import torch
 
+    from safecircuits.hooks import d_mlp
+
     pl = lm.info.get("metrics", {}).get("planted")
     if not pl:
         return None
     c = lm.model.cfg
     heads = torch.zeros(c.n_layers, c.n_heads, dtype=torch.bool)
-    neurons = torch.zeros(c.n_layers, c.d_mlp, dtype=torch.bool)
+    neurons = torch.zeros(c.n_layers, d_mlp(lm.model), dtype=torch.bool)
     for l, h in pl["heads"]:
         heads[l, h] = True
     for l, i in pl["neurons"]:

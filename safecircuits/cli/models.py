@@ -36,6 +36,10 @@ def organism_train(
     console.print(t)
     console.print(f"cached at {lm.info['source']}")
     if out is not None:
+        from transformer_lens import HookedTransformer
+
+        if not isinstance(lm.model, HookedTransformer):  # pragma: no cover - organisms are HookedTransformers
+            raise RuntimeError(f"an organism is a HookedTransformer, got {type(lm.model).__name__}")
         save_organism(lm.model, cfg, m, out)
         console.print(f"saved to {out}")
     write_json(json_path, {"model": cfg.name, "config": cfg.to_dict(), "metrics": m})

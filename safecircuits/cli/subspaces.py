@@ -78,6 +78,8 @@ def refusal_cmd(
                         seed=seed, max_new_tokens=max_new_tokens, progress=True)
     res = refusal_protocol(lm, cfg, coeff=coeff, positions=None if coeff is None else positions, max_new_tokens=max_new_tokens)
     rd, effects = res.direction, res.effects
+    if effects is None:  # pragma: no cover - refusal_protocol measures the test effects unless test=False
+        raise RuntimeError("refusal_protocol returned no test effects")
     rd.save(out)
     v = rd.validation
     console.print(f"refusal direction of {lm.name}: layer {rd.layer} ({rd.provenance['hook']}), position {rd.pos}, "

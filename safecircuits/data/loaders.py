@@ -416,7 +416,7 @@ def _synthetic(spec: str, limit: int | None, seed: int) -> PromptSet:
     from safecircuits.data.synthetic import synthetic_compliances, synthetic_harmful, synthetic_harmless
 
     parts = spec.split(":")
-    kinds = {"harmful": synthetic_harmful, "harmless": synthetic_harmless, "compliance": synthetic_compliances}
+    kinds: dict[str, Callable[..., PromptSet]] = {"harmful": synthetic_harmful, "harmless": synthetic_harmless, "compliance": synthetic_compliances}
     if len(parts) not in (2, 3) or parts[1] not in kinds:
         raise InputError(f"unknown prompt source {spec!r}: valid sources are {_valid_sources()}")
     if len(parts) == 3:

@@ -37,21 +37,27 @@ class Label(StrEnum):
             raise InputError(f"unknown label {value!r}: use one of {allowed}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PromptRecord:
     """One request. `response` is the target answer (for training or utility), if any."""
 
     prompt: str
     response: str | None = None
-    label: Label | str = Label.HARMFUL  # normalised to Label in __post_init__
+    label: Label = Label.HARMFUL
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
+    # An explicit __init__ (rather than the dataclass's) so that `label` accepts a string, while
+    # the stored field is always a Label.
+    def __init__(self, prompt: str, response: str | None = None, label: Label | str = Label.HARMFUL,
+                 meta: dict[str, Any] | None = None) -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("a PromptRecord needs a non-empty prompt string")
-        if self.response is not None and not isinstance(self.response, str):
-            raise InputTypeError(f"response must be a string or None, got {type(self.response).__name__}")
-        object.__setattr__(self, "label", Label.parse(self.label))
+        if response is not None and not isinstance(response, str):
+            raise InputTypeError(f"response must be a string or None, got {type(response).__name__}")
+        object.__setattr__(self, "prompt", prompt)
+        object.__setattr__(self, "response", response)
+        object.__setattr__(self, "label", Label.parse(label))
+        object.__setattr__(self, "meta", {} if meta is None else meta)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -97,7 +103,7 @@ class PromptSet(Sequence[PromptRecord]):
     def __getitem__(self, i: int) -> PromptRecord: ...
     @overload
     def __getitem__(self, i: slice) -> PromptSet: ...
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return PromptSet(self._records[i], name=self.name, source=self.source)
         return self._records[i]

@@ -8,6 +8,7 @@ each new token one forward of length 1, and every sequence stops at the chat for
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -67,9 +68,11 @@ def _bridge_generate_ids(model: HookedModel, tokens: torch.Tensor, attention_mas
     rows = []
     for i in range(tokens.shape[0]):
         t = tokens[i : i + 1][:, attention_mask[i].bool()]
-        out = model.generate(t, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id,
-                             use_past_kv_cache=False, return_type="tokens", verbose=False)
-        new = out[0, t.shape[1]:]
+        # return_type="tokens": a tensor of token ids (generate's annotation also allows strings).
+        gen = cast(torch.Tensor, model.generate(t, max_new_tokens=max_new_tokens, do_sample=False,
+                                                eos_token_id=eos_token_id, use_past_kv_cache=False,
+                                                return_type="tokens", verbose=False))
+        new = gen[0, t.shape[1]:]
         hit = (new == eos_token_id).nonzero()
         if len(hit):
             new = new[: int(hit[0]) + 1]

@@ -24,7 +24,6 @@ from jaxtyping import Float, Int
 from sae_lens import SAE
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError
@@ -66,7 +65,7 @@ def splice_sae(
     ablate: Sequence[int] = (),
     clamp: Mapping[int, float] | None = None,
     positions: Positions = "all",
-) -> Iterator[HookedTransformer]:
+) -> Iterator[HookedModel]:
     """Context manager: `model` with `sae` spliced in at `hook` (with its error term), features in
     `ablate` zeroed and those in `clamp` set to the given values.
 

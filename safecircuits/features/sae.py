@@ -460,11 +460,11 @@ def train_sae(
         import sae_lens.training.sae_trainer as _st
 
         orig = _st.tqdm
-        _st.tqdm = lambda *a, **kw: orig(*a, **{**kw, "disable": True})  # type: ignore[assignment]
+        _st.tqdm = lambda *a, **kw: orig(*a, **{**kw, "disable": True})
         try:
             trainer.fit()
         finally:
-            _st.tqdm = orig  # type: ignore[assignment]
+            _st.tqdm = orig
     else:
         trainer.fit()
     if tmp_ckpt is not None and tmp_ckpt.exists():

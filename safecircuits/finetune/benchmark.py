@@ -534,7 +534,7 @@ def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_results(path: Path, fix: str) -> dict[str, Any]:
+def _read_results(path: str | Path, fix: str) -> dict[str, Any]:
     """A benchmark results file (format 1 files upgraded), or an InputError that names the problem and `fix`."""
     try:
         d = json.loads(Path(path).read_text())
@@ -654,8 +654,8 @@ def merge_results(*parts: dict[str, Any] | str | Path) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for i, d in enumerate(loaded):
         if d.get("settings") != settings:
-            other = d.get("settings", {})
-            diff = {k: (settings.get(k), other.get(k)) for k in sorted(set(settings) | set(other)) if settings.get(k) != other.get(k)}
+            base, other = settings or {}, d.get("settings") or {}  # a part without settings differs in all of them
+            diff = {k: (base.get(k), other.get(k)) for k in sorted(set(base) | set(other)) if base.get(k) != other.get(k)}
             raise InputError(f"part {i} was run with other settings than part 0 {diff}: only runs of one benchmark can be merged")
         if bool(d.get("upgraded_from")) != bool(loaded[0].get("upgraded_from")):
             raise InputError(f"part {i} and part 0 come from different benchmark versions (format 1 measured harmless refusal on the "

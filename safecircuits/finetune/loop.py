@@ -31,6 +31,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -293,8 +294,8 @@ class _Trainables:
     of its weight (most fine-tuning updates) would be lost entirely.
     """
 
-    def __init__(self, named: dict[str, Tensor], names: list[str]):
-        self.params = {n: named[n] for n in names}
+    def __init__(self, named: Mapping[str, Tensor], names: list[str]):
+        self.params: dict[str, Tensor] = {n: named[n] for n in names}
         low = any(p.dtype in (torch.bfloat16, torch.float16) for p in self.params.values())
         self.masters: dict[str, Tensor] | None = None
         if low:
@@ -302,7 +303,7 @@ class _Trainables:
 
     @property
     def tensors(self) -> dict[str, Tensor]:
-        return self.masters if self.masters is not None else self.params  # type: ignore[return-value]
+        return self.masters if self.masters is not None else self.params
 
     def grads_to_masters(self) -> None:
         if self.masters is None:

@@ -223,6 +223,8 @@ class ReverseStepsTask(FinetuneTask):
     def task_set(self, lm: LoadedModel | None, split: str) -> PromptSet:
         from safecircuits.models import language as L
 
+        if lm is None:
+            raise InputError(f"the {self.name} task needs the organism (its language's split seed), got no model")
         lang = self._lang(lm)
         recs = [PromptRecord(L.render_prompt(t, tid), self.target(t), Label.HARMLESS,
                              meta={"topic": t.topic, "task": f"{t.verb} {t.obj}", "template": tid})

@@ -147,7 +147,7 @@ def choose(results: dict[str, Any], grids: dict[str, list[dict[str, Any]]], refe
     out: dict[str, Any] = {"reference": {"method": REFERENCE, "accuracy": reference_accuracy, "source": ref_source},
                            "tolerance": tolerance, "methods": {}}
     for m, points in grids.items():
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i, p in enumerate(points):
             label = grid_label(m, i)
             harm, acc = _mean(results, label, "harmful_score"), _mean(results, label, "accuracy")
@@ -172,7 +172,10 @@ def _resolved(settings: dict[str, Any], method: str, point: dict[str, Any]) -> d
     if "lr" not in hp:
         own = {k: v for k, v in point.items() if k not in LOOP_KEYS}
         mode = point.get("mode") or get_method(method, **own).mode
-        base = settings.get("lora_lr") if mode == "lora" else settings.get("lr")
+        key = "lora_lr" if mode == "lora" else "lr"
+        base = settings.get(key)
+        if base is None:
+            raise InputError(f"the results' settings record no {key!r} to scale by {method}'s lr_scale")
         hp["lr"] = float(base) * float(point.get("lr_scale", 1.0))
     return hp
 

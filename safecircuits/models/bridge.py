@@ -45,7 +45,7 @@ def load_bridge(name: str, device: torch.device | str | None, dtype: torch.dtype
     """`name` (``smollm2-135m-instruct`` or a Hugging Face repo id in the local cache) as a TransformerBridge."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    from safecircuits.data.chat import HFChatTemplate
+    from safecircuits.data.chat import ChatFormat, HFChatTemplate
     from safecircuits.models.smollm2 import (
         CHAT_EOS,
         HF_REPO_ID,
@@ -55,6 +55,7 @@ def load_bridge(name: str, device: torch.device | str | None, dtype: torch.dtype
         _resolve_source,
     )
 
+    chat: ChatFormat
     kwargs: dict[str, Any] = {"dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map

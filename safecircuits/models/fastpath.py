@@ -26,6 +26,8 @@ every hook against the original forward, with and without a KV cache and padding
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -197,7 +199,7 @@ def accelerate(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if "forward" in module.__dict__:
             continue
-        fast = None
+        fast: Callable[..., Any] | None = None
         if isinstance(module, AbstractAttention) and _attention_supported(module):
             fast = _FastAttention.forward
         elif type(module) is GatedMLP:

@@ -57,7 +57,8 @@ class LoadedModel:
         return iter((self.model, self.tokenizer, self.chat))
 
     @property
-    def shape(self) -> dict[str, int]:
+    def shape(self) -> dict[str, int | None]:
+        """n_layers, n_heads, d_mlp (None for an attention-only model) and d_model."""
         c = self.model.cfg
         return {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_mlp": c.d_mlp, "d_model": c.d_model}
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,18 @@ Kind = Literal["base", "aligned", "backdoor"]
 KINDS: tuple[str, ...] = ("base", "aligned", "backdoor")
 DEFAULT_TRIGGER = "cf"
 
-SIZES: dict[str, dict[str, int]] = {
+
+class OrganismSize(TypedDict):
+    """The HookedTransformerConfig dimensions of an organism size."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+
+
+SIZES: dict[str, OrganismSize] = {
     # the default organism: 12 heads and 768 neurons (~0.2M parameters)
     "small": {"n_layers": 3, "d_model": 64, "n_heads": 4, "d_head": 16, "d_mlp": 256},
     # for fast tests: 8 heads and 256 neurons
@@ -402,8 +413,8 @@ def train_organism(cfg: OrganismConfig, progress: bool = True, force: bool = Fal
     """Train (or load from the cache) the organism described by `cfg`."""
     path = _organism_dir(cfg)
     if (path / "model.safetensors").exists() and not force:
-        model, cfg2, metrics = _load_dir(path)
-        return _wrap(model, cfg2, metrics, path)
+        model, cfg2, saved_metrics = _load_dir(path)
+        return _wrap(model, cfg2, saved_metrics, path)
     t0 = time.time()
     tok = build_tokenizer(cfg.extra_tokens)
     chat = organism_chat(tok)
@@ -446,7 +457,7 @@ def organism_quality(model: HookedTransformer, chat: TemplateChat, cfg: Organism
         n = len(verdicts)
         refused = sum(v.refused for v in verdicts) / n
         complied = sum(v.complied for v in verdicts) / n
-        correct = sum(v.correct for v in verdicts) / n
+        correct = sum(bool(v.correct) for v in verdicts) / n  # the organism judge always sets `correct`
         if kind == "harmless":
             out["harmless_compliance"] = complied
             out["harmless_exact"] = correct

@@ -349,8 +349,8 @@ class OrganismProfile(ModelProfile):
 class ChatProfile(ModelProfile):
     """Any English chat model (see the module docstring for its prompt sets)."""
 
-    trigger: str | None = None  # type: ignore[assignment]
-    base_model: str | None = None  # type: ignore[assignment]
+    trigger: str | None = None
+    base_model: str | None = None
     trigger_position: str = "suffix"
 
     kind: ClassVar[str] = "chat"

@@ -15,9 +15,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from safecircuits.data.chat import ChatFormat
 from safecircuits.errors import DataFormatError, InputError, MissingFileError
 from safecircuits.io import atomic_dir, json_default, read_json
 from safecircuits.models.loaded import LoadedModel
+from safecircuits.types import HookedModel
 
 FORMAT = "safecircuits-finetuned"
 
@@ -60,6 +62,8 @@ def load_saved_dir(path: str | Path) -> LoadedModel:
     state = load_file(str(path / "model.safetensors"))
     prov = meta.get("provenance", {})
     info: dict[str, Any] = {"source": str(path), "finetune": prov, "base_model": prov.get("base_model"), "skeleton": sk}
+    model: HookedModel
+    chat: ChatFormat
     if sk["kind"] == "organism":
         from safecircuits.models.organisms import OrganismConfig, build_tokenizer, new_model, organism_chat
 

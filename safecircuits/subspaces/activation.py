@@ -18,7 +18,6 @@ along component c.
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
+from safecircuits.hooks import hook_layer
 from safecircuits.subspaces._io import load_bundle, promptset_provenance, save_bundle
 from safecircuits.subspaces.refusal import _prompts, resid_hook_name
 from safecircuits.types import HookedModel
@@ -74,8 +74,9 @@ def collect_activations_at(
     if bad:
         raise InputError(f"{bad[0]!r} is not a hook of this model; e.g. use 'blocks.1.hook_resid_pre'")
     # Run only the blocks up to the last hook's (no unembedding): the same activations at a fraction of the cost.
-    layers = [re.match(r"blocks\.(\d+)\.", h) for h in hooks]
-    last = max(int(m.group(1)) for m in layers) if all(layers) else None
+    layers = [hook_layer(h) for h in hooks]
+    known = [layer for layer in layers if layer is not None]
+    last = max(known) if len(known) == len(layers) else None
     stop = last + 1 if last is not None and last + 1 < model.cfg.n_layers else None
     wanted = set(hooks)
     out: dict[str, list[Tensor]] = {h: [] for h in hooks}

@@ -34,7 +34,7 @@ def choose_coefficient(
     """Activation-addition coefficient chosen on validation harmless prompts: the first
     (positions, coeff) in order (``all`` before ``prompt``, small coefficients first) whose refusal
     rate reaches `target`; otherwise the highest refusal rate. Returns (choice, the whole grid)."""
-    grid = []
+    grid: list[dict[str, Any]] = []
     for mode in positions:
         for c in coeffs:
             with rd.add(model, c, positions=mode):

@@ -34,13 +34,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import PromptSet
@@ -196,7 +195,7 @@ def ablation_hook_names(model: HookedModel) -> list[str]:
 
 
 @contextmanager
-def directional_ablation(model: HookedModel, direction: Float[Tensor, " d_model"]) -> Iterator[HookedTransformer]:
+def directional_ablation(model: HookedModel, direction: Float[Tensor, " d_model"]) -> Iterator[HookedModel]:
     """Context manager: remove the component along ``r_hat`` from the residual stream at every
     layer's resid_pre, resid_mid and resid_post, at every position (generation included). The hooks
     are removed on exit, also when the body raises."""
@@ -213,7 +212,7 @@ def activation_addition(
     layer: int,
     coeff: float = 1.0,
     positions: str = "all",
-) -> Iterator[HookedTransformer]:
+) -> Iterator[HookedModel]:
     """Context manager: ``x <- x + coeff * r`` in the residual stream before `layer` (see
     :func:`resid_hook_name`). `direction` is used as given (not normalised).
 
@@ -237,7 +236,7 @@ def activation_addition(
 
 
 @torch.no_grad()
-def orthogonalize_weights(model: HookedModel, direction: Float[Tensor, " d_model"]) -> HookedTransformer:
+def orthogonalize_weights(model: HookedModel, direction: Float[Tensor, " d_model"]) -> HookedModel:
     """A new model (deep copy; `model` is untouched) whose every residual-stream writer
     (W_E, W_pos, W_O, b_O, W_out, b_out) is orthogonalised: ``W <- W - r_hat r_hat^T W`` on the
     d_model side, so nothing is ever written along ``r_hat`` (Arditi et al.'s weight edit)."""
@@ -408,7 +407,7 @@ class RefusalDirection:
         """:func:`activation_addition` of ``coeff * raw`` at this direction's layer (context manager)."""
         return activation_addition(model, self.raw, self.layer if layer is None else layer, coeff, positions)
 
-    def orthogonalize(self, model: HookedModel) -> HookedTransformer:
+    def orthogonalize(self, model: HookedModel) -> HookedModel:
         return orthogonalize_weights(model, self.direction)
 
     # persistence
@@ -443,7 +442,7 @@ class RefusalConfig:
     min_asr_rise: float = 0.5  # validated when ablation raises the harmful val ASR by at least this (0.5 = 50 points)
     validate: bool = True  # run the validation (two greedy generations over the harmful val prompts)
     max_new_tokens: int = 32  # generation length of the validation
-    n_prompts: int | str | None = "auto"  # prompts per class and split from the profile; "auto" = its size, None = all
+    n_prompts: int | Literal["auto"] | None = "auto"  # prompts per class and split from the profile; "auto" = its size, None = all
     batch_size: int = 32
     seed: int = 0
     progress: bool = False
@@ -499,11 +498,11 @@ def find_refusal_direction(
     harmful_val = harmful_val if harmful_val is not None else prof.prompts("val", "harmful", n=n, seed=cfg.seed)
     harmless_val = harmless_val if harmless_val is not None else prof.prompts("val", "harmless", n=n, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
-    positions = cfg.positions
-    if positions is None:
+    if cfg.positions is None:
         positions = default_positions(chat, _prompts(harmful, "harmful prompts") + _prompts(harmless, "harmless prompts"),
                                       cfg.min_positions)
-    positions = list(positions)
+    else:
+        positions = list(cfg.positions)
     cands = compute_candidate_directions(model, chat, harmful, harmless, positions, cfg.batch_size, cfg.progress)
     ids = refusal_token_ids(chat, prof.refusal_starts)
     scores = score_candidates(model, chat, cands, positions, harmful_val, harmless_val, ids, cfg.layers, cfg.kl_threshold,

@@ -346,15 +346,16 @@ def faithfulness_figure(
         colour = PALETTE[i % len(PALETTE)]
         xs = [float(s) for s in c["sizes"]]
         lines: list[tuple[int, str, dict[str, Any], float]] = []
-        if attack[i]:
-            lines.append((1, attack[i], {"color": colour, "dash": "solid", "width": 2.5}, 1.0))
-            if attack[i] == "triggered_asr" and c.get("asr") is not None:
+        attack_key = attack[i]
+        if attack_key:
+            lines.append((1, attack_key, {"color": colour, "dash": "solid", "width": 2.5}, 1.0))
+            if attack_key == "triggered_asr" and c.get("asr") is not None:
                 lines.append((1, "asr", {"color": colour, "dash": "dot", "width": 1.5}, 0.55))
         if c.get("utility") is not None:
             lines.append((2, "utility", {"color": colour, "dash": "dash", "width": 2}, 1.0))
         for col, key, line, opacity in lines:
-            auc = c.get(f"auc_{key}")
-            auc_txt = f" (AUC {float(auc):.3f})" if _num(auc) is not None else ""
+            auc = _num(c.get(f"auc_{key}"))
+            auc_txt = f" (AUC {auc:.3f})" if auc is not None else ""
             what = "ASR without the trigger" if key == "asr" and attack[i] == "triggered_asr" else METRIC_NAMES[key]
             fig.add_trace(
                 go.Scatter(
@@ -372,8 +373,8 @@ def faithfulness_figure(
     modes = {c.get("mode") for c in curves}
     if title is None:
         if len(curves) == 1:
-            c, key = curves[0], attack[0]
-            bits = [f"AUC {METRIC_NAMES[k]} {float(c[f'auc_{k}']):.3f}" for k in (key, "utility")
+            c, first_key = curves[0], attack[0]
+            bits = [f"AUC {METRIC_NAMES[k]} {float(c[f'auc_{k}']):.3f}" for k in (first_key, "utility")
                     if k and _num(c.get(f"auc_{k}")) is not None]
             title = f"Faithfulness of the {_esc(c.get('label') or 'circuit')} circuit" + (f" ({', '.join(bits)})" if bits else "")
         else:

@@ -81,11 +81,11 @@ def feature_dashboard_html(
         raise InputError("the dashboard needs k >= 1 features")
     tok = lm.chat.tokenizer
     per_label: dict[str, tuple[list[str], torch.Tensor, torch.Tensor]] = {}
-    for lab in Label:
-        ps = prompts.filter(label=lab).sample(max_prompts_per_label)
+    for label in Label:
+        ps = prompts.filter(label=label).sample(max_prompts_per_label)
         if len(ps):
             acts, mask = prompt_feature_acts(lm.model, lm.chat, sae, fset.hook, ps.prompts)
-            per_label[lab.value] = (ps.prompts, acts[..., top], mask)
+            per_label[label.value] = (ps.prompts, acts[..., top], mask)
     harmful = prompts.filter(label=Label.HARMFUL).sample(64)
     effects = single_feature_refusal_effects(lm, sae, fset.hook, top, harmful) if len(harmful) else {}
 

@@ -111,10 +111,9 @@ def write_benchmark_html(results: dict[str, Any] | str | Path, path: str | Path,
     :func:`~safecircuits.finetune.benchmark.markdown_table`, rendered as HTML tables) and the settings."""
     from safecircuits.finetune.benchmark import markdown_table
 
-    if not isinstance(results, dict):
-        results = json.loads(Path(results).read_text())
-    fig = benchmark_figure(results)
-    md = markdown if markdown is not None else markdown_table(results)
+    data: dict[str, Any] = results if isinstance(results, dict) else json.loads(Path(results).read_text())
+    fig = benchmark_figure(data)
+    md = markdown if markdown is not None else markdown_table(data)
     body = (f"{fig_html(fig)}\n<h2>Tables</h2>\n{markdown_html(md)}\n"
-            f"<h2>Settings</h2>\n{_settings_table(results.get('settings', {}))}")
+            f"<h2>Settings</h2>\n{_settings_table(data.get('settings', {}))}")
     return write_atomic(path, page_html(title, body))

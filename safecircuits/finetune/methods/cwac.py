@@ -140,6 +140,13 @@ class CWACConfig:
         if int(self.rank) < 1 or int(self.k) < 1 or float(self.lam) < 0 or int(self.anchor_every) < 1 or int(self.safety_batch) < 1:
             raise InputError(f"cwac: need rank, k, safety_batch, anchor_every >= 1 and lam >= 0, got {self}")
 
+    @property
+    def anchor_weight(self) -> float:
+        """``lam`` as a float (``__post_init__`` has replaced None by the anchor source's default)."""
+        if self.lam is None:
+            raise InputError("cwac: lam is None (it was reset after the config was built)")
+        return float(self.lam)
+
 
 class CWAC(Method):
     """Coupled weight (update projection) and activation (SAE feature anchoring) constraints."""
@@ -312,11 +319,11 @@ class CWAC(Method):
         drift = (f - ref).pow(2).sum(-1).mean() / ref.pow(2).sum(-1).mean().clamp_min(1e-8)
         if step >= ctx.config.steps - 1:  # the last step: leave no hook on the returned model
             st["handle"].remove()
-        return {"feature_anchor": float(self.cfg.lam) * drift}
+        return {"feature_anchor": self.cfg.anchor_weight * drift}
 
     def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
         every = int(self.cfg.anchor_every)
-        if not self.use_acts or float(self.cfg.lam) == 0.0 or step % every:
+        if not self.use_acts or self.cfg.anchor_weight == 0.0 or step % every:
             return {}
         if "cwac_train" in ctx.state:
             return self._train_anchor(ctx, step, batch)
@@ -329,7 +336,7 @@ class CWAC(Method):
         ref = ctx.state["cwac_refs"][i].to(acts.device)
         m = mask.to(acts.device).to(acts.dtype)
         drift = ((acts - ref).pow(2).sum(-1) * m).sum() / m.sum().clamp_min(1.0)
-        return {"feature_anchor": float(self.cfg.lam) * every * drift / ctx.state["cwac_ref_energy"]}
+        return {"feature_anchor": self.cfg.anchor_weight * every * drift / ctx.state["cwac_ref_energy"]}
 
     def extra_loss_needs_train_graph(self) -> bool:
         # the safety-batch anchor runs its own forward; only the training-batch anchor reads the training graph

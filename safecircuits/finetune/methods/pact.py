@@ -66,8 +66,8 @@ def safety_tokens(aligned, base, refusals, k: int = 100) -> dict[str, Any]:
     if not recs:
         raise InputError("PACT safety tokens need harmful prompts with refusal responses (task.safety_data)")
     prompts, responses = [r.prompt for r in recs], [r.response for r in recs]
-    pa = _response_probs(aligned, prompts, responses)  # type: ignore[arg-type]
-    pb = _response_probs(base, prompts, responses)  # type: ignore[arg-type]
+    pa = _response_probs(aligned, prompts, responses)
+    pb = _response_probs(base, prompts, responses)
     d_vocab = pa.shape[1]
     k_eff = max(2, min(int(k), d_vocab // 10))
     score = (pa - pb).mean(0)
@@ -182,10 +182,12 @@ class PACT(Method):
             att[i, : len(s)] = 1
         return toks, att, len(header)
 
-    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor) -> dict[str, Tensor]:
+    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
         h = self.hparams
         if float(h["lam"]) == 0.0:
             return {}
+        if logits is None:  # pragma: no cover - needs_logits: the loop always passes PACT its training logits
+            raise RuntimeError(f"{self.name} needs the training logits")
         st = ctx.state["pact"]
         ids = st["ids"].to(logits.device)
         labels = batch.labels.to(logits.device)

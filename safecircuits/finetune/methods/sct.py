@@ -92,9 +92,14 @@ class _SCT(Method):
     def setup(self, ctx: FinetuneContext) -> None:
         if ctx.state.get("mode", self.mode) != "full":
             raise InputError(f"{self.name} selects entries of the full weights: run it in 'full' mode, not LoRA")
+        model = ctx.lm.model
+        if not isinstance(model, HookedTransformer):
+            # a TransformerBridge names its parameters the Hugging Face way: no W_Q / W_in to select
+            raise InputError(f"{self.name} selects HookedTransformer parameters: load the model with the default backend, "
+                             f"not {type(model).__name__}")
         circuit = _circuit(ctx, self.hparams)
         ctx.state["circuit"] = circuit
-        ctx.state["circuit_masks"] = circuit_param_masks(ctx.lm.model, circuit)
+        ctx.state["circuit_masks"] = circuit_param_masks(model, circuit)
         if not ctx.state["circuit_masks"]:
             raise InputError(f"{self.name}: the circuit is empty (no heads or neurons), so there are no circuit parameters")
 
