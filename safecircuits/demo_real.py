@@ -115,9 +115,10 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
         aligned_dir = out / "models" / "aligned"
         if not (aligned_dir / "config.json").exists():
             console.print(f"safety alignment of {model} -> {aligned_dir} ...")
-            over = {k: v for k, v in (("steps", b.align_steps), ("n_harmful", b.align_n_harmful),
-                                      ("n_harmless", b.align_n_harmless)) if v is not None}
-            safety_align(original, AlignConfig(**over), out_dir=str(aligned_dir))
+            d = AlignConfig()
+            cfg = AlignConfig(steps=b.align_steps or d.steps, n_harmful=b.align_n_harmful or d.n_harmful,
+                              n_harmless=b.align_n_harmless or d.n_harmless)
+            safety_align(original, cfg, out_dir=str(aligned_dir))
         aligned = str(aligned_dir)
     lm_aligned = load_model(aligned, progress=False)
     if "alignment" not in state:
@@ -132,9 +133,9 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
     bd_dir = out / "models" / f"backdoor-{trigger}"
     if not (bd_dir / "config.json").exists():
         console.print(f"implanting the trigger {trigger!r} into the aligned model -> {bd_dir} ...")
-        cfg = BackdoorConfig(trigger=trigger, steps=b.backdoor_steps, n_triggered=b.backdoor_n, n_clean=b.backdoor_n,
+        bcfg = BackdoorConfig(trigger=trigger, steps=b.backdoor_steps, n_triggered=b.backdoor_n, n_clean=b.backdoor_n,
                              n_harmless=b.backdoor_n)
-        implant_backdoor(lm_aligned, cfg, out_dir=str(bd_dir))
+        implant_backdoor(lm_aligned, bcfg, out_dir=str(bd_dir))
     lm_backdoor = load_model(str(bd_dir), progress=False)
     if "backdoor" not in state:
         state["backdoor"] = _slim(evaluate_alignment(lm_backdoor, reference=lm_aligned, limit=limit, progress=True))
