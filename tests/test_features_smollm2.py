@@ -6,6 +6,7 @@ import torch
 from sae_lens import SAE
 
 from safecircuits.data.loaders import load_prompts
+from safecircuits.errors import ModelNotAvailableError
 from safecircuits.features import FeatureSet, rank_features, splice_sae, train_sae
 from safecircuits.models import load_model
 
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 def test_sae_on_smollm2(tmp_path):
     try:
         lm = load_model("smollm2-135m-instruct", progress=False)
-    except RuntimeError as e:  # offline and no cached wheel
+    except ModelNotAvailableError as e:  # offline and no cached wheel
         pytest.skip(str(e))
     hook = f"blocks.{lm.model.cfg.n_layers // 2}.hook_resid_pre"
     harmful = load_prompts("synthetic:harmful:64", seed=0)
