@@ -50,11 +50,12 @@ class RealDemoBudget:
     discovery_steps: int | None
     eval_limit: int | None
     n_random: int
+    objective_n: tuple[int, int] | None = None  # circuit-objective prompts (train, val); None: the profile's sizes
 
 
 BUDGETS: dict[str, RealDemoBudget] = {
     "smoke": RealDemoBudget(align_steps=3, align_n_harmful=16, align_n_harmless=16, backdoor_steps=3, backdoor_n=16,
-                            discovery_steps=3, eval_limit=4, n_random=1),
+                            discovery_steps=3, eval_limit=4, n_random=1, objective_n=(8, 4)),
     "cpu": RealDemoBudget(align_steps=None, align_n_harmful=None, align_n_harmless=None, backdoor_steps=200, backdoor_n=256,
                           discovery_steps=150, eval_limit=100, n_random=3),
     "full": RealDemoBudget(align_steps=None, align_n_harmful=None, align_n_harmless=None, backdoor_steps=200, backdoor_n=256,
@@ -76,6 +77,7 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
     """Run the chain of the module doc on `model` (a chat model name, not an organism) into `out`."""
     from safecircuits.circuits.circuit import Circuit
     from safecircuits.circuits.evaluate import faithfulness_curve
+    from safecircuits.circuits.objectives import get_objective
     from safecircuits.circuits.recipes import (
         effect_table,
         find_circuit,
@@ -156,17 +158,22 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
         path = out / f"{objective}_circuit.json"
         key = f"{objective}_circuit"
         t = time.time()
+        data = val = None
+        if b.objective_n is not None:
+            data = lm.profile.objective_data(lm, objective, "train", n=b.objective_n[0])
+            val = lm.profile.objective_data(lm, objective, "val", n=b.objective_n[1])
         if path.exists():
             circuit = Circuit.from_json(path)
         else:
             console.print(f"discovering the {objective} circuit of {lm.name} ...")
-            circuit, _ = find_circuit(lm, objective, progress=True, max_steps=b.discovery_steps)
+            circuit, _ = find_circuit(lm, objective, data=data, val_data=val, progress=True, max_steps=b.discovery_steps)
             circuit.to_json(path)
         if key not in state or "effect" not in state[key]:
             ablation = circuit.provenance["ablation"]
-            eff = effect_table(lm, circuit, ablation=ablation, prompts="auto", limit=limit, n_random=b.n_random)
+            ref = get_objective(objective).reference_set(data) if data is not None else reference_prompts(lm, circuit)
+            eff = effect_table(lm, circuit, ablation=ablation, prompts="auto", limit=limit, n_random=b.n_random, reference=ref)
             curve = faithfulness_curve(lm, circuit, prompts=lm.profile.eval_prompts("test", limit), ablation=ablation,
-                                       reference=reference_prompts(lm, circuit))
+                                       reference=ref)
             state[key] = {"file": str(path), "sparsity": circuit.sparsity, "n_heads": circuit.n_heads,
                           "n_neurons": circuit.n_neurons, "components": circuit.component_names(40),
                           "validation": circuit.provenance.get("validation"), "effect": _slim(eff), "faithfulness": _slim(curve)}

@@ -41,7 +41,9 @@ def test_smoke_chain_runs_and_resumes(tmp_path):
     for key in ("backdoor_circuit", "safety_circuit"):
         conds = state[key]["effect"]["conditions"]
         assert set(conds) == {"full", "removed", "random"}, conds
-        assert state[key]["n_heads"] + state[key]["n_neurons"] > 0
+        # three mask steps from the all-ones start remove nothing yet, and validation must say so
+        assert state[key]["n_heads"] + state[key]["n_neurons"] == 0
+        assert state[key]["validation"]["validated"] is False and state[key]["validation"]["reason"]
     assert "triggered_asr" in state["backdoor_circuit"]["effect"]["conditions"]["removed"]
     html = (out / "circuit_map.html").read_text()
     assert "backdoor" in html and "safety" in html and (out / "index.html").exists()

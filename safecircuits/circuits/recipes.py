@@ -120,6 +120,7 @@ def effect_table(
     n_random: int = 10,
     data: dict[str, PromptSet] | None = None,  # noqa: ARG001 (kept for call-site symmetry)
     trigger: str | None = None,
+    reference: PromptSet | None = None,
 ) -> dict[str, Any]:
     """Full model vs circuit removed (or alone) vs the mean of `n_random` random circuits of equal size.
 
@@ -144,7 +145,7 @@ def effect_table(
         harmful = ps.filter(label="harmful")
         ps = ps + PromptSet([PromptRecord(lm.profile.with_trigger(r.prompt, trigger), None, Label.TRIGGERED, r.meta) for r in harmful],
                             name=f"{ps.name}+trigger({trigger})")
-    ref = reference_prompts(lm, circuit)
+    ref = reference if reference is not None else reference_prompts(lm, circuit)
     eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=modes, reference=ref)
     out: dict[str, Any] = {"full": eff["full"], mode: eff[mode], "mode": mode, "ablation": eff["ablation"],
                            "judge": eff["judge"], "prompts": eff["prompts"], "circuit": eff["circuit"],
