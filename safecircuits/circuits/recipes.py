@@ -145,7 +145,9 @@ def effect_table(
         harmful = ps.filter(label="harmful")
         ps = ps + PromptSet([PromptRecord(lm.profile.with_trigger(r.prompt, trigger), None, Label.TRIGGERED, r.meta) for r in harmful],
                             name=f"{ps.name}+trigger({trigger})")
-    ref = reference if reference is not None else reference_prompts(lm, circuit)
+    ref = reference
+    if ref is None and str(ablation) != "zero":  # zero ablation needs no reference (and its data cost generation)
+        ref = reference_prompts(lm, circuit)
     eff = circuit_effect(lm, circuit, ps, ablation=ablation, modes=modes, reference=ref)
     out: dict[str, Any] = {"full": eff["full"], mode: eff[mode], "mode": mode, "ablation": eff["ablation"],
                            "judge": eff["judge"], "prompts": eff["prompts"], "circuit": eff["circuit"],

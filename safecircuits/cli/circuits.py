@@ -22,6 +22,8 @@ def discover_cmd(
     max_steps: int | None = typer.Option(None, help="cap on optimisation steps"),
     target_sparsity: float | None = typer.Option(None, help="hard-concrete: discretise to this share of components"),
     checkpoint_dir: Path | None = typer.Option(None, help="checkpoint mask logits here (default: the cache); a rerun resumes"),
+    n: int | None = typer.Option(None, help="objective prompts per set for training (default: the model profile's, 100 on chat models)"),
+    n_val: int | None = typer.Option(None, help="objective prompts per set for validation (default: the profile's, 50 on chat models)"),
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     json_path: JsonOpt = None,
@@ -29,9 +31,20 @@ def discover_cmd(
 ) -> None:
     """Learn binary masks over heads and neurons and save the circuit they remove."""
     from safecircuits.circuits import recipes
+    from safecircuits.circuits.objectives import get_objective
+    from safecircuits.errors import InputError
 
+    for name, v in (("--n", n), ("--n-val", n_val)):
+        if v is not None and v < 1:
+            raise InputError(f"{name} must be >= 1, got {v}")
     lm = load(model, device, dtype)
-    circuit, data = recipes.find_circuit(lm, objective, mask=mask, ablation=ablation, seed=seed, heads=heads, neurons=neurons,
+    given = val = None
+    if n is not None or n_val is not None:
+        sizes = lm.profile.sizes
+        given = lm.profile.objective_data(lm, objective, "train", n=n if n is not None else sizes["objective_train"])
+        val = lm.profile.objective_data(lm, objective, "val", n=n_val if n_val is not None else sizes["objective_val"])
+    circuit, data = recipes.find_circuit(lm, objective, data=given, val_data=val, mask=mask, ablation=ablation, seed=seed,
+                                         heads=heads, neurons=neurons,
                                          epochs=epochs, max_steps=max_steps, target_sparsity=target_sparsity,
                                          checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
     circuit.save(out)
@@ -45,7 +58,8 @@ def discover_cmd(
     elif v is not None:
         console.print(f"[bold yellow]warning: NOT VALIDATED:[/] {v['reason']}")
     if json_path or html:
-        effect = recipes.effect_table(lm, circuit, ablation=circuit.provenance["ablation"], data=data)
+        ref = get_objective(objective).reference_set(data) if given is not None else None
+        effect = recipes.effect_table(lm, circuit, ablation=circuit.provenance["ablation"], data=data, reference=ref)
         console.print(recipes.render_effect_table(effect))
         write_json(json_path, {"circuit": str(out), "sparsity": sp, "n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons,
                                "components": circuit.component_names(), "validation": circuit.provenance.get("validation"),
