@@ -101,3 +101,14 @@ def parse_ints(s: str | None, what: str) -> list[int] | None:
         return [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
         fail(f"--{what} must be comma-separated integers like '1,2', got {s!r}")
+
+
+VALIDATION_EXIT = 3  # the command ran and wrote its files, but the selection failed validation
+
+
+def not_validated(what: str, reason: str | None, result: str = "this result") -> None:
+    """Print the failed validation plainly and exit with status 3 (files are already written)."""
+    console.print(f"[bold red]FAILED:[/] {what} did not pass validation: ", end="")
+    console.print(reason or "(no reason recorded)", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"The files record validated=false; do not use {result} as a working intervention.")
+    raise typer.Exit(code=VALIDATION_EXIT)

@@ -8,20 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from safecircuits.cli._common import DeviceOpt, DtypeOpt, command, console, fail, load, pct
+from safecircuits.cli._common import DeviceOpt, DtypeOpt, command, console, fail, load, not_validated, pct
 
 app = typer.Typer(help="Sparse autoencoders (SAELens) and safety features.", no_args_is_help=True, pretty_exceptions_show_locals=False)
-
-
-VALIDATION_EXIT = 3  # the command ran and wrote its files, but the selection failed validation
-
-
-def not_validated(what: str, reason: str | None) -> None:
-    """Print the failed validation plainly and exit with status 3 (files are already written)."""
-    console.print(f"[bold red]FAILED:[/] {what} did not pass validation: ", end="")
-    console.print(reason or "(no reason recorded)", markup=False, highlight=False, soft_wrap=True)
-    console.print("The files record validated=false; do not use these features as a working intervention.")
-    raise typer.Exit(code=VALIDATION_EXIT)
 
 
 def _quality_table(title: str, rows: list[tuple[str, dict]]) -> Table:
@@ -85,7 +74,7 @@ def train_cmd(
         console.print(f"chosen hook {res.hook}: its SAE saved to {out} (load with sae_lens.SAE.load_from_disk); "
                       f"all candidates under {out / 'candidates'}")
         if not res.validated:
-            not_validated(f"the best SAE ({res.hook})", res.fset.reason)
+            not_validated(f"the best SAE ({res.hook})", res.fset.reason, "these features")
         return
     check_hook(lm.model, hook)
     ps = None if prompts == "auto" else lm.profile.resolve(prompts, split="train", limit=limit)
@@ -163,7 +152,7 @@ def features_cmd(
         feature_dashboard_html(lm, s, fset, ps, html, k=min(top_k, fset.d_sae))
         console.print(f"wrote {html}")
     if validate and not fset.validated:
-        not_validated(f"the top {sel.k} features", fset.reason)
+        not_validated(f"the top {sel.k} features", fset.reason, "these features")
 
 
 def top_features_table(fset, top_k: int, title: str) -> Table:

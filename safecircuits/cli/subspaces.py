@@ -16,6 +16,7 @@ from safecircuits.cli._common import (
     console,
     fail,
     load,
+    not_validated,
     parse_ints,
     pct,
     write_json,
@@ -23,17 +24,6 @@ from safecircuits.cli._common import (
 
 app = typer.Typer(help="Safety subspaces: the refusal direction and the weight-delta (SafeLoRA) subspace.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
-
-
-VALIDATION_EXIT = 3  # the command ran and wrote its files, but the selection failed validation
-
-
-def not_validated(what: str, reason: str | None) -> None:
-    """Print the failed validation plainly and exit with status 3 (files are already written)."""
-    console.print(f"[bold red]FAILED:[/] {what} did not pass validation: ", end="")
-    console.print(reason or "(no reason recorded)", markup=False, highlight=False, soft_wrap=True)
-    console.print("The files record validated=false; do not use this result as a working intervention.")
-    raise typer.Exit(code=VALIDATION_EXIT)
 
 
 @command(app, "refusal")
