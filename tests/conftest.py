@@ -110,6 +110,24 @@ def tiny_base():
     return load_model("organism:base?size=tiny", progress=False)
 
 
+@pytest.fixture
+def fresh_own_answers_cache(monkeypatch, tmp_path):
+    """A fresh own-answers cache, so the disk cache neither hides nor keeps faked greedy answers
+    (the rest of the cache, with the prompt corpora, stays)."""
+    import safecircuits.models.loaded as loaded
+
+    real = loaded.cache_dir
+
+    def cache_dir(sub=None):
+        if sub == "own_answers":
+            (tmp_path / sub).mkdir(exist_ok=True)
+            return tmp_path / sub
+        return real(sub)
+
+    monkeypatch.setattr(loaded, "cache_dir", cache_dir)
+    return tmp_path / "own_answers"
+
+
 # -- prompt corpora --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

