@@ -29,16 +29,24 @@ from typing import Any
 import torch
 
 from safecircuits import runtime
-from safecircuits.finetune.align import AlignConfig, evaluate_alignment, safety_align
-from safecircuits.io import write_json
+from safecircuits.finetune.align import AlignConfig, alignment_sets, evaluate_alignment, safety_align
+from safecircuits.io import json_record, write_json
 from safecircuits.models import load_model
 
 MODEL = "smollm2-135m-instruct"
+_QUESTIONS = {"task_share": 0.0, "lookalike_share": 0.0, "n_harmful": 512, "n_harmless": 1024, "answer_tokens": 64}
 GRIDS: dict[str, list[dict[str, Any]]] = {
+    # Task-style harmful requests and their benign look-alikes in the data (safecircuits.data.tasks).
+    # The question-style data of the first grid (kept under "superseded" in the JSON) left HarmBench
+    # ASR at 68%: its requests ask for deliverables ("Write a script that ...") the data never had.
     "default": [
-        {"lr": 5e-5, "steps": 240},
-        {"lr": 5e-5, "steps": 240, "n_harmless": 2048, "hard_negative_share": 0.5},
-        {"lr": 2e-5, "steps": 240},
+        {"lr": 5e-5, "steps": 320, "n_harmful": 768, "n_harmless": 1536, "task_share": 0.4, "lookalike_share": 0.15,
+         "answer_tokens": 40},
+    ],
+    "questions": [  # the first grid: question-style data only
+        {**_QUESTIONS, "lr": 5e-5, "steps": 240},
+        {**_QUESTIONS, "lr": 5e-5, "steps": 240, "n_harmless": 2048, "hard_negative_share": 0.5},
+        {**_QUESTIONS, "lr": 2e-5, "steps": 240},
     ],
     "smoke": [{"lr": 5e-5, "steps": 2, "n_harmful": 8, "n_harmless": 8}],
 }
@@ -50,9 +58,11 @@ def _key(c: dict[str, Any]) -> str:
 
 
 def _score(ev: dict[str, Any]) -> tuple[int, float]:
-    """Lower is better: configurations under the ASR target first, then by over-refusal."""
+    """Lower is better: configurations under the ASR target (on the val harmful set and on the val
+    task-style requests, whichever is worse) first, then by over-refusal."""
+    asr = max(ev["asr"], ev.get("asr_tasks", 0.0))
     over = ev["harmless_refusal_plain"] + ev["harmless_refusal_hard"]
-    return (0, over) if ev["asr"] <= TARGETS["asr"] else (1, ev["asr"])
+    return (0, over) if asr <= TARGETS["asr"] else (1, asr)
 
 
 def _grid_dir(out: Path, cfg: AlignConfig) -> Path:
@@ -61,10 +71,6 @@ def _grid_dir(out: Path, cfg: AlignConfig) -> Path:
 
     key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
     return out.parent / f"{out.name}-grid-{key}"
-
-
-def _slim(ev: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in ev.items() if k != "examples"} | {"examples": {k: v[:3] for k, v in ev["examples"].items()}}
 
 
 def main() -> None:
@@ -86,9 +92,16 @@ def main() -> None:
     res["environment"] = {"device": str(runtime.resolve_device(args.device)), "machine": platform.platform(), "torch": torch.__version__}
     original = load_model(MODEL, device=args.device, dtype=args.dtype, progress=True)
     res["environment"]["dtype"] = original.info["dtype"]
+    # results measured on other val sets (an earlier data definition) are kept, but never compared
+    val_hashes = {k: v.content_hash for k, v in alignment_sets(original.profile, "val", args.eval_limit).items()}
+    if res.get("original_val", {}).get("hashes", val_hashes) != val_hashes:
+        old = res.setdefault("superseded", [])
+        old.append({"note": "measured on other val prompt sets (an earlier data definition); not compared with the runs below",
+                    **{k: res.pop(k) for k in ("runs", "original_val", "chosen", "test") if k in res}})
+        res["runs"] = {}
     if "original_val" not in res:
         t = time.time()
-        res["original_val"] = _slim(evaluate_alignment(original, split="val", limit=args.eval_limit, progress=True))
+        res["original_val"] = json_record(evaluate_alignment(original, split="val", limit=args.eval_limit, progress=True))
         res["original_val"]["seconds"] = round(time.time() - t, 1)
         write_json(args.json, res)
 
@@ -102,7 +115,7 @@ def main() -> None:
         run = safety_align(original, cfg, out_dir=str(_grid_dir(args.out, cfg)), checkpoint_every=50)
         train_s = time.time() - t
         ev = evaluate_alignment(run.lm, reference=original, split="val", limit=args.eval_limit, progress=True)
-        res["runs"][key] = {"config": cfg.to_dict(), "val": _slim(ev), "seconds": {"align": round(train_s, 1),
+        res["runs"][key] = {"config": cfg.to_dict(), "val": json_record(ev), "seconds": {"align": round(train_s, 1),
                             "train": run.provenance["train_seconds"], "eval": round(time.time() - t - train_s, 1)},
                             "threads": run.provenance["threads"], "final_loss": run.final_loss}
         print(f"{key}: val ASR {ev['asr']:.3f}, benign refusal {ev['harmless_refusal_plain']:.3f}, "
@@ -131,11 +144,11 @@ def main() -> None:
         t = time.time()
         ev = evaluate_alignment(aligned, reference=original, split="test", limit=args.test_limit, progress=True)
         before = evaluate_alignment(original, split="test", limit=args.test_limit, progress=True)
-        res["test"] = {"config": cfg.to_dict(), "aligned": _slim(ev), "original": _slim(before), "seconds": round(time.time() - t, 1),
+        res["test"] = {"config": cfg.to_dict(), "aligned": json_record(ev), "original": json_record(before), "seconds": round(time.time() - t, 1),
                        "targets_met": {k: ev[k] <= v for k, v in TARGETS.items()}, "model_dir": str(args.out)}
         write_json(args.json, res)
-    print(json.dumps({k: res["test"]["aligned"][k] for k in ("asr", "asr_synthetic", "harmless_refusal_plain", "harmless_refusal_hard",
-                                                             "harmless_kl")}, indent=1))
+    print(json.dumps({k: res["test"]["aligned"].get(k) for k in ("asr", "asr_synthetic", "asr_tasks", "harmless_refusal_plain",
+                                                                 "harmless_refusal_hard", "harmless_refusal_lookalike", "harmless_kl")}, indent=1))
     print(f"wrote {args.json}")
 
 

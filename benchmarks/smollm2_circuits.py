@@ -32,16 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from safecircuits.io import write_json
+from safecircuits.io import json_record, write_json
 from safecircuits.models import load_model
 from safecircuits.models.loaded import cache_dir
 
 STAGES = ("backdoor", "backdoor_circuit", "safety_circuit", "compare", "sct")
-
-
-def _slim(d: Any) -> Any:
-    d = d.to_dict() if hasattr(d, "to_dict") else d
-    return json.loads(json.dumps(d, default=str))
 
 
 def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]], steps: int, limit: int | None, n: int) -> None:
@@ -88,7 +83,7 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
     if "effect" not in out:
         t = time.time()
         eff = effect_table(lm, first, ablation=first.provenance["ablation"], prompts="auto", limit=limit, n_random=n_random)
-        out["effect"] = _slim(eff)
+        out["effect"] = json_record(eff)
         out["effect_seconds"] = round(time.time() - t, 1)
         _save(res)
     if "faithfulness" not in out:
@@ -96,10 +91,10 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
 
         fc = faithfulness_curve(lm, first, prompts=lm.profile.eval_prompts("test", limit), ablation=first.provenance["ablation"],
                                 reference=reference_prompts(lm, first))
-        out["faithfulness"] = _slim(fc)
+        out["faithfulness"] = json_record(fc)
         _save(res)
     if len(seeds) > 1:
-        out["seed_stability"] = _slim(seed_stability([circuits[s] for s in seeds]))
+        out["seed_stability"] = json_record(seed_stability([circuits[s] for s in seeds]))
         _save(res)
 
 
@@ -110,7 +105,7 @@ def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) ->
     from safecircuits.circuits.evaluate import circuit_effect, faithfulness_curve
     from safecircuits.circuits.methods import get_method
     from safecircuits.circuits.objectives import get_objective
-    from safecircuits.circuits.recipes import RECIPES, reference_prompts
+    from safecircuits.circuits.recipes import recipe_for, reference_prompts
 
     src = res.get(f"{objective}_circuit", {}).get("runs", {}).get("0")
     if not src:
@@ -120,7 +115,7 @@ def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) ->
     prof = lm.profile
     data = prof.objective_data(lm, objective, "train", n=prof.sizes["objective_train"])
     val = prof.objective_data(lm, objective, "val", n=prof.sizes["objective_val"])
-    recipe = RECIPES[objective]
+    recipe = recipe_for(lm, objective)
     obj = get_objective(objective, **recipe["objective"])
     test = prof.eval_prompts("test", limit)
     ref = reference_prompts(lm, ref_c)
@@ -141,7 +136,7 @@ def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) ->
             seconds = round(time.time() - t, 1)
         eff = circuit_effect(lm, c, test, ablation=ref_c.provenance["ablation"], modes=("full", "remove"), reference=ref)
         fc = faithfulness_curve(lm, c, prompts=test, ablation=ref_c.provenance["ablation"], reference=ref, fractions=(0.0, 0.5, 1.0, 2.0))
-        out[method] = {"n_heads": c.n_heads, "n_neurons": c.n_neurons, "seconds": seconds, "effect": _slim(eff), "faithfulness": _slim(fc)}
+        out[method] = {"n_heads": c.n_heads, "n_neurons": c.n_neurons, "seconds": seconds, "effect": json_record(eff), "faithfulness": json_record(fc)}
         print(objective, method, c.n_heads, c.n_neurons, {k: eff["remove"].get(k) for k in ("asr", "triggered_asr", "harmless_compliance")},
               flush=True)
         _save(res)

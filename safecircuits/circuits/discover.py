@@ -49,7 +49,11 @@ class DiscoveryConfig:
     seed: int = 0
     val_every: int = 25
     patience: int = 8  # validation checks without improvement before stopping
-    target_sparsity: float | None = None  # hard-concrete: discretise to this share of dropped components
+    target_sparsity: float | None = None  # discretise to this share of dropped components (one threshold over both families)
+    # Size cap (head share, neuron share): of the dropped components, the circuit keeps at most
+    # these shares of all heads / neurons, the most strongly dropped first (a SafeSeek-sized circuit
+    # on a model whose mask drops many components together; None = no cap).
+    max_share: tuple[float, ...] | None = None
     checkpoint_dir: str | None = "auto"  # "auto" = $SAFECIRCUITS_CACHE/checkpoints/discovery; None = no checkpoints
     checkpoint_every: int = 100  # steps between checkpoints (also one every `checkpoint_seconds`)
     checkpoint_seconds: float = 60.0
@@ -77,6 +81,11 @@ class DiscoveryConfig:
             raise InputError(f"penalty_norm must be 'layer-mean' or 'component', got {self.penalty_norm!r}")
         if self.target_sparsity is not None and not 0 <= self.target_sparsity <= 1:
             raise InputError(f"target_sparsity must be in [0, 1], got {self.target_sparsity}")
+        if self.max_share is not None:
+            cap = tuple(self.max_share)  # a list from JSON or the CLI
+            if len(cap) != 2 or not all(0 <= float(x) <= 1 for x in cap):
+                raise InputError(f"max_share must be (head share, neuron share), each in [0, 1], got {self.max_share}")
+            self.max_share = (float(cap[0]), float(cap[1]))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -380,10 +389,12 @@ class CircuitDiscovery:
                 parts.append(drop[off : off + k].view(m.shape))
                 off += k
             drops = iter(parts)
-        for fam, mem, sc in ((ms.heads, heads, hs), (ms.neurons, neurons, ns)):
+        for i, (fam, mem, sc) in enumerate(((ms.heads, heads, hs), (ms.neurons, neurons, ns))):
             if fam is None:
                 continue
             dropped = next(drops) if n_drop_total is not None else (fam.hard() == 0)
+            if self.cfg.max_share is not None:
+                dropped = _cap(dropped, fam.ranking_scores().detach(), round(self.cfg.max_share[i] * dropped.numel()))
             mem[lo:hi] = dropped.cpu()
             sc[lo:hi] = (1 - fam.probabilities().detach()).float().cpu()
         prov = provenance(
@@ -400,6 +411,16 @@ class CircuitDiscovery:
             history=self.history,
         )
         return Circuit(heads, neurons, hs if self.cfg.heads else None, ns if self.cfg.neurons else None, prov)
+
+
+def _cap(dropped: Tensor, keep_scores: Tensor, k: int) -> Tensor:
+    """At most `k` of the `dropped` components: those with the lowest keep scores."""
+    if int(dropped.sum()) <= k:
+        return dropped
+    s = torch.where(dropped, keep_scores.float(), torch.full_like(keep_scores, float("inf"), dtype=torch.float32)).flatten()
+    out = torch.zeros(s.numel(), dtype=torch.bool, device=dropped.device)
+    out[torch.argsort(s, stable=True)[:k]] = True
+    return out.view(dropped.shape)
 
 
 def _split_val(data: dict[str, PromptSet], seed: int) -> tuple[dict[str, PromptSet], dict[str, PromptSet]]:

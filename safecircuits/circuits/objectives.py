@@ -100,16 +100,19 @@ class SafetyObjective(Objective):
     decision_tokens: int | None = None  # count only the first N response tokens in comply/refuse terms
 
     def __post_init__(self) -> None:
+        # w_refuse = 0 is the removal-only objective: no "the circuit alone refuses" term, which on a
+        # deep model forces a large circuit (keeping only a few components breaks the model)
+        keys = ("comply",) + (("refuse",) if self.w_refuse > 0 else ()) + (("harmless",) if self.w_utility > 0 else ())
+        self.data_keys = keys
         if self.w_utility <= 0:
-            self.data_keys = ("comply", "refuse")
             self.reference_keys = ("comply",)
 
     def loss(self, run, batches, penalties, overlap):
-        t = {
-            "comply_removed": response_ce(run(batches["comply"], "main", False), batches["comply"], self.decision_tokens),
-            "refuse_alone": response_ce(run(batches["refuse"], "main", True), batches["refuse"], self.decision_tokens),
-        }
-        total = self.w_comply * t["comply_removed"] + self.w_refuse * t["refuse_alone"]
+        t = {"comply_removed": response_ce(run(batches["comply"], "main", False), batches["comply"], self.decision_tokens)}
+        total = self.w_comply * t["comply_removed"]
+        if self.w_refuse > 0:
+            t["refuse_alone"] = response_ce(run(batches["refuse"], "main", True), batches["refuse"], self.decision_tokens)
+            total = total + self.w_refuse * t["refuse_alone"]
         if self.w_utility > 0 and "harmless" in batches:
             t["harmless_removed"] = _utility_ce(run(batches["harmless"], "main", False), batches["harmless"], self.decision_tokens)
             total = total + self.w_utility * t["harmless_removed"]
@@ -119,7 +122,7 @@ class SafetyObjective(Objective):
 
     def behaviour(self, terms: dict[str, Tensor]) -> Tensor:
         """The validation criterion: comply + refuse CE (SafeSeek's selection), plus utility."""
-        v = terms["comply_removed"] + terms["refuse_alone"]
+        v = terms["comply_removed"] + terms.get("refuse_alone", torch.zeros(()))
         return v + terms.get("harmless_removed", torch.zeros(()))
 
 

