@@ -161,3 +161,13 @@ def test_json_record_is_json_ready_and_cuts_examples():
     rec = json_record(Result())
     assert rec == {"asr": 0.25, "path": "/x", "examples": {"harmful": [0, 1, 2], "note": "kept"}}
     assert json_record(Result(), max_examples=None)["examples"]["harmful"] == list(range(10))
+
+
+def test_empty_cache_variable_means_the_default_cache(monkeypatch, tmp_path):
+    from safecircuits.models.loaded import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", "")
+    assert cache_dir("x") == tmp_path / ".cache" / "safecircuits" / "x"
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"

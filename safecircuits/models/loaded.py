@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 def cache_dir(sub: str | None = None) -> Path:
-    """Root of safecircuits' on-disk cache: $SAFECIRCUITS_CACHE, else ~/.cache/safecircuits."""
-    root = Path(os.environ.get("SAFECIRCUITS_CACHE", Path.home() / ".cache" / "safecircuits")).expanduser()
+    """Root of safecircuits' on-disk cache: $SAFECIRCUITS_CACHE, else ~/.cache/safecircuits (an empty
+    $SAFECIRCUITS_CACHE counts as unset, so the cache never lands in the working directory)."""
+    root = Path(os.environ.get("SAFECIRCUITS_CACHE") or Path.home() / ".cache" / "safecircuits").expanduser()
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
     return path
