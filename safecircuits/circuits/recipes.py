@@ -42,7 +42,7 @@ def recipe_for(lm: LoadedModel, objective: str) -> dict[str, Any]:
     if objective not in RECIPES:
         raise InputError(f"unknown objective {objective!r}: use one of {', '.join(RECIPES)}")
     base = RECIPES[objective]
-    over = getattr(lm.profile, "recipe_overrides", {}).get(objective, {})
+    over = lm.profile.recipe_overrides.get(objective, {})
     return {part: {**base[part], **over.get(part, {})} for part in ("objective", "config")}
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
 from safecircuits.errors import InputError
@@ -63,6 +63,8 @@ __all__ = [
 
 Split = Literal["train", "val", "test"]
 Kind = Literal["plain", "hard-negative"]
+T = TypeVar("T")
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 KINDS: tuple[str, ...] = ("plain", "hard-negative")
 
@@ -1419,7 +1421,8 @@ def _space(kind: str, split: str, group: str) -> list[_Item]:
             for topic, s in _subjects(pool, split)]
 
 
-def _check_split(split: str) -> str:
+def check_split(split: str) -> str:
+    """`split` if it is one of :data:`SPLITS`, else an InputError naming them."""
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     return split
@@ -1449,7 +1452,7 @@ def _groups_of(kind: str) -> tuple[str, ...]:
 def space_size(split: Split | str = "train", kind: Kind | str = "plain", groups: Sequence[str] | None = None) -> int:
     """Number of distinct prompts in `split` for `kind` ("plain" or "hard-negative"), optionally only
     for some formats / categories (`groups`): the largest `n` the generators accept."""
-    _check_split(split)
+    check_split(split)
     _check_kind(kind)
     chosen = _pick_groups("format" if kind == "plain" else "category", _groups_of(kind), groups)
     return sum(len(_space(kind, split, g)) for g in chosen)
@@ -1460,7 +1463,7 @@ benign_space_size = space_size  # the name under which safecircuits.data exports
 
 def template_ids(split: Split | str, kind: Kind | str | None = None) -> list[str]:
     """The template ids of `split` (for one kind, or both), in a fixed order."""
-    _check_split(split)
+    check_split(split)
     out: list[str] = []
     if kind in (None, "plain"):
         out += [tid for f in FORMATS for tid, _, _ in _PLAIN_TEMPLATES[f][split]]
@@ -1500,9 +1503,16 @@ def _draw(kind: str, split: str, groups: list[str], n: int, seed: int, caller: s
     queues = {g: _order(per_group[g], rng) for g in groups}
     order = list(groups)
     rng.shuffle(order)
-    out: list[_Item] = []
+    return round_robin(queues, order, n)
+
+
+def round_robin(queues: dict[str, list[T]], order: Sequence[str], n: int) -> list[T]:
+    """`n` items taken in rounds: the k-th item of each queue, in `order`, before any (k+1)-th
+    (a queue that runs out is skipped); the sampling rule of this module and of
+    :mod:`safecircuits.data.tasks`."""
+    out: list[T] = []
     k = 0
-    while len(out) < n:
+    while len(out) < n and any(k < len(q) for q in queues.values()):
         for g in order:
             if k < len(queues[g]) and len(out) < n:
                 out.append(queues[g][k])
@@ -1527,7 +1537,7 @@ def benign_requests(n: int, split: Split | str = "train", seed: int = 0, kinds: 
     formats, so every chosen format appears once `n` >= their number. Raises InputError if `n`
     exceeds :func:`space_size` ``(split, "plain", kinds)``.
     """
-    _check_split(split)
+    check_split(split)
     groups = _pick_groups("format", FORMATS, kinds)
     items = _draw("plain", split, groups, n, seed, "benign_requests")
     return PromptSet([_record(it, "plain", split) for it in items], name=f"benign:plain:{split}",
@@ -1541,7 +1551,7 @@ def hard_negatives(n: int, split: Split | str = "train", seed: int = 0,
     categories: names in :data:`HARD_NEGATIVE_CATEGORIES` (default all), drawn round-robin. Raises
     InputError if `n` exceeds :func:`space_size` ``(split, "hard-negative", categories)``.
     """
-    _check_split(split)
+    check_split(split)
     groups = _pick_groups("category", HARD_NEGATIVE_CATEGORIES, categories)
     items = _draw("hard-negative", split, groups, n, seed, "hard_negatives")
     return PromptSet([_record(it, "hard-negative", split) for it in items], name=f"benign:hard-negative:{split}",

@@ -40,6 +40,7 @@ import random
 import re
 from collections.abc import Iterable
 
+from safecircuits.data.benign import check_split, round_robin
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
 from safecircuits.errors import InputError
 
@@ -217,12 +218,6 @@ _LOOKALIKE: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
-    return split
-
-
 def _space(pool: dict[str, dict[str, tuple[str, ...]]], split: str) -> dict[str, list[tuple[int, str, str]]]:
     """kind -> [(frame index, frame, subject)] of one split."""
     out = {}
@@ -235,7 +230,7 @@ def _space(pool: dict[str, dict[str, tuple[str, ...]]], split: str) -> dict[str,
 def space_size(split: str = "train", kind: str = "harmful") -> int:
     """How many distinct prompts of `kind` ("harmful" or "lookalike") a split holds."""
     pool = _pool(kind)
-    return sum(len(v) for v in _space(pool, _check_split(split)).values())
+    return sum(len(v) for v in _space(pool, check_split(split)).values())
 
 
 def _pool(kind: str) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -245,7 +240,7 @@ def _pool(kind: str) -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 def _draw(kind: str, n: int | None, split: str, seed: int) -> PromptSet:
-    split = _check_split(split)
+    split = check_split(split)
     space = _space(_pool(kind), split)
     total = sum(len(v) for v in space.values())
     n = total if n is None else n
@@ -267,14 +262,10 @@ def _draw(kind: str, n: int | None, split: str, seed: int) -> PromptSet:
     order = list(KINDS)
     rng.shuffle(order)
     label = Label.HARMFUL if kind == "harmful" else Label.HARMLESS
-    recs: list[PromptRecord] = []
-    while len(recs) < n:
-        for k in order:
-            if queues[k] and len(recs) < n:
-                i, frame, subject = queues[k].pop(0)
-                recs.append(PromptRecord(frame.replace("{s}", subject), None, label,
-                                         {"source": "tasks", "kind": kind, "task": k, "frame": f"{k}.{split}.{i}",
-                                          "subject": subject, "split": split}))
+    tagged = {k: [(k, *it) for it in q] for k, q in queues.items()}
+    recs = [PromptRecord(frame.replace("{s}", subject), None, label,
+                         {"source": "tasks", "kind": kind, "task": k, "frame": f"{k}.{split}.{i}", "subject": subject, "split": split})
+            for k, i, frame, subject in round_robin(tagged, order, n)]
     return PromptSet(recs, name=f"tasks:{kind}:{split}", source=f"safecircuits.data.tasks({kind}, split={split}, seed={seed})")
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
-from safecircuits.models.profile import REFUSALS
+from safecircuits.models.profile import REFUSALS, ModelProfile
 
 __all__ = ["REFUSALS", "AlignConfig", "alignment_sets", "evaluate_alignment", "refusal_data", "safety_align"]
 
@@ -106,11 +106,12 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
                          "(organisms are aligned when they are trained: organism:aligned)")
     n_tasks = int(cfg.n_harmful * cfg.task_share)
     if n_tasks:
-        # task-style requests get their share; the rest comes from the synthetic and Do-Not-Answer requests
+        # task-style requests get their share; the rest comes from the split's other harmful requests
         tasks = prof.prompts("train", "harmful", n=n_tasks, seed=cfg.seed, response="refuse", source="tasks")
-        rest = PromptSet([r for src in ("synthetic", "donotanswer") for r in prof.prompts("train", "harmful", response="refuse", source=src)])
+        every = prof.prompts("train", "harmful", response="refuse")
+        rest = PromptSet([r for r in every if r.meta.get("source") != "tasks"])
         harmful = PromptSet(list(tasks) + list(rest.sample(cfg.n_harmful - len(tasks), seed=cfg.seed)),
-                            name="chat:train:harmful", source=f"{tasks.source} + synthetic + donotanswer")
+                            name=every.name, source=every.source)
     else:
         harmful = prof.prompts("train", "harmful", n=cfg.n_harmful, seed=cfg.seed, response="refuse")
     recs = [PromptRecord(r.prompt, r.response, Label.HARMFUL, {**r.meta, "alignment": "refusal"}) for r in harmful]
@@ -162,7 +163,7 @@ def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: Promp
     return run
 
 
-def alignment_sets(prof: Any, split: str = "test", limit: int | None = None, seed: int = 0) -> dict[str, PromptSet]:
+def alignment_sets(prof: ModelProfile, split: str = "test", limit: int | None = None, seed: int = 0) -> dict[str, PromptSet]:
     """The prompt sets :func:`evaluate_alignment` measures on (see there), keyed as in its result."""
     sets = {
         "harmful": prof.prompts(split, "harmful", n=limit, seed=seed),
