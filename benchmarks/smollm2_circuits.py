@@ -86,6 +86,21 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
         out["effect"] = json_record(eff)
         out["effect_seconds"] = round(time.time() - t, 1)
         _save(res)
+    if "utility_ce" not in out:
+        # utility as SafeSeek measures it: teacher-forced CE of the full model's own answers to the
+        # held-out harmless prompts, full vs circuit removed (the effect table's prompts carry no answers)
+        from safecircuits.circuits.evaluate import circuit_effect
+        from safecircuits.circuits.recipes import reference_prompts
+
+        t = time.time()
+        own = lm.profile.prompts("test", "harmless", n=limit, response="own", lm=lm)
+        eff = circuit_effect(lm, first, own, ablation=first.provenance["ablation"], modes=("full", "remove"),
+                             reference=reference_prompts(lm, first))
+        ce_full, ce_removed = eff["full"]["harmless_ce"], eff["remove"]["harmless_ce"]
+        out["utility_ce"] = {"full": ce_full, "removed": ce_removed, "relative_increase": (ce_removed - ce_full) / ce_full,
+                             "prompts": eff["prompts"], "seconds": round(time.time() - t, 1)}
+        print(name, "harmless CE", out["utility_ce"], flush=True)
+        _save(res)
     if "faithfulness" not in out:
         from safecircuits.circuits.recipes import reference_prompts
 

@@ -78,6 +78,30 @@ def test_checkpoint_resume_matches_uninterrupted_run(random_aligned, safety_data
     assert resumed.provenance["history"] == full.provenance["history"]
 
 
+def test_rerun_of_a_finished_run_reports_the_time_it_took(random_aligned, safety_data, tmp_path):
+    """A rerun of a finished discovery returns from its checkpoint, and its circuit still records
+    the wall time the discovery took (not the few milliseconds of the reload)."""
+    import time
+
+    from safecircuits.circuits.objectives import SafetyObjective
+
+    class Slow(SafetyObjective):
+        sleep = 0.05
+
+        def loss(self, *a, **k):
+            if torch.is_grad_enabled():
+                time.sleep(Slow.sleep)
+            return super().loss(*a, **k)
+
+    cfg = small_cfg(max_steps=10, checkpoint_dir=str(tmp_path))
+    first = discover_circuit(random_aligned, Slow(), safety_data[0], cfg, val_data=safety_data[1])
+    assert first.provenance["seconds"] >= 0.5  # 10 steps of >= 50 ms each
+    Slow.sleep = 0.0  # a rerun that trained again would now be fast and report its own short time
+    again = discover_circuit(random_aligned, Slow(), safety_data[0], cfg, val_data=safety_data[1])
+    assert torch.equal(again.heads, first.heads) and torch.equal(again.neurons, first.neurons)
+    assert again.provenance["seconds"] >= 0.9 * first.provenance["seconds"]
+
+
 def test_heads_only_and_layer_range(random_aligned, safety_data):
     c = discover_circuit(random_aligned, "safety", safety_data[0], small_cfg(neurons=False, layers=(1, 2)), val_data=safety_data[1])
     assert c.n_neurons == 0 and c.neuron_scores is None

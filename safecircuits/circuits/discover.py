@@ -292,6 +292,7 @@ class CircuitDiscovery:
             step, best, best_state, since_best, self.history = st["step"], st["best"], st["best_state"], st["since_best"], st["history"]
             epoch_rng = st["epoch_rng"]
             torch.set_rng_state(st["torch_rng"])
+            t0 -= st.get("seconds", 0.0)  # the time spent before the checkpoint counts too
             if cfg.progress and 0 < step < total:
                 tqdm.write(f"discovering the {self.objective.name} circuit: resuming from step {step} of {total} ({ckpt})")
 
@@ -299,7 +300,8 @@ class CircuitDiscovery:
 
         def state() -> dict[str, Any]:
             return {"step": step, "masks": self.masks.state_dict(), "opt": opt.state_dict(), "best": best, "best_state": best_state,
-                    "since_best": since_best, "history": self.history, "epoch_rng": epoch_rng, "torch_rng": step_rng}
+                    "since_best": since_best, "history": self.history, "epoch_rng": epoch_rng, "torch_rng": step_rng,
+                    "seconds": time.time() - t0}
 
         threads = runtime.compute_threads(model)
         policy = threads.__enter__()
