@@ -62,8 +62,8 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
 
 
 def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None) -> None:
-    from safecircuits.circuits.evaluate import faithfulness_curve, seed_stability
-    from safecircuits.circuits.recipes import effect_table, find_circuit
+    from safecircuits.circuits.evaluate import circuit_effect, faithfulness_curve, seed_stability
+    from safecircuits.circuits.recipes import effect_table, find_circuit, reference_prompts
 
     out = res.setdefault(name, {"runs": {}})
     circuits = {}
@@ -80,32 +80,27 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
         print(name, seed, c, c.provenance.get("validation"), f"{time.time() - t:.0f} s", flush=True)
         _save(res)
     first = circuits[seeds[0]]
+    ablation = first.provenance["ablation"]
+    ref = None if ablation == "zero" else reference_prompts(lm, first)  # zero ablation needs no reference
     if "effect" not in out:
         t = time.time()
-        eff = effect_table(lm, first, ablation=first.provenance["ablation"], prompts="auto", limit=limit, n_random=n_random)
+        eff = effect_table(lm, first, ablation=ablation, prompts="auto", limit=limit, n_random=n_random, reference=ref)
         out["effect"] = json_record(eff)
         out["effect_seconds"] = round(time.time() - t, 1)
         _save(res)
     if "utility_ce" not in out:
         # utility as SafeSeek measures it: teacher-forced CE of the full model's own answers to the
         # held-out harmless prompts, full vs circuit removed (the effect table's prompts carry no answers)
-        from safecircuits.circuits.evaluate import circuit_effect
-        from safecircuits.circuits.recipes import reference_prompts
-
         t = time.time()
         own = lm.profile.prompts("test", "harmless", n=limit, response="own", lm=lm)
-        eff = circuit_effect(lm, first, own, ablation=first.provenance["ablation"], modes=("full", "remove"),
-                             reference=reference_prompts(lm, first))
+        eff = circuit_effect(lm, first, own, ablation=ablation, modes=("full", "remove"), reference=ref)
         ce_full, ce_removed = eff["full"]["harmless_ce"], eff["remove"]["harmless_ce"]
         out["utility_ce"] = {"full": ce_full, "removed": ce_removed, "relative_increase": (ce_removed - ce_full) / ce_full,
                              "prompts": eff["prompts"], "seconds": round(time.time() - t, 1)}
         print(name, "harmless CE", out["utility_ce"], flush=True)
         _save(res)
     if "faithfulness" not in out:
-        from safecircuits.circuits.recipes import reference_prompts
-
-        fc = faithfulness_curve(lm, first, prompts=lm.profile.eval_prompts("test", limit), ablation=first.provenance["ablation"],
-                                reference=reference_prompts(lm, first))
+        fc = faithfulness_curve(lm, first, prompts=lm.profile.eval_prompts("test", limit), ablation=ablation, reference=ref)
         out["faithfulness"] = json_record(fc)
         _save(res)
     if len(seeds) > 1:
