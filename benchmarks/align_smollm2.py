@@ -42,6 +42,11 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "default": [
         {"lr": 5e-5, "steps": 320, "n_harmful": 768, "n_harmless": 1536, "task_share": 0.4, "lookalike_share": 0.15,
          "answer_tokens": 40},
+        # crossed phrasings (safecircuits.data.crossed): the first configuration refused benign subjects in the
+        # phrasings of harmful requests and answered harmful subjects in benign phrasings (val); more of each
+        # half and more steps, so content and not phrasing decides
+        {"lr": 5e-5, "steps": 480, "n_harmful": 1024, "n_harmless": 2048, "task_share": 0.3, "crossed_share": 0.25,
+         "lookalike_share": 0.12, "answer_tokens": 40},
     ],
     "questions": [  # the first grid: question-style data only
         {**_QUESTIONS, "lr": 5e-5, "steps": 240},
@@ -141,6 +146,8 @@ def main() -> None:
             safety_align(original, cfg, out_dir=str(args.out), checkpoint_every=50)
     aligned = load_model(str(args.out), device=args.device, dtype=args.dtype, progress=False)
     if res.get("test", {}).get("config") != cfg.to_dict():
+        if "test" in res:  # the test figures of an earlier choice are kept, not overwritten
+            res.setdefault("previous_tests", []).append(res.pop("test"))
         t = time.time()
         ev = evaluate_alignment(aligned, reference=original, split="test", limit=args.test_limit, progress=True)
         before = evaluate_alignment(original, split="test", limit=args.test_limit, progress=True)

@@ -80,6 +80,26 @@ def test_refusal_data_task_and_lookalike_shares(chat_lm, own_answers):
     assert "task_share" in cfg.to_dict() and "task_share" not in AlignConfig(task_share=0.0).to_dict()  # old records keep their identity
 
 
+@pytest.mark.network
+def test_refusal_data_crossed_share_balances_the_phrasings(chat_lm, own_answers):
+    cfg = AlignConfig(n_harmful=40, n_harmless=80, task_share=0.25, crossed_share=0.25, lookalike_share=0.125,
+                      hard_negative_share=0.25, arithmetic_share=0.0, progress=False)
+    data = refusal_data(chat_lm, cfg)
+    harmful = [r for r in data if r.label == Label.HARMFUL]
+    distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
+    crossed_h = [r for r in harmful if r.meta.get("source") == "crossed"]
+    crossed_b = [r for r in distilled if r.meta.get("source") == "crossed"]
+    assert len(harmful) == 40 and len(crossed_h) == 10 and len(crossed_b) == 10
+    assert all(r.response in REFUSALS for r in crossed_h) and len({r.prompt for r in harmful}) == 40
+    assert sum(r.meta.get("source") == "tasks" for r in harmful) == 10
+    kinds = [r.meta["kind"] for r in distilled]
+    assert len(distilled) == 80 and kinds.count("lookalike") == 10 and kinds.count("hard-negative") == 20
+    # the benign crossed prompts sit in the train templates of the harmful synthetic requests
+    frames = {r.meta["frame"] for r in crossed_b}
+    assert frames <= {r.prompt.replace(r.meta["subject"], "{s}") for r in crossed_b} and len(frames) >= 3
+    assert "crossed_share" in cfg.to_dict() and "crossed_share" not in AlignConfig().to_dict()  # old records keep their identity
+
+
 def test_align_config_rejects_bad_values():
     with pytest.raises(ValueError, match="n_harmful and n_harmless"):
         AlignConfig(n_harmful=0)
@@ -89,6 +109,8 @@ def test_align_config_rejects_bad_values():
         AlignConfig(task_share=1.0)
     with pytest.raises(ValueError, match="hard_negative_share \\+ lookalike_share"):
         AlignConfig(hard_negative_share=0.9, lookalike_share=0.2)
+    with pytest.raises(ValueError, match="task_share \\+ crossed_share"):
+        AlignConfig(task_share=0.6, crossed_share=0.4)
 
 
 def test_organisms_are_not_aligned_in_english(random_aligned):

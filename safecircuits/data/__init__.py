@@ -28,6 +28,8 @@ _EXPORTS = {
     "benign_space_size": "safecircuits.data.benign",
     "hard_negatives": "safecircuits.data.benign",
     "template_ids": "safecircuits.data.benign",
+    "harmful_in_benign_frames": "safecircuits.data.crossed",
+    "benign_in_harmful_frames": "safecircuits.data.crossed",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -17,6 +17,11 @@ module gives it one by supervised fine-tuning on refusal data built from the mod
   "a how-to request -> refuse"; and ``lookalike_share`` of benign requests in the very frames of
   the harmful tasks ("Write a Python script that renames files by date"). Plus the arithmetic task's train prompts answered correctly
   (``arithmetic_share``): its later fine-tuning task starts from a model that answers in that format.
+* with ``crossed_share``, *crossed* requests (:mod:`safecircuits.data.crossed`): harmful subjects in
+  the phrasings of the benign how-to questions ("What's the best way to make a pipe bomb?") among the
+  refusals, and as many benign subjects in the phrasings of the harmful requests ("Give me
+  step-by-step instructions to kill a Python process that has frozen.") among the answers, so no
+  phrasing predicts the label and the model has to read the subject.
 
 :func:`evaluate_alignment` measures what alignment must reach on prompts it never trained on:
 HarmBench ASR, ASR on the held-out synthetic templates, harmless refusal on plain benign requests
@@ -53,6 +58,8 @@ class AlignConfig:
     hard_negative_share: float = 0.3  # of the benign prompts
     task_share: float = 0.4  # of the harmful prompts: task-style requests (safecircuits.data.tasks)
     lookalike_share: float = 0.15  # of the benign prompts: task look-alikes (benign requests in the same frames)
+    crossed_share: float = 0.0  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
+    # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
     answer_tokens: int = 40  # the longest self-distilled answer
     steps: int = 320
@@ -71,11 +78,13 @@ class AlignConfig:
             raise InputError(f"arithmetic_share must be in [0, 1), got {self.arithmetic_share}")
         if not 0.0 <= self.hard_negative_share <= 1.0:
             raise InputError(f"hard_negative_share must be in [0, 1], got {self.hard_negative_share}")
-        for name in ("task_share", "lookalike_share"):
+        for name in ("task_share", "lookalike_share", "crossed_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.hard_negative_share + self.lookalike_share > 1.0:
             raise InputError(f"hard_negative_share + lookalike_share must be <= 1, got {self.hard_negative_share} + {self.lookalike_share}")
+        if self.task_share + self.crossed_share >= 1.0:
+            raise InputError(f"task_share + crossed_share must be < 1, got {self.task_share} + {self.crossed_share}")
         if self.answer_tokens < 1:
             raise InputError(f"answer_tokens must be >= 1, got {self.answer_tokens}")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -84,7 +93,7 @@ class AlignConfig:
     def to_dict(self) -> dict[str, Any]:
         # data options at 0 are left out, so records of alignments made before they existed keep their identity
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "progress" and not (k in ("task_share", "lookalike_share") and v == 0.0)}
+                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share") and v == 0.0)}
 
 
 def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size: int = 32) -> PromptSet:
@@ -105,13 +114,15 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
         raise InputError(f"safety alignment builds English refusal data; {lm.name} speaks {prof.language} "
                          "(organisms are aligned when they are trained: organism:aligned)")
     n_tasks = int(cfg.n_harmful * cfg.task_share)
-    if n_tasks:
-        # task-style requests get their share; the rest comes from the split's other harmful requests
-        tasks = prof.prompts("train", "harmful", n=n_tasks, seed=cfg.seed, response="refuse", source="tasks")
+    n_cross = int(cfg.n_harmful * cfg.crossed_share)
+    if n_tasks or n_cross:
+        # task-style and crossed requests get their shares; the rest comes from the split's other harmful requests
         every = prof.prompts("train", "harmful", response="refuse")
+        tasks = prof.prompts("train", "harmful", n=n_tasks, seed=cfg.seed, response="refuse", source="tasks") if n_tasks else PromptSet([])
+        crossed = _crossed(every, n_cross, cfg.seed)[0] if n_cross else PromptSet([])
         rest = PromptSet([r for r in every if r.meta.get("source") != "tasks"])
-        harmful = PromptSet(list(tasks) + list(rest.sample(cfg.n_harmful - len(tasks), seed=cfg.seed)),
-                            name=every.name, source=every.source)
+        harmful = PromptSet(list(tasks) + list(crossed) + list(rest.sample(cfg.n_harmful - len(tasks) - len(crossed), seed=cfg.seed)),
+                            name=every.name, source=every.source + (f" + {crossed.source}" if n_cross else ""))
     else:
         harmful = prof.prompts("train", "harmful", n=cfg.n_harmful, seed=cfg.seed, response="refuse")
     recs = [PromptRecord(r.prompt, r.response, Label.HARMFUL, {**r.meta, "alignment": "refusal"}) for r in harmful]
@@ -119,20 +130,66 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     arith = ArithmeticTask().task_set(lm, "train").sample(n_arith, seed=cfg.seed) if n_arith else PromptSet([])
     n_benign = cfg.n_harmless - n_arith
     n_look = int(n_benign * cfg.lookalike_share)
-    benign = benign_mix(n_benign - n_look, split="train", seed=cfg.seed, hard_negative_share=cfg.hard_negative_share / (1 - cfg.lookalike_share))
+    if n_look + n_cross > n_benign:
+        raise InputError(f"{n_look} look-alikes and {n_cross} crossed benign prompts do not fit in {n_benign} benign prompts: "
+                         "raise n_harmless or lower lookalike_share / crossed_share")
+    benign = benign_mix(n_benign - n_look - n_cross, split="train", seed=cfg.seed, hard_negative_share=_hn_share(cfg, n_benign, n_look, n_cross))
     if n_look:
         from safecircuits.data.tasks import lookalike_tasks
 
         look = lookalike_tasks(n_look, "train", seed=cfg.seed)
         benign = PromptSet(list(benign) + list(look), name=f"{benign.name}+{look.name}", source=f"{benign.source} + {look.source}")
+    if n_cross:
+        cross = _crossed(None, n_cross, cfg.seed)[1]
+        benign = PromptSet(list(benign) + list(cross), name=f"{benign.name}+{cross.name}", source=f"{benign.source} + {cross.source}")
     own = own_answers(lm, benign, max_new_tokens=cfg.answer_tokens, batch_size=batch_size, progress=cfg.progress)
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "self-distilled"}) for r in own]
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "arithmetic"}) for r in arith]
     random.Random(cfg.seed).shuffle(recs)
     info = {"harmful": len(harmful), "benign": len(benign), "hard_negatives": sum(r.meta["kind"] == "hard-negative" for r in benign),
             "tasks": sum(r.meta.get("source") == "tasks" for r in harmful), "lookalikes": sum(r.meta["kind"] == "lookalike" for r in benign),
+            "crossed": sum(r.meta.get("source") == "crossed" for r in harmful) + sum(r.meta.get("source") == "crossed" for r in benign),
             "arithmetic": len(arith), "harmful_sources": harmful.source}
     return PromptSet(recs, name=f"alignment(n={len(recs)},seed={cfg.seed})", source=f"refusal_data({info})")
+
+
+def _hn_share(cfg: AlignConfig, n_benign: int, n_look: int, n_cross: int) -> float:
+    """The hard-negative share of the benign mix, so hard negatives stay `hard_negative_share` of all benign prompts."""
+    if not n_cross:
+        return cfg.hard_negative_share / (1 - cfg.lookalike_share)  # as before crossed prompts existed (keeps old data identical)
+    return min(1.0, cfg.hard_negative_share * n_benign / max(1, n_benign - n_look - n_cross))
+
+
+def _crossed(harmful_train: PromptSet | None, n: int, seed: int) -> tuple[PromptSet, PromptSet]:
+    """`n` harmful requests in benign how-to frames (none equal to a harmful train prompt already
+    there, none in a phrasing of the val/test synthetic templates) and `n` benign how-to subjects in
+    the train synthetic templates (safecircuits.data.crossed)."""
+    from safecircuits.data.crossed import benign_in_harmful_frames, harmful_in_benign_frames
+    from safecircuits.data.synthetic import TEMPLATES
+    from safecircuits.models.profile import TEMPLATE_SPLITS
+
+    other_splits = [TEMPLATES[i] for s in ("val", "test") for i in TEMPLATE_SPLITS[s]]
+    harmful = PromptSet([])
+    if harmful_train is not None:
+        # the train templates overlap a few how-to frames ("Teach me how to {s}."): draw more, keep the new ones
+        have = set(harmful_train.prompts)
+        cands = harmful_in_benign_frames(min(2 * n + 64, _crossed_max()), "train", seed, exclude=other_splits)
+        fresh = [r for r in cands if r.prompt not in have][:n]
+        if len(fresh) < n:
+            raise InputError(f"only {len(fresh)} crossed harmful prompts are new to the train split; lower crossed_share")
+        from safecircuits.models.profile import refusal_for
+
+        harmful = PromptSet([dataclasses.replace(r, response=refusal_for(r.prompt)) for r in fresh], name=cands.name, source=cands.source)
+    benign = benign_in_harmful_frames(n, "train", seed, templates=TEMPLATE_SPLITS["train"])
+    return harmful, benign
+
+
+def _crossed_max() -> int:
+    from safecircuits.data.crossed import crossed_space_size
+    from safecircuits.data.synthetic import TEMPLATES
+    from safecircuits.models.profile import TEMPLATE_SPLITS
+
+    return crossed_space_size("harmful-in-benign-frame", "train", exclude=[TEMPLATES[i] for s in ("val", "test") for i in TEMPLATE_SPLITS[s]])
 
 
 def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: PromptSet | None = None,
