@@ -19,6 +19,11 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
 * ``sct``: Safety Circuit Tuning with the safety circuit: helpfulness fine-tuning (p = 0) with the
   circuit frozen next to ``sft``; and after a harmful fine-tuning attack, ``sct-tune``.
 
+Every result belongs to one aligned model: the JSON records its weights fingerprint under
+``aligned``, the backdoored models and circuit files carry its first 8 hex digits in their names,
+and when ``--aligned`` is another model the earlier results move to ``superseded`` (kept, never
+mixed with the new ones).
+
 Discovery uses the circuit recipes (``safecircuits.circuits.recipes.RECIPES``) with the profile's
 objective data (100 train / 50 val prompts per set); the validation split never reaches the test
 figures.
@@ -49,7 +54,7 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
         if key in out and "test" in out[key]:
             continue
         cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n)
-        path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{ARGS.tag}"
+        path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{SUFFIX}"
         t = time.time()
         if not (path / "config.json").exists():
             implant_backdoor(aligned, cfg, out_dir=str(path))
@@ -70,7 +75,7 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
     for seed in seeds:
         t = time.time()
         c, data = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
-        path = cache_dir("circuits") / f"{name}-seed{seed}{ARGS.tag}.json"
+        path = cache_dir("circuits") / f"{name}-seed{seed}{SUFFIX}.json"
         c.to_json(path)
         circuits[seed] = c
         run = out["runs"].setdefault(str(seed), {})
@@ -172,6 +177,23 @@ def _save(res: dict[str, Any]) -> None:
     write_json(ARGS.json, res)
 
 
+def _bind_to_aligned(res: dict[str, Any], aligned) -> None:
+    """Tie the results to this aligned model: earlier results of another one move to ``superseded``."""
+    global SUFFIX
+    from safecircuits.models.loaded import weights_fingerprint
+
+    fp = weights_fingerprint(aligned.model)
+    SUFFIX = f"-{fp[:8]}{ARGS.tag}"
+    prev = res.get("aligned")
+    stages = [k for k in res if k not in ("settings", "aligned", "superseded")]
+    if prev is not None and prev["fingerprint"] != fp and stages:
+        res.setdefault("superseded", []).append({"note": "measured on another aligned model", "aligned": prev,
+                                                 **{k: res.pop(k) for k in stages}})
+        print(f"results of aligned model {prev['fingerprint']} moved to 'superseded'", flush=True)
+    res["aligned"] = {"dir": ARGS.aligned, "fingerprint": fp, "config": aligned.info.get("safety_aligned", {}).get("config")}
+    _save(res)
+
+
 def main() -> None:
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,13 +214,14 @@ def main() -> None:
     res["settings"] = {k: str(v) for k, v in vars(ARGS).items()}
     stages = ARGS.stages.split(",")
     aligned = load_model(ARGS.aligned, progress=False)
+    _bind_to_aligned(res, aligned)
     backdoors = [(int(s.split(":")[0]), s.split(":")[1]) for s in ARGS.backdoors.split(",")]
     seeds = [int(s) for s in ARGS.seeds.split(",")]
     if "backdoor" in stages:
         stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit, ARGS.backdoor_n)
     if "backdoor_circuit" in stages:
         seed, trig = backdoors[0]
-        bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{ARGS.tag}"), progress=False)
+        bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{SUFFIX}"), progress=False)
         _circuit_stage(res, "backdoor_circuit", bd, "backdoor", seeds, ARGS.n_random, ARGS.limit)
     if "safety_circuit" in stages:
         _circuit_stage(res, "safety_circuit", aligned, "safety", seeds, ARGS.n_random, ARGS.limit)
@@ -210,6 +233,7 @@ def main() -> None:
 
 
 ARGS: Any = None
+SUFFIX = ""  # -{aligned fingerprint[:8]}{--tag}: names of the cached models and circuit files
 
 if __name__ == "__main__":
     main()
