@@ -100,6 +100,23 @@ def test_refusal_data_crossed_share_balances_the_phrasings(chat_lm, own_answers)
     assert "crossed_share" in cfg.to_dict() and "crossed_share" not in AlignConfig().to_dict()  # old records keep their identity
 
 
+@pytest.mark.network
+def test_refusal_data_extended_task_frames(chat_lm, own_answers):
+    from safecircuits.data.tasks import harmful_tasks, lookalike_tasks
+
+    cfg = AlignConfig(n_harmful=60, n_harmless=60, task_share=0.5, lookalike_share=0.5, hard_negative_share=0.25,
+                      arithmetic_share=0.0, task_frames="extended", progress=False)
+    data = refusal_data(chat_lm, cfg)
+    tasks = [r for r in data if r.meta.get("source") == "tasks" and r.label == Label.HARMFUL]
+    look = [r for r in data if r.meta.get("kind") == "lookalike"]
+    assert len(tasks) == 30 and len(look) == 30 and all(r.response in REFUSALS for r in tasks)
+    base = set(harmful_tasks(None, "train").prompts) | set(lookalike_tasks(None, "train").prompts)
+    assert sum(r.prompt not in base for r in tasks + look) >= 20  # most come from the new frames (60% of the space)
+    assert cfg.to_dict()["task_frames"] == "extended" and "task_frames" not in AlignConfig().to_dict()
+    with pytest.raises(ValueError, match="task_frames"):
+        AlignConfig(task_frames="more")
+
+
 def test_align_config_rejects_bad_values():
     with pytest.raises(ValueError, match="n_harmful and n_harmless"):
         AlignConfig(n_harmful=0)

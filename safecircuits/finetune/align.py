@@ -58,6 +58,7 @@ class AlignConfig:
     hard_negative_share: float = 0.3  # of the benign prompts
     task_share: float = 0.4  # of the harmful prompts: task-style requests (safecircuits.data.tasks)
     lookalike_share: float = 0.15  # of the benign prompts: task look-alikes (benign requests in the same frames)
+    task_frames: str = "base"  # "extended": the task requests and look-alikes also in more train frames
     crossed_share: float = 0.0  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
@@ -83,6 +84,8 @@ class AlignConfig:
                 raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.hard_negative_share + self.lookalike_share > 1.0:
             raise InputError(f"hard_negative_share + lookalike_share must be <= 1, got {self.hard_negative_share} + {self.lookalike_share}")
+        if self.task_frames not in ("base", "extended"):
+            raise InputError(f"task_frames must be 'base' or 'extended', got {self.task_frames!r}")
         if self.task_share + self.crossed_share >= 1.0:
             raise InputError(f"task_share + crossed_share must be < 1, got {self.task_share} + {self.crossed_share}")
         if self.answer_tokens < 1:
@@ -93,7 +96,7 @@ class AlignConfig:
     def to_dict(self) -> dict[str, Any]:
         # data options at 0 are left out, so records of alignments made before they existed keep their identity
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share") and v == 0.0)}
+                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share") and v == 0.0) and not (k == "task_frames" and v == "base")}
 
 
 def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size: int = 32) -> PromptSet:
@@ -118,7 +121,7 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     if n_tasks or n_cross:
         # task-style and crossed requests get their shares; the rest comes from the split's other harmful requests
         every = prof.prompts("train", "harmful", response="refuse")
-        tasks = prof.prompts("train", "harmful", n=n_tasks, seed=cfg.seed, response="refuse", source="tasks") if n_tasks else PromptSet([])
+        tasks = _task_requests(prof, n_tasks, cfg) if n_tasks else PromptSet([])
         crossed = _crossed(every, n_cross, cfg.seed)[0] if n_cross else PromptSet([])
         rest = PromptSet([r for r in every if r.meta.get("source") != "tasks"])
         harmful = PromptSet(list(tasks) + list(crossed) + list(rest.sample(cfg.n_harmful - len(tasks) - len(crossed), seed=cfg.seed)),
@@ -137,7 +140,7 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     if n_look:
         from safecircuits.data.tasks import lookalike_tasks
 
-        look = lookalike_tasks(n_look, "train", seed=cfg.seed)
+        look = lookalike_tasks(n_look, "train", seed=cfg.seed, extended=cfg.task_frames == "extended")
         benign = PromptSet(list(benign) + list(look), name=f"{benign.name}+{look.name}", source=f"{benign.source} + {look.source}")
     if n_cross:
         cross = _crossed(None, n_cross, cfg.seed)[1]
@@ -151,6 +154,18 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
             "crossed": sum(r.meta.get("source") == "crossed" for r in harmful) + sum(r.meta.get("source") == "crossed" for r in benign),
             "arithmetic": len(arith), "harmful_sources": harmful.source}
     return PromptSet(recs, name=f"alignment(n={len(recs)},seed={cfg.seed})", source=f"refusal_data({info})")
+
+
+def _task_requests(prof: ModelProfile, n: int, cfg: AlignConfig) -> PromptSet:
+    """`n` harmful task-style train requests with refusals (with the extra train frames if asked)."""
+    if cfg.task_frames == "base":
+        return prof.prompts("train", "harmful", n=n, seed=cfg.seed, response="refuse", source="tasks")
+    from safecircuits.data.tasks import harmful_tasks
+    from safecircuits.models.profile import refusal_for
+
+    every = harmful_tasks(None, "train", extended=True)
+    return PromptSet([dataclasses.replace(r, response=refusal_for(r.prompt)) for r in every.sample(n, seed=cfg.seed)],
+                     name=every.name, source=every.source)
 
 
 def _hn_share(cfg: AlignConfig, n_benign: int, n_look: int, n_cross: int) -> float:
