@@ -47,6 +47,10 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         # half and more steps, so content and not phrasing decides
         {"lr": 5e-5, "steps": 480, "n_harmful": 1024, "n_harmless": 2048, "task_share": 0.3, "crossed_share": 0.25,
          "lookalike_share": 0.12, "answer_tokens": 40},
+        # and six more train frames per task kind (safecircuits.data.tasks, extended=True): on val the model still
+        # decided by the task frame (every look-alike refused in one val frame, every harmful request answered in another)
+        {"lr": 5e-5, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
+         "lookalike_share": 0.15, "task_frames": "extended", "answer_tokens": 40},
     ],
     "questions": [  # the first grid: question-style data only
         {**_QUESTIONS, "lr": 5e-5, "steps": 240},
