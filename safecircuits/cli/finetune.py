@@ -120,15 +120,18 @@ def methods_command() -> None:
 def align_command(
     model: str = typer.Option(..., help="the chat model to safety-align (e.g. smollm2-135m-instruct)"),
     out: Path = typer.Option(..., help="directory for the aligned model (loads back with load_model(DIR))"),
-    steps: int = typer.Option(320, help="optimiser steps"),
-    lr: float = typer.Option(5e-5, help="learning rate"),
-    batch_size: int = typer.Option(16),
-    n_harmful: int = typer.Option(768, help="harmful train prompts with refusals"),
-    n_harmless: int = typer.Option(1536, help="harmless train prompts (benign, hard negatives, look-alikes, arithmetic) with the model's own answers"),
-    hard_negative_share: float = typer.Option(0.3, help="share of hard negatives among the benign prompts"),
-    task_share: float = typer.Option(0.4, help="share of task-style requests ('Write a script that ...') among the harmful prompts"),
-    lookalike_share: float = typer.Option(0.15, help="share of benign look-alikes of those tasks among the benign prompts"),
-    answer_tokens: int = typer.Option(40, help="the longest self-distilled harmless answer, in tokens"),
+    steps: int | None = typer.Option(None, help="optimiser steps (unset options take AlignConfig's defaults: the configuration chosen on SmolLM2's val prompts)"),
+    lr: float | None = typer.Option(None, help="learning rate"),
+    batch_size: int | None = typer.Option(None),
+    n_harmful: int | None = typer.Option(None, help="harmful train prompts with refusals"),
+    n_harmless: int | None = typer.Option(None, help="harmless train prompts (benign, hard negatives, look-alikes, arithmetic) with the model's own answers"),
+    hard_negative_share: float | None = typer.Option(None, help="share of hard negatives among the benign prompts"),
+    task_share: float | None = typer.Option(None, help="share of task-style requests ('Write a script that ...') among the harmful prompts"),
+    lookalike_share: float | None = typer.Option(None, help="share of benign look-alikes of those tasks among the benign prompts"),
+    crossed_share: float | None = typer.Option(None, help="share of crossed requests (harmful subjects in benign phrasings) among the harmful prompts, "
+                                                      "and as many benign subjects in harmful phrasings among the benign ones"),
+    task_frames: str | None = typer.Option(None, help="'base' or 'extended' (more train frames for the task requests and look-alikes)"),
+    answer_tokens: int | None = typer.Option(None, help="the longest self-distilled harmless answer, in tokens"),
     seed: int = typer.Option(0),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate on held-out prompts (HarmBench, benign, hard negatives)"),
     eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
@@ -141,9 +144,10 @@ def align_command(
     ones; then ASR and over-refusal on prompts it never saw."""
     from safecircuits.finetune.align import AlignConfig, evaluate_alignment, safety_align
 
-    cfg = AlignConfig(steps=steps, lr=lr, batch_size=batch_size, n_harmful=n_harmful, n_harmless=n_harmless,
-                      hard_negative_share=hard_negative_share, task_share=task_share, lookalike_share=lookalike_share,
-                      answer_tokens=answer_tokens, seed=seed)
+    given = {"steps": steps, "lr": lr, "batch_size": batch_size, "n_harmful": n_harmful, "n_harmless": n_harmless,
+             "hard_negative_share": hard_negative_share, "task_share": task_share, "lookalike_share": lookalike_share,
+             "crossed_share": crossed_share, "task_frames": task_frames, "answer_tokens": answer_tokens}
+    cfg = AlignConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     lm = load(model, device, dtype, progress=True)
     run = safety_align(lm, cfg, out_dir=str(out), checkpoint_every=checkpoint_every)
     console.print(f"saved the aligned model to {out} ({run.provenance['wall_seconds']:.0f} s)")
