@@ -69,7 +69,7 @@ def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_an
 @pytest.mark.network
 def test_refusal_data_task_and_lookalike_shares(chat_lm, own_answers):
     cfg = AlignConfig(n_harmful=20, n_harmless=40, task_share=0.5, lookalike_share=0.25, hard_negative_share=0.25,
-                      arithmetic_share=0.0, progress=False)
+                      arithmetic_share=0.0, crossed_share=0.0, task_frames="base", progress=False)
     data = refusal_data(chat_lm, cfg)
     harmful = [r for r in data if r.label == Label.HARMFUL]
     distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
@@ -97,7 +97,7 @@ def test_refusal_data_crossed_share_balances_the_phrasings(chat_lm, own_answers)
     # the benign crossed prompts sit in the train templates of the harmful synthetic requests
     frames = {r.meta["frame"] for r in crossed_b}
     assert frames <= {r.prompt.replace(r.meta["subject"], "{s}") for r in crossed_b} and len(frames) >= 3
-    assert "crossed_share" in cfg.to_dict() and "crossed_share" not in AlignConfig().to_dict()  # old records keep their identity
+    assert "crossed_share" in cfg.to_dict() and "crossed_share" not in AlignConfig(crossed_share=0.0).to_dict()  # old records keep their identity
 
 
 @pytest.mark.network
@@ -112,7 +112,7 @@ def test_refusal_data_extended_task_frames(chat_lm, own_answers):
     assert len(tasks) == 30 and len(look) == 30 and all(r.response in REFUSALS for r in tasks)
     base = set(harmful_tasks(None, "train").prompts) | set(lookalike_tasks(None, "train").prompts)
     assert sum(r.prompt not in base for r in tasks + look) >= 20  # most come from the new frames (60% of the space)
-    assert cfg.to_dict()["task_frames"] == "extended" and "task_frames" not in AlignConfig().to_dict()
+    assert cfg.to_dict()["task_frames"] == "extended" and "task_frames" not in AlignConfig(task_frames="base").to_dict()
     with pytest.raises(ValueError, match="task_frames"):
         AlignConfig(task_frames="more")
 

@@ -53,17 +53,17 @@ class AlignConfig:
     """Data and training settings of :func:`safety_align` (validated)."""
 
     # Defaults: the configuration chosen on SmolLM2's val prompts (benchmarks/align_smollm2.py, docs/finetune.md)
-    n_harmful: int = 768  # harmful train prompts with refusals
-    n_harmless: int = 1536  # harmless prompts (benign + hard negatives + look-alikes + arithmetic)
+    n_harmful: int = 1280  # harmful train prompts with refusals
+    n_harmless: int = 2560  # harmless prompts (benign + hard negatives + look-alikes + arithmetic)
     hard_negative_share: float = 0.3  # of the benign prompts
     task_share: float = 0.4  # of the harmful prompts: task-style requests (safecircuits.data.tasks)
     lookalike_share: float = 0.15  # of the benign prompts: task look-alikes (benign requests in the same frames)
-    task_frames: str = "base"  # "extended": the task requests and look-alikes also in more train frames
-    crossed_share: float = 0.0  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
+    task_frames: str = "extended"  # "extended": the task requests and look-alikes also in more train frames
+    crossed_share: float = 0.2  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
     answer_tokens: int = 40  # the longest self-distilled answer
-    steps: int = 320
+    steps: int = 560
     lr: float = 5e-5
     batch_size: int = 16
     warmup: int | None = None  # default: a tenth of the steps
