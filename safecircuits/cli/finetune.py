@@ -144,7 +144,7 @@ def align_command(
     ones; then ASR and over-refusal on prompts it never saw."""
     from safecircuits.finetune.align import AlignConfig, evaluate_alignment, safety_align
 
-    given = {"steps": steps, "lr": lr, "batch_size": batch_size, "n_harmful": n_harmful, "n_harmless": n_harmless,
+    given: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "n_harmful": n_harmful, "n_harmless": n_harmless,
              "hard_negative_share": hard_negative_share, "task_share": task_share, "lookalike_share": lookalike_share,
              "crossed_share": crossed_share, "task_frames": task_frames, "answer_tokens": answer_tokens}
     cfg = AlignConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
