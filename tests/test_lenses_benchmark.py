@@ -1,0 +1,64 @@
+"""benchmarks/lenses_smollm2.py end to end on organism:aligned with tiny budgets (slow, ~30 s):
+every stage's figures, the saved direction and SAE, and resuming without recomputation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lenses_smollm2.py"
+    spec = importlib.util.spec_from_file_location("lenses_smollm2", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(mod, monkeypatch, out: Path, *extra: str) -> dict:
+    argv = ["lenses_smollm2.py", "--json", str(out), "--aligned", "organism:aligned", "--device", "cpu", "--sae-tokens", "20000",
+            "--d-sae", "256", "--sae-k", "8", "--n-rank", "32", "--n-val", "16", "--n-random", "2", *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    mod.main()
+    return json.loads(out.read_text())
+
+
+def test_lenses_benchmark_on_organism(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path / "cache"))
+    mod = _module()
+    out = tmp_path / "lenses.json"
+    res = _run(mod, monkeypatch, out)
+
+    assert len(res["aligned"]["fingerprint"]) == 16
+    r = res["refusal"]
+    assert r["validated"] is True, r["reason"]
+    assert r["test"]["asr"] <= 0.05 and r["test"]["ablation_asr"] >= 0.9  # the organism's direction removes refusal
+    assert r["test"]["ablation_harmless_kl"] <= 0.1
+    assert r["test"]["orthogonalized_greedy_agreement"] >= 0.99
+    assert r["targets"] == {"ablation_asr>=0.8": True, "ablation_harmless_kl<=0.1": True}
+    assert Path(r["direction_file"]).exists()
+
+    s = res["sae"]
+    assert s["hook"] == f"blocks.{r['layer']}.hook_resid_pre"  # the SAE sits where the direction is read
+    assert s["quality"]["l0"] == pytest.approx(8.0)  # top-k: exactly k active features per token
+    assert 0 < s["quality"]["explained_variance"] <= 1
+    assert s["k"] in (5, 10, 15, 20) and len(s["top_features"]) == s["k"]
+    assert set(s["targets"]) == {"explained_variance>=0.9", "l0<=64", "dead<0.1", "asr_rise>=50", "random_rise<10"}
+    assert (Path(s["dir"]) / "cfg.json").exists()
+
+    g = res["geometry"]
+    assert g["names"][0] == "refusal direction" and any(n.startswith("SAE top-") for n in g["names"])
+    assert g["overlap"][0][1] > 0.5  # the activation PCA's first component is the refusal direction
+    assert Path(g["html"]).exists()
+
+    # resuming keeps every finished stage as it was
+    capsys.readouterr()
+    again = _run(mod, monkeypatch, out)
+    assert capsys.readouterr().out.count("done, kept") == 3
+    assert {k: again[k] for k in ("refusal", "sae", "geometry")} == {k: res[k] for k in ("refusal", "sae", "geometry")}
