@@ -190,7 +190,7 @@ def _bind_to_aligned(res: dict[str, Any], aligned) -> None:
         res.setdefault("superseded", []).append({"note": "measured on another aligned model", "aligned": prev,
                                                  **{k: res.pop(k) for k in stages}})
         print(f"results of aligned model {prev['fingerprint']} moved to 'superseded'", flush=True)
-    res["aligned"] = {"dir": ARGS.aligned, "fingerprint": fp, "config": aligned.info.get("safety_aligned", {}).get("config")}
+    res["aligned"] = {"dir": ARGS.aligned, "fingerprint": fp, "config": _align_config(aligned)}
     _save(res)
 
 
@@ -233,6 +233,12 @@ def main() -> None:
 
 
 ARGS: Any = None
+def _align_config(lm) -> dict[str, Any] | None:
+    """The AlignConfig a `safecircuits align` model directory records (under its fine-tuning provenance)."""
+    rec = lm.info.get("safety_aligned") or lm.info.get("finetune", {}).get("safety_aligned") or {}
+    return rec.get("config")
+
+
 SUFFIX = ""  # -{aligned fingerprint[:8]}{--tag}: names of the cached models and circuit files
 
 if __name__ == "__main__":
