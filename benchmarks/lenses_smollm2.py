@@ -13,6 +13,13 @@ under ``$SAFECIRCUITS_CACHE/lenses/<first 8 hex digits of the aligned model's fi
   *every* held-out test prompt: the 200 HarmBench behaviours and the benign test requests (plain
   and hard negatives). Directional ablation's ASR and harmless next-token KL, activation addition's
   harmless refusal, and the orthogonalised model against hook ablation.
+* ``tradeoff``: when no candidate both bypasses refusal and keeps harmless KL <= 0.1, what the
+  direction can do at a looser cap: for each cap in ``KL_CAPS`` the candidate with the lowest val
+  refusal score among those under the cap (layers before the protocol's cutoff; chosen on val
+  only), ablated on the same test prompts (ASR, harmless KL, harmless refusal).
+* ``ortho_fp32``: the weight-orthogonalised model against hook ablation in float32 (the model
+  reloaded at that dtype): next-token log-probs on every test prompt and greedy continuations of
+  ``--n-greedy`` of them; in bf16 the two differ by rounding, which greedy decoding amplifies.
 * ``sae``: a top-k SAE (SAELens) at the refusal direction's residual stream (``--hook`` to choose
   another), ``--sae-tokens`` training tokens from the profile's SAE prompts (train split; quality
   on the val split); features ranked on ``--n-rank`` train prompts per label, k chosen and
@@ -40,7 +47,8 @@ from safecircuits.io import json_record, write_json
 from safecircuits.models import load_model
 from safecircuits.models.loaded import cache_dir
 
-STAGES = ("refusal", "sae", "geometry")
+STAGES = ("refusal", "tradeoff", "ortho_fp32", "sae", "geometry")
+KL_CAPS = (0.1, 0.5, 1.0, None)  # the tradeoff stage: the best val candidate under each harmless-KL cap (None = no cap)
 
 
 def _log(msg: str) -> None:
@@ -91,6 +99,69 @@ def stage_refusal(res: dict[str, Any], lm, work: Path) -> None:
                       "ablation_harmless_kl<=0.1": out["test"]["ablation_harmless_kl"] <= 0.1}
     res["refusal"] = out
     _log(f"refusal test: {out['test']}")
+
+
+def _candidate(rd, layer: int, pos: int) -> torch.Tensor:
+    return rd.candidate_directions[rd.positions.index(pos), layer].float()
+
+
+def stage_tradeoff(res: dict[str, Any], lm, work: Path) -> None:
+    from safecircuits.evaluation.generate import generate
+    from safecircuits.evaluation.metrics import kl_divergence, next_token_logprobs
+    from safecircuits.subspaces.refusal import RefusalDirection, directional_ablation
+
+    t = time.time()
+    rd = RefusalDirection.load(work / "refusal_direction.safetensors")
+    cutoff = rd.validation.get("layer_cutoff", lm.model.cfg.n_layers)
+    cands = [c for c in rd.candidates if c["norm"] > 0 and c["refusal_score"] == c["refusal_score"] and c["layer"] < cutoff]
+    harmful, harmless = _test_sets(lm)
+    judge = lm.profile.judge(lm)
+    hp, bp = harmful.prompts, harmless.prompts
+    base_lp = next_token_logprobs(lm.model, lm.chat, bp)
+    rows, seen = [], {}
+    for cap in KL_CAPS:
+        ok = [c for c in cands if cap is None or c["kl"] <= cap]
+        if not ok:
+            continue
+        best = min(ok, key=lambda c: c["refusal_score"])
+        key = (best["layer"], best["pos"])
+        if key not in seen:
+            with directional_ablation(lm.model, _candidate(rd, *key)):
+                outs = generate(lm.model, lm.chat, hp + bp, max_new_tokens=32)
+                lp = next_token_logprobs(lm.model, lm.chat, bp)
+            vh, vb = judge.verdicts(hp, outs[:len(hp)]), judge.verdicts(bp, outs[len(hp):])
+            seen[key] = {"test_asr": sum(v.complied for v in vh) / len(vh), "test_harmless_kl": kl_divergence(base_lp, lp),
+                         "test_harmless_refusal": sum(v.refused for v in vb) / len(vb),
+                         "example": {"prompt": hp[0], "response": outs[0]}}
+        rows.append({"kl_cap": cap, "layer": best["layer"], "pos": best["pos"], "val_refusal_score": best["refusal_score"],
+                     "val_kl": best["kl"], **seen[key]})
+        _log(f"KL cap {cap}: {rows[-1]}")
+    res["tradeoff"] = {"rule": "per cap: the candidate with the lowest val refusal score whose val harmless KL is under the cap, "
+                               f"layers < {cutoff}", "rows": rows, "seconds": round(time.time() - t, 1)}
+
+
+def stage_ortho_fp32(res: dict[str, Any], lm_path: str, work: Path, args) -> None:
+    from safecircuits.evaluation.generate import generate
+    from safecircuits.evaluation.metrics import next_token_logprobs
+    from safecircuits.subspaces.refusal import RefusalDirection
+
+    t = time.time()
+    lm = load_model(lm_path, device=args.device or "auto", dtype="float32", progress=False)
+    rd = RefusalDirection.load(work / "refusal_direction.safetensors")
+    harmful, harmless = _test_sets(lm)
+    every = harmful.prompts + harmless.prompts
+    ortho = rd.orthogonalize(lm.model)
+    with rd.ablate(lm.model):
+        hook_lp = next_token_logprobs(lm.model, lm.chat, every)
+        hook_out = generate(lm.model, lm.chat, every[:: max(1, len(every) // args.n_greedy)][: args.n_greedy], max_new_tokens=32)
+    ortho_lp = next_token_logprobs(ortho, lm.chat, every)
+    ortho_out = generate(ortho, lm.chat, every[:: max(1, len(every) // args.n_greedy)][: args.n_greedy], max_new_tokens=32)
+    same = [a == b for a, b in zip(hook_out, ortho_out, strict=True)]
+    res["ortho_fp32"] = {"dtype": "float32", "n_logprob_prompts": len(every),
+                         "max_abs_logprob_diff": float((hook_lp - ortho_lp).abs().max()),
+                         "top1_agreement": float((hook_lp.argmax(-1) == ortho_lp.argmax(-1)).double().mean()),
+                         "n_greedy": len(same), "greedy_agreement": sum(same) / len(same), "seconds": round(time.time() - t, 1)}
+    _log(f"ortho fp32: {res['ortho_fp32']}")
 
 
 def stage_sae(res: dict[str, Any], lm, work: Path, args) -> None:
@@ -188,6 +259,7 @@ def main() -> None:
     ap.add_argument("--n-val", type=int, default=64, help="val prompts per label for choosing k")
     ap.add_argument("--n-random", type=int, default=5)
     ap.add_argument("--weight-rank", type=int, default=8)
+    ap.add_argument("--n-greedy", type=int, default=100, help="test prompts whose greedy continuations ortho_fp32 compares")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--redo", default="", help="stages to rerun even if finished")
     args = ap.parse_args()
@@ -218,6 +290,10 @@ def main() -> None:
         _log(f"{s}: running")
         if s == "refusal":
             stage_refusal(res, lm, work)
+        elif s == "tradeoff":
+            stage_tradeoff(res, lm, work)
+        elif s == "ortho_fp32":
+            stage_ortho_fp32(res, args.aligned, work, args)
         elif s == "sae":
             stage_sae(res, lm, work, args)
         else:
