@@ -22,7 +22,8 @@ under ``$SAFECIRCUITS_CACHE/lenses/<first 8 hex digits of the aligned model's fi
   ``--n-greedy`` of them; in bf16 the two differ by rounding, which greedy decoding amplifies.
 * ``sae``: a top-k SAE (SAELens) at the refusal direction's residual stream (``--hook`` to choose
   another), ``--sae-tokens`` training tokens from the profile's SAE prompts (train split; quality
-  on the val split); features ranked on ``--n-rank`` train prompts per label, k chosen and
+  on the val split), without each sequence's first token (SmolLM2's attention sink; an SAE of
+  other settings moves to ``sae_previous``, ``--no-sae-exclude-first-token`` keeps it); features ranked on ``--n-rank`` train prompts per label, k chosen and
   validated on ``--n-val`` val prompts per label, then the top-k ablation against ``--n-random``
   draws of k frequency-matched random features on the test prompts (HarmBench + benign).
 * ``geometry``: principal-angle overlaps between the refusal direction, the harmful-minus-harmless
@@ -150,12 +151,13 @@ def stage_ortho_fp32(res: dict[str, Any], lm_path: str, work: Path, args) -> Non
     rd = RefusalDirection.load(work / "refusal_direction.safetensors")
     harmful, harmless = _test_sets(lm)
     every = harmful.prompts + harmless.prompts
+    greedy_prompts = every[:: max(1, len(every) // args.n_greedy)][: args.n_greedy]
     ortho = rd.orthogonalize(lm.model)
     with rd.ablate(lm.model):
         hook_lp = next_token_logprobs(lm.model, lm.chat, every)
-        hook_out = generate(lm.model, lm.chat, every[:: max(1, len(every) // args.n_greedy)][: args.n_greedy], max_new_tokens=32)
+        hook_out = generate(lm.model, lm.chat, greedy_prompts, max_new_tokens=32)
     ortho_lp = next_token_logprobs(ortho, lm.chat, every)
-    ortho_out = generate(ortho, lm.chat, every[:: max(1, len(every) // args.n_greedy)][: args.n_greedy], max_new_tokens=32)
+    ortho_out = generate(ortho, lm.chat, greedy_prompts, max_new_tokens=32)
     same = [a == b for a, b in zip(hook_out, ortho_out, strict=True)]
     res["ortho_fp32"] = {"dtype": "float32", "n_logprob_prompts": len(every),
                          "max_abs_logprob_diff": float((hook_lp - ortho_lp).abs().max()),
@@ -173,8 +175,9 @@ def stage_sae(res: dict[str, Any], lm, work: Path, args) -> None:
 
     t = time.time()
     hook = args.hook or (resid_hook_name(lm.model, res["refusal"]["layer"]) if "refusal" in res else "blocks.20.hook_resid_pre")
-    d = work / "sae" / hook
-    settings = {"k": args.sae_k, "d_sae": args.d_sae, "training_tokens": args.sae_tokens}
+    d = work / "sae" / (hook + ("-no-first-token" if args.sae_exclude_first_token else ""))
+    settings = {"k": args.sae_k, "d_sae": args.d_sae, "training_tokens": args.sae_tokens,
+                "exclude_first_token": args.sae_exclude_first_token}
     if (d / "cfg.json").exists() and (d / "safecircuits_sae.json").exists():
         sae = load_sae(d, device=str(lm.model.cfg.device))
         quality = json.loads((d / "safecircuits_sae.json").read_text()).get("quality", {})
@@ -200,6 +203,9 @@ def stage_sae(res: dict[str, Any], lm, work: Path, args) -> None:
     s = eff.summary()
     rise = 100 * (s["asr"]["top_k"] - s["asr"]["baseline"])
     rnd = {kk: 100 * (v - s["asr"]["baseline"]) for kk, v in s["asr"]["random"].items() if kk in ("mean", "max")}
+    old = res.get("sae")
+    if old is not None and (old.get("hook"), old.get("settings")) != (hook, {**settings, "arch": "topk"}):
+        res.setdefault("sae_previous", []).append(old)  # an SAE of other settings: kept, not overwritten
     res["sae"] = {
         "hook": hook, "settings": {**settings, "arch": "topk"}, "dir": str(d), "quality": quality,
         "k": k, "validated": fset.validated, "reason": fset.reason, "val_curve": {str(x): v for x, v in sel.curve.items()},
@@ -255,6 +261,8 @@ def main() -> None:
     ap.add_argument("--sae-k", type=int, default=32, help="active SAE features per token (top-k)")
     ap.add_argument("--d-sae", type=int, default=4608)
     ap.add_argument("--sae-tokens", type=int, default=1_000_000)
+    ap.add_argument("--sae-exclude-first-token", action=argparse.BooleanOptionalAction, default=True,
+                    help="train and splice the SAE without each sequence's first token (SmolLM2's attention sink)")
     ap.add_argument("--n-rank", type=int, default=256, help="train prompts per label for ranking features")
     ap.add_argument("--n-val", type=int, default=64, help="val prompts per label for choosing k")
     ap.add_argument("--n-random", type=int, default=5)

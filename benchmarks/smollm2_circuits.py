@@ -194,6 +194,12 @@ def _bind_to_aligned(res: dict[str, Any], aligned) -> None:
     _save(res)
 
 
+def _align_config(lm) -> dict[str, Any] | None:
+    """The AlignConfig a `safecircuits align` model directory records (under its fine-tuning provenance)."""
+    rec = lm.info.get("safety_aligned") or lm.info.get("finetune", {}).get("safety_aligned") or {}
+    return rec.get("config")
+
+
 def main() -> None:
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,12 +239,6 @@ def main() -> None:
 
 
 ARGS: Any = None
-def _align_config(lm) -> dict[str, Any] | None:
-    """The AlignConfig a `safecircuits align` model directory records (under its fine-tuning provenance)."""
-    rec = lm.info.get("safety_aligned") or lm.info.get("finetune", {}).get("safety_aligned") or {}
-    return rec.get("config")
-
-
 SUFFIX = ""  # -{aligned fingerprint[:8]}{--tag}: names of the cached models and circuit files
 
 if __name__ == "__main__":

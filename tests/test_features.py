@@ -147,6 +147,68 @@ def test_ablation_changes_only_the_ablated_features(random_aligned, trained, fse
     torch.testing.assert_close(got["x"][:, -n:], expected[:, -n:], atol=1e-5, rtol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def trained_no_first(random_aligned, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sae") / "topk-no-first"
+    res = train_sae(random_aligned, None, HOOK, arch="topk", d_sae=128, k=8, training_tokens=30_000, batch_size=128,
+                    out_dir=out, n_checkpoints=0, progress=False, exclude_first_token=True)
+    return res, out
+
+
+def test_first_token_exclusion_is_recorded_and_leaves_those_tokens_out(random_aligned, trained, trained_no_first):
+    res, _ = trained
+    res_nf, out = trained_no_first
+    assert load_sae(out).cfg.metadata.exclude_first_token is True  # saved in cfg.json, read back by the splice
+    assert not res.sae.cfg.metadata.exclude_first_token
+    assert res_nf.provenance["hyperparameters"]["exclude_first_token"] is True
+    n_train = len(random_aligned.profile.sae_prompts("train"))
+    n_val = len(random_aligned.profile.sae_prompts("val"))
+    # one token fewer per sequence, in the training buffer and in the quality figures
+    assert res_nf.provenance["buffer_tokens"] == res.provenance["buffer_tokens"] - n_train
+    assert res_nf.quality["n_tokens"] == res.quality["n_tokens"] - n_val
+    assert res_nf.quality["explained_variance"] > 0.5
+    assert all(math.isfinite(res_nf.quality[k]) for k in ("ce_clean", "ce_sae", "ce_zero_ablation", "ce_recovered"))
+
+
+def test_splice_of_a_first_token_excluding_sae_never_edits_the_first_token(random_aligned, trained_no_first):
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    sae, model = trained_no_first[0].sae, random_aligned.model
+    b = _batch(random_aligned)
+    assert (b.attention_mask[:, 0] == 0).any()  # left-padded: the first real token is not always at position 0
+    _, cache = model.run_with_cache(b.tokens, attention_mask=b.attention_mask, names_filter=HOOK)
+    x = cache[HOOK]
+    ids = list(range(sae.cfg.d_sae))  # every feature: any edit of a position shows
+    f = sae.encode(x)
+    expected = x - f @ sae.W_dec
+    first = b.attention_mask.bool() & (b.attention_mask.cumsum(1) == 1)
+    got: dict[str, torch.Tensor] = {}
+    with splice_sae(model, sae, HOOK, ablate=ids):
+        model.run_with_hooks(b.tokens, attention_mask=b.attention_mask,
+                             fwd_hooks=[(HOOK, lambda a, hook: got.setdefault("x", a.clone()))])
+    assert torch.equal(got["x"][first], x[first])
+    rest = b.attention_mask.bool() & ~first
+    torch.testing.assert_close(got["x"][rest], expected[rest], atol=1e-5, rtol=1e-5)
+    assert (got["x"][rest] - x[rest]).abs().max() > 1e-3
+    # no attention mask: position 0 is the first token
+    got.clear()
+    toks = b.tokens[b.attention_mask.all(1)]
+    assert len(toks)
+    with splice_sae(model, sae, HOOK, ablate=ids):
+        model.run_with_hooks(toks, fwd_hooks=[(HOOK, lambda a, hook: got.setdefault("x", a.clone()))])
+    _, c2 = model.run_with_cache(toks, names_filter=HOOK)
+    assert torch.equal(got["x"][:, 0], c2[HOOK][:, 0])
+    assert (got["x"][:, 1:] - c2[HOOK][:, 1:]).abs().max() > 1e-3
+    # a KV-cached one-token step continues a sequence: its token is edited
+    kv = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, len(toks))
+    seen: list[torch.Tensor] = []
+    with splice_sae(model, sae, HOOK, ablate=ids):
+        model(toks[:, :-1], past_kv_cache=kv)
+        model.run_with_hooks(toks[:, -1:], past_kv_cache=kv, fwd_hooks=[(HOOK, lambda a, hook: seen.append(a.clone()))])
+    x_last = c2[HOOK][:, -1:]
+    torch.testing.assert_close(seen[0], x_last - sae.encode(x_last) @ sae.W_dec, atol=1e-4, rtol=1e-4)
+
+
 def test_clamp_sets_the_feature_value(random_aligned, trained, fset):
     res, _ = trained
     sae, model = res.sae, random_aligned.model
@@ -234,10 +296,10 @@ def test_cli_train_and_features(tmp_path, random_organism_dirs):
     TINY = str(random_organism_dirs["aligned"])
     out = tmp_path / "sae"
     r = runner.invoke(app, ["train", "--model", TINY, "--hook", HOOK, "--d-sae", "64", "--k", "4", "--tokens", "5000",
-                            "--batch-size", "128", "--out", str(out)])
+                            "--batch-size", "128", "--out", str(out), "--exclude-first-token"])
     assert r.exit_code == 0, r.output
     assert "explained variance" in r.output and "CE recovered" in r.output
-    assert (out / "cfg.json").exists()
+    assert load_sae(out).cfg.metadata.exclude_first_token is True
     fj = tmp_path / "f.json"
     html = tmp_path / "dash.html"
     r = runner.invoke(app, ["features", "--model", TINY, "--sae", str(out), "--top-k", "3", "--out", str(fj), "--html", str(html),

@@ -59,6 +59,7 @@ def test_lenses_benchmark_on_organism(tmp_path, monkeypatch, capsys):
     assert s["k"] in (5, 10, 15, 20) and len(s["top_features"]) == s["k"]
     assert set(s["targets"]) == {"explained_variance>=0.9", "l0<=64", "dead<0.1", "asr_rise>=50", "random_rise<10"}
     assert (Path(s["dir"]) / "cfg.json").exists()
+    assert s["settings"]["exclude_first_token"] is True  # the default: SmolLM2's first token is an attention sink
 
     g = res["geometry"]
     assert g["names"][0] == "refusal direction" and any(n.startswith("SAE top-") for n in g["names"])

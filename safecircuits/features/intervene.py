@@ -4,7 +4,8 @@ measure the behavioural effect against frequency-matched random features.
 Splicing keeps the SAE's error term, so only the edited features change anything:
 ``x' = x + mask_pos * (decode(f') - decode(f))`` with ``f = encode(x)`` and ``f'`` = f with the
 ablated features zeroed and the clamped ones set to their values. With nothing edited ``x' = x``
-exactly (bit for bit), and the change lies in the span of the edited features' decoder rows.
+exactly (bit for bit), and the change lies in the span of the edited features' decoder rows. An SAE
+trained without each sequence's first token (an attention sink) never edits that token.
 """
 
 from __future__ import annotations
@@ -29,14 +30,44 @@ from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError
 from safecircuits.evaluation.metrics import GroupResult, evaluate_behaviour
 from safecircuits.features.ranking import FeatureSet, post_instruction_len, refusal_ids_for
-from safecircuits.features.sae import check_hook
+from safecircuits.features.sae import check_hook, excludes_first_token, first_token_mask, hook_layer
 from safecircuits.models import LoadedModel
 from safecircuits.types import HookedModel
 
 Positions = Literal["all"] | int
 
 
-def _edit_hook(sae: SAE, ablate: Tensor, clamp_ids: Tensor, clamp_vals: Tensor, positions: Positions):
+class _FirstTokens:
+    """Where each row's first real token is in the current forward of one block, read from the
+    ``attention_mask`` and KV-cache entry that the block is called with (a forward pre-hook on the
+    block: TransformerLens hook points see activations only, and ``run_with_hooks`` calls the
+    model's ``forward`` directly, past any pre-hook on the model itself)."""
+
+    def __init__(self) -> None:
+        self.mask: Tensor | None = None
+        self.past = 0
+
+    def pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:  # noqa: ARG002
+        entry = kwargs.get("past_kv_cache_entry")
+        keys = getattr(entry, "past_keys", None)
+        self.past = int(keys.shape[1]) if keys is not None else 0
+        am = kwargs.get("attention_mask")
+        self.mask = None if am is None else first_token_mask(am)  # over past + current positions
+
+    def at(self, x: Tensor) -> Tensor | None:
+        """Bool [batch, pos] of the first tokens in activation `x`, or None where there are none."""
+        b, t = x.shape[:2]
+        if self.mask is not None and self.mask.shape[0] == b and self.mask.shape[1] >= t:
+            return self.mask[:, -t:].to(x.device)
+        if self.past > 0:
+            return None  # continues a KV cache: the first token went by in an earlier forward
+        m = torch.zeros((b, t), dtype=torch.bool, device=x.device)
+        m[:, 0] = True
+        return m
+
+
+def _edit_hook(sae: SAE, ablate: Tensor, clamp_ids: Tensor, clamp_vals: Tensor, positions: Positions,
+               first: _FirstTokens | None = None):
     def hook(x: Tensor, hook: Any) -> Tensor:  # noqa: ARG001
         if isinstance(positions, int) and x.shape[1] == 1:
             return x  # KV-cached generation step: a response token, not a post-instruction position
@@ -52,6 +83,9 @@ def _edit_hook(sae: SAE, ablate: Tensor, clamp_ids: Tensor, clamp_vals: Tensor, 
             keep = torch.zeros(x.shape[1], dtype=delta.dtype, device=delta.device)
             keep[-positions:] = 1.0
             delta = delta * keep[None, :, None]
+        skip = first.at(x) if first is not None else None
+        if skip is not None:
+            delta = delta.masked_fill(skip[..., None].to(delta.device), 0.0)
         return x + delta.to(x.device, x.dtype)
 
     return hook
@@ -92,8 +126,16 @@ def splice_sae(
     a = torch.tensor([int(i) for i in ablate], dtype=torch.long)
     c_ids = torch.tensor([int(i) for i in clamp], dtype=torch.long)
     c_vals = torch.tensor([float(v) for v in clamp.values()], dtype=torch.float32)
-    with model.hooks(fwd_hooks=[(hook, _edit_hook(sae, a, c_ids, c_vals, positions))]):
-        yield model
+    first = _FirstTokens() if excludes_first_token(sae) else None
+    handle = None
+    if first is not None:
+        handle = model.blocks[hook_layer(hook)].register_forward_pre_hook(first.pre_hook, with_kwargs=True)
+    try:
+        with model.hooks(fwd_hooks=[(hook, _edit_hook(sae, a, c_ids, c_vals, positions, first))]):
+            yield model
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def feature_acts(

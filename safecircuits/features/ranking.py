@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from safecircuits.data.chat import ChatFormat, encode_batch
 from safecircuits.data.promptset import Label, PromptSet
 from safecircuits.errors import InputError, MissingFileError
-from safecircuits.features.sae import check_sae_matches, hook_layer
+from safecircuits.features.sae import check_sae_matches, excludes_first_token, hook_layer, sae_domain
 from safecircuits.hooks import common_suffix_len
 from safecircuits.models import LoadedModel
 from safecircuits.types import HookedModel
@@ -270,7 +270,7 @@ def rank_features(
         post[g] = acts[:, -k:, :]
         stats[f"mean_post_{g}"] = post[g].double().mean((0, 1)).float()
         stats[f"mean_last_{g}"] = acts[:, -1, :].double().mean(0).float()
-        real = mask.bool()
+        real = sae_domain(mask, excludes_first_token(sae))
         fired += (acts[real] > 0).double().sum(0)
         n_tok += int(real.sum())
     frequency = (fired / max(n_tok, 1)).float()

@@ -26,9 +26,8 @@ import torch
 from jaxtyping import Float
 from sae_lens import SAE, SAETrainer
 from sae_lens.config import LoggingConfig, SAETrainerConfig
-from sae_lens.evals import ExplainedVarianceCalculator, get_recons_loss
+from sae_lens.evals import ExplainedVarianceCalculator
 from sae_lens.registry import get_sae_training_class
-from sae_lens.training.activation_scaler import ActivationScaler
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -82,6 +81,24 @@ def hook_layer(hook: str) -> int:
 
 
 # -- activations --------------------------------------------------------------------------------
+def first_token_mask(attention_mask: Tensor) -> Tensor:
+    """Bool [batch, pos]: True at each row's first real (non-pad) token, for left or right padding."""
+    m = attention_mask.bool()
+    return m & (m.long().cumsum(1) == 1)
+
+
+def sae_domain(attention_mask: Tensor, exclude_first_token: bool) -> Tensor:
+    """Bool [batch, pos]: the positions an SAE reads and edits: every real token, less each row's
+    first one when the SAE excludes it (see :func:`train_sae`)."""
+    m = attention_mask.bool()
+    return m & ~first_token_mask(m) if exclude_first_token else m
+
+
+def excludes_first_token(sae: SAE) -> bool:
+    """Whether `sae` was trained without each sequence's first token (recorded in its cfg.json)."""
+    return bool(sae.cfg.metadata.exclude_first_token)
+
+
 @torch.no_grad()
 def collect_activations(
     model: HookedModel,
@@ -90,8 +107,10 @@ def collect_activations(
     hook: str,
     batch_size: int = 32,
     progress: bool = False,
+    exclude_first_token: bool = False,
 ) -> Float[Tensor, "n_tokens d_in"]:
-    """Activations at `hook` on every non-pad token of `prompts` (with their responses, where given).
+    """Activations at `hook` on every non-pad token of `prompts` (with their responses, where given),
+    less each sequence's first token with ``exclude_first_token``.
 
     Records with a response are encoded as prompt + response; those without, as the prompt alone.
     """
@@ -109,7 +128,7 @@ def collect_activations(
                 stop_at_layer=hook_layer(hook) + 1,
             )
             act = cache[hook]
-            out.append(act[b.attention_mask.bool().to(act.device)].float().cpu())
+            out.append(act[sae_domain(b.attention_mask, exclude_first_token).to(act.device)].float().cpu())
             bar.update(1)
     bar.close()
     return torch.cat(out)
@@ -232,6 +251,40 @@ def _json_default(o: Any) -> Any:
 
 
 # -- quality ------------------------------------------------------------------------------------
+def _per_token_ce(logits: Tensor, tokens: Tensor, chunk: int = 8) -> Float[Tensor, "batch pos_minus_1"]:
+    """Next-token cross-entropy per position, in float32, a few rows at a time (SmolLM2's 49k
+    vocabulary makes full-batch float32 log-softmax cost gigabytes)."""
+    out = []
+    for i in range(0, logits.shape[0], chunk):
+        lg = logits[i : i + chunk, :-1].float()
+        out.append(torch.nn.functional.cross_entropy(lg.flatten(0, 1), tokens[i : i + chunk, 1:].flatten(), reduction="none")
+                   .view(lg.shape[0], lg.shape[1]))
+    return torch.cat(out)
+
+
+def _recons_ce(model: HookedModel, sae: SAE, hook: str, tokens: Tensor, mask: Tensor, domain: Tensor) -> dict[str, Tensor]:
+    """Per-token CE [batch, pos-1] of the clean model, with the SAE's reconstruction in place of the
+    activation, and with the activation zeroed, at the `domain` positions only.
+
+    SAELens's ``get_recons_loss`` does the same but replaces every position; an SAE trained without
+    the first token must leave that token alone, so the splice takes a position mask here.
+    """
+    dom = domain[..., None].to(tokens.device)
+
+    def splice(x: Tensor, hook: Any) -> Tensor:  # noqa: ARG001
+        x_hat = sae.decode(sae.encode(x.to(sae.device).float())).to(x.device, x.dtype)
+        return torch.where(dom, x_hat, x)
+
+    def zero(x: Tensor, hook: Any) -> Tensor:  # noqa: ARG001
+        return torch.where(dom, torch.zeros_like(x), x)
+
+    out: dict[str, Tensor] = {}
+    for name, fwd in (("clean", []), ("sae", [(hook, splice)]), ("zero", [(hook, zero)])):
+        logits = model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=fwd)
+        out[name] = _per_token_ce(logits, tokens)
+    return out
+
+
 @torch.no_grad()
 def evaluate_sae(
     model: HookedModel,
@@ -243,44 +296,43 @@ def evaluate_sae(
 ) -> dict[str, float]:
     """Explained variance, mean L0, dead-feature share and CE loss recovered on `prompts`.
 
-    Explained variance uses SAELens's ``ExplainedVarianceCalculator`` (1 - E||x - x_hat||^2 / Var(x)
-    over non-pad tokens). CE uses SAELens's ``get_recons_loss`` (clean, SAE spliced in, hook
-    zero-ablated) with our attention mask; per-token losses are averaged over positions whose
-    current and next tokens are both real (not padding):
+    Every figure is over the SAE's domain: the non-pad tokens, less each sequence's first token
+    when the SAE was trained without it (:func:`excludes_first_token`). Explained variance uses
+    SAELens's ``ExplainedVarianceCalculator`` (1 - E||x - x_hat||^2 / Var(x)). CE splices the
+    reconstruction in at the domain positions (clean, SAE, zero-ablated); per-token losses are
+    averaged over positions whose current and next tokens are both real (not padding):
     ``ce_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean)``. ``ce_recovered_response`` is the
     same over the positions that predict response tokens only (prompts are unpredictable text, so
     the all-token CE is dominated by them; on the last residual stream zero-ablation makes the
     prediction near-uniform, which is about as good as the model on prompt tokens).
     """
+    skip_first = excludes_first_token(sae)
     ev = ExplainedVarianceCalculator()
     l0_sum, n_tok = 0.0, 0
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
     ce_r = dict(ce)
     n_ce = n_r = 0
-    scaler = ActivationScaler()
     parts = [p for p in (prompts.filter(has_response=True), prompts.filter(has_response=False)) if len(p)]
     for part in parts:
         with_resp = part.responses[0] is not None
         for b in iter_batches(chat, part, batch_size, max_len=model.cfg.n_ctx, with_responses=with_resp):
             tokens = b.tokens.to(model.cfg.device)
             mask = b.attention_mask.to(model.cfg.device)
+            domain = sae_domain(mask, skip_first)
             _, cache = model.run_with_cache(tokens, attention_mask=mask, names_filter=hook)
-            x = cache[hook][mask.bool()].float()
+            x = cache[hook][domain].float()
             f = sae.encode(x.to(sae.device))
             ev.add_batch(sae.decode(f).float().cpu(), x.cpu())
             l0_sum += float((f > 0).sum())
             n_tok += x.shape[0]
             fired += (f > 0).sum(0).double().cpu()
-            m = get_recons_loss(
-                sae, model, scaler, tokens, compute_kl=False, compute_ce_loss=True,
-                model_kwargs={"attention_mask": mask}, hook_name=hook,
-            )
+            m = _recons_ce(model, sae, hook, tokens, mask, domain)
             valid = (mask[:, :-1] * mask[:, 1:]).bool()
             resp = b.response_mask[:, 1:].to(valid.device) & valid  # positions that predict a response token
-            for key, name in (("clean", "ce_loss_without_sae"), ("sae", "ce_loss_with_sae"), ("zero", "ce_loss_with_ablation")):
-                ce[key] += float(m[name][valid.to(m[name].device)].sum())
-                ce_r[key] += float(m[name][resp.to(m[name].device)].sum())
+            for key in ("clean", "sae", "zero"):
+                ce[key] += float(m[key][valid.to(m[key].device)].sum())
+                ce_r[key] += float(m[key][resp.to(m[key].device)].sum())
             n_ce += int(valid.sum())
             n_r += int(resp.sum())
     ce = {k: v / max(n_ce, 1) for k, v in ce.items()}
@@ -319,6 +371,7 @@ class SAETrainConfig:
     lr: float = 1e-3
     seed: int = 0
     n_checkpoints: int = 2
+    exclude_first_token: bool = False  # train, evaluate and splice without each sequence's first token
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -350,6 +403,7 @@ def _training_sae(cfg: SAETrainConfig, d_in: int, device: str, model_name: str, 
     sae_cfg = cfg_cls(**kwargs)
     sae_cfg.metadata.model_name = model_name
     sae_cfg.metadata.hook_name = hook
+    sae_cfg.metadata.exclude_first_token = cfg.exclude_first_token  # saved in cfg.json; the splice reads it
     return sae_cls(sae_cfg)
 
 
@@ -372,6 +426,7 @@ def train_sae(
     chat: ChatFormat | None = None,
     model_name: str | None = None,
     progress: bool = True,
+    exclude_first_token: bool = False,
 ) -> TrainedSAE:
     """Train an SAE on `hook` activations of `prompts` with SAELens's ``SAETrainer``.
 
@@ -381,9 +436,17 @@ def train_sae(
     trained on). With ``out_dir``, ``n_checkpoints`` intermediate
     checkpoints go to ``out_dir/checkpoints/<n_samples>/`` (each written to a temp dir, then
     renamed) and the final SAE to ``out_dir`` in SAELens's format plus ``safecircuits_sae.json``.
+
+    ``exclude_first_token`` leaves each sequence's first token out of the training buffer, the
+    quality figures and every later splice (:func:`~safecircuits.features.splice_sae`). Use it where
+    that token is an attention sink: on SmolLM2 its residual stream is orders of magnitude larger
+    than any other token's, holds nearly all of the activation variance, and otherwise takes most
+    of the reconstruction loss and the latents with it. The choice is saved in the SAE's
+    ``cfg.json`` (``metadata.exclude_first_token``).
     """
     cfg = SAETrainConfig(arch=arch, d_sae=d_sae, k=k, l1_coefficient=l1_coefficient, l0_coefficient=l0_coefficient,
-                         training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, n_checkpoints=n_checkpoints)
+                         training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, n_checkpoints=n_checkpoints,
+                         exclude_first_token=exclude_first_token)
     if isinstance(model_or_lm, LoadedModel):
         model, chat, name = model_or_lm.model, model_or_lm.chat, model_or_lm.name
         if prompts is None:
@@ -403,7 +466,7 @@ def train_sae(
             raise InputError(f"{prompts.name}: need at least 5 prompts to hold some out for evaluation, or pass eval_prompts")
         prompts, eval_prompts = prompts.split(0.8, seed=seed)
 
-    acts = collect_activations(model, chat, prompts, hook, progress=progress)
+    acts = collect_activations(model, chat, prompts, hook, progress=progress, exclude_first_token=cfg.exclude_first_token)
     torch.manual_seed(seed)
     sae = _training_sae(cfg, acts.shape[1], str(model.cfg.device), name, hook)
 
