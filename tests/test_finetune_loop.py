@@ -192,6 +192,12 @@ def test_checkpoint_resume_is_exact(random_aligned, data, tmp_path, mode):
     with pytest.raises(KeyboardInterrupt):
         finetune(random_aligned, data, Crash(crash_at=7), c, out_dir=out)
     assert (out / "checkpoint.pt").exists()
+    if mode == "full":  # loading the unfinished directory names the problem and the fix
+        from safecircuits.errors import MissingFileError
+        from safecircuits.models import load_model
+
+        with pytest.raises(MissingFileError, match="unfinished run.*same --out"):
+            load_model(str(out))
     run = finetune(random_aligned, data, Crash(), c, out_dir=out)
     assert run.provenance["resumed_from"] == 7  # the interrupt saved the 7 finished steps (the last periodic checkpoint was at 6)
     resumed = params(run.lm)

@@ -115,6 +115,9 @@ def load_model_dir(path: str | Path, device: str | torch.device | None = "auto",
     dev = runtime.resolve_device(device)
     cfg_file = path / "config.json"
     if not cfg_file.exists():
+        if (path / "checkpoint.pt").exists():
+            raise MissingFileError(f"{path} holds only the checkpoint of an unfinished run (checkpoint.pt), not a finished model: "
+                                   "run the command that wrote it again (same --out) to resume and finish it")
         raise MissingFileError(f"{path} has no config.json: it is not a model directory written by safecircuits")
     fmt = json.loads(cfg_file.read_text()).get("format")
     if fmt == "safecircuits-organism":
