@@ -17,7 +17,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,7 +279,12 @@ def _recons_ce(model: HookedModel, sae: SAE, hook: str, tokens: Tensor, mask: Te
         return torch.where(dom, torch.zeros_like(x), x)
 
     out: dict[str, Tensor] = {}
-    for name, fwd in (("clean", []), ("sae", [(hook, splice)]), ("zero", [(hook, zero)])):
+    runs: list[tuple[str, list[tuple[str | Callable[..., Any], Callable[..., Any]]]]] = [
+        ("clean", []),
+        ("sae", [(hook, splice)]),
+        ("zero", [(hook, zero)]),
+    ]
+    for name, fwd in runs:
         logits = model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=fwd)
         out[name] = _per_token_ce(logits, tokens)
     return out
