@@ -9,10 +9,14 @@ orders of magnitude larger than any other token's. This driver measures what tha
 * ``norms``: the residual norm at the hook of the first real token of each val prompt against
   every other token (median, 99th percentile, max) and the share of the activation variance the
   first tokens hold;
-* ``all_tokens`` and ``no_first_token``: two top-k SAEs with identical settings (SAELens, the
+* ``all_tokens`` and ``no_first_token`` (the default parts with ``norms``): two top-k SAEs with identical settings (SAELens, the
   profile's SAE prompts of the train split), one trained on every token and one with
   ``exclude_first_token=True``; each evaluated on the val SAE prompts without the first token, and
-  the all-token SAE also over every token (explained variance, L0, CE recovered, dead latents).
+  the all-token SAE also over every token (explained variance, L0, CE recovered, dead latents);
+* ``no_first_token_dead_window_64k`` and ``no_first_token_d_sae_2304`` (``--parts``): the
+  no-first-token SAE with a shorter dead-latent window for AuxK, and with half the latents;
+* ``no_first_token_b_dec_mean``: the no-first-token SAE with its decoder bias started at the
+  buffer's mean activation instead of zero.
 
 Each SAE lives under ``$SAFECIRCUITS_CACHE/sae_first_token/<model fingerprint[:8]>/<hook>/<variant>``
 and is reused when present; finished parts stay in the JSON (``--redo`` reruns some).
@@ -32,7 +36,18 @@ from safecircuits.io import json_record, write_json
 from safecircuits.models import load_model
 from safecircuits.models.loaded import cache_dir
 
-VARIANTS = {"all_tokens": False, "no_first_token": True}
+# each SAE variant: its overrides of the shared settings (--k, --d-sae, --tokens)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "all_tokens": {"exclude_first_token": False},
+    "no_first_token": {"exclude_first_token": True},
+    # against dead latents: AuxK on latents silent for 64k tokens (the default waits a quarter of
+    # the training tokens), and a dictionary half the size
+    "no_first_token_dead_window_64k": {"exclude_first_token": True, "dead_window_tokens": 65_536},
+    "no_first_token_d_sae_2304": {"exclude_first_token": True, "d_sae": 2304},
+    # the decoder bias (subtracted before encoding) starts at the buffer's mean instead of zero
+    "no_first_token_b_dec_mean": {"exclude_first_token": True, "b_dec_init": "mean"},
+}
+DEFAULT_PARTS = "norms,all_tokens,no_first_token"
 
 
 def _log(msg: str) -> None:
@@ -88,8 +103,8 @@ def stage_sae(lm, hook: str, work: Path, variant: str, args) -> dict[str, Any]:
         quality, prov = rec.get("quality", {}), rec.get("provenance", {})
         _log(f"reusing the SAE in {d}")
     else:
-        tr = train_protocol_sae(lm, hook, d, progress=True, k=args.k, d_sae=args.d_sae, training_tokens=args.tokens,
-                                exclude_first_token=VARIANTS[variant])
+        tr = train_protocol_sae(lm, hook, d, progress=True, **{"k": args.k, "d_sae": args.d_sae, "training_tokens": args.tokens,
+                                                                **VARIANTS[variant]})
         sae, quality, prov = tr.sae, tr.quality, tr.provenance
     own = bool(sae.cfg.metadata.exclude_first_token)
     if own:  # an SAE that never saw the first token is neither meant for it nor spliced there
@@ -112,7 +127,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
-    ap.add_argument("--redo", default="", help="parts to rerun: norms, all_tokens, no_first_token")
+    ap.add_argument("--parts", default=DEFAULT_PARTS, help=f"parts to run, comma-separated: norms, {', '.join(VARIANTS)}")
+    ap.add_argument("--redo", default="", help="parts to rerun even if done")
     args = ap.parse_args()
     import platform
 
@@ -130,7 +146,11 @@ def main() -> None:
                                 "dtype": dtype_name(next(lm.model.parameters()).dtype)}})
     work = cache_dir("sae_first_token") / fp[:8]
     redo = set(args.redo.split(","))
-    for part in ("norms", *VARIANTS):
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = [p for p in parts if p != "norms" and p not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(unknown)}: use norms, {', '.join(VARIANTS)}")
+    for part in parts:
         if part in res and part not in redo:
             _log(f"{part}: done, kept")
             continue

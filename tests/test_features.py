@@ -366,3 +366,32 @@ def test_attribution_score_matches_ablation_direction(tiny_aligned, tmp_path):
     harmful = tiny_aligned.profile.eval_prompts("val").filter(label="harmful")
     eff = single_feature_refusal_effects(tiny_aligned, res.sae, HOOK, [top, fs.feature_ids[-1]], harmful)
     assert eff[top] < 0  # zeroing a feature with positive attribution lowers the refusal score
+
+
+def test_sae_training_options_are_checked():
+    from safecircuits.errors import InputError
+    from safecircuits.features.sae import SAETrainConfig
+
+    with pytest.raises(InputError, match="b_dec_init.*zeros, mean"):
+        SAETrainConfig(b_dec_init="median")
+    with pytest.raises(InputError, match="dead_window_tokens"):
+        SAETrainConfig(dead_window_tokens=10, batch_size=128)
+    with pytest.raises(InputError, match="dead_window_tokens"):
+        SAETrainConfig(dead_window_tokens=10**9, training_tokens=30_000)
+    assert SAETrainConfig(dead_window_tokens=64_000, batch_size=256, training_tokens=1_000_000).dead_window_steps == 250
+    assert SAETrainConfig(training_tokens=1_000_000, batch_size=256).dead_window_steps == 976  # a quarter of the steps
+
+
+@pytest.mark.parametrize("init", ["zeros", "mean"])
+def test_decoder_bias_starts_where_asked(random_aligned, init):
+    from safecircuits.features.sae import collect_activations
+
+    # one step at a negligible learning rate: the trained decoder bias is still its start
+    res = train_sae(random_aligned, None, HOOK, arch="topk", d_sae=64, k=4, training_tokens=128, batch_size=128, lr=1e-9,
+                    n_checkpoints=0, progress=False, b_dec_init=init)
+    assert res.provenance["hyperparameters"]["b_dec_init"] == init
+    train = random_aligned.profile.sae_prompts("train")  # a LoadedModel's SAE trains on these (val is held out)
+    mean = collect_activations(random_aligned.model, random_aligned.chat, train, HOOK, progress=False).float().mean(0)
+    want = mean if init == "mean" else torch.zeros_like(mean)
+    torch.testing.assert_close(res.sae.b_dec.detach().float(), want, atol=1e-3 * mean.norm().item(), rtol=0)
+    assert mean.norm() > 0.1  # the two starts differ

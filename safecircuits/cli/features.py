@@ -38,6 +38,10 @@ def train_cmd(
     tokens: int = typer.Option(300_000, help="training tokens (samples drawn from the activation buffer)"),
     exclude_first_token: bool = typer.Option(False, help="train, evaluate and splice without each sequence's first token "
                                              "(for models whose first token is an attention sink, e.g. SmolLM2)"),
+    dead_window_tokens: int | None = typer.Option(None, help="tokens a latent must stay silent before it counts as dead "
+                                                  "(top-k: AuxK then revives it); default a quarter of --tokens"),
+    b_dec_init: str = typer.Option("zeros", help="the decoder bias at the start: zeros, or mean (the buffer's mean activation: "
+                                   "fewer dead latents where the residual stream has a large mean, e.g. SmolLM2)"),
     batch_size: int = typer.Option(256, help="activations per training step"),
     lr: float = typer.Option(1e-3, help="learning rate"),
     seed: int = typer.Option(0, help="seed"),
@@ -61,7 +65,7 @@ def train_cmd(
         from safecircuits.features.protocol import copy_sae, feature_protocol
 
         res = feature_protocol(lm, out / "candidates", arch=arch, d_sae=d_sae, k=k, training_tokens=tokens, batch_size=batch_size,
-                               exclude_first_token=exclude_first_token, lr=lr, l1_coefficient=l1, l0_coefficient=l0, seed=seed, clamp=False, progress=sys.stderr.isatty(),
+                               exclude_first_token=exclude_first_token, dead_window_tokens=dead_window_tokens, b_dec_init=b_dec_init, lr=lr, l1_coefficient=l1, l0_coefficient=l0, seed=seed, clamp=False, progress=sys.stderr.isatty(),
                                reuse=False)
         console.print(_quality_table(f"{arch} SAEs, {model} (held-out prompts)", [(h, d["quality"]) for h, d in res.per_hook.items()]))
         t = Table(title="hook choice on val: top-k feature ablation (diff ranking)")
@@ -81,7 +85,8 @@ def train_cmd(
     check_hook(lm.model, hook)
     ps = None if prompts == "auto" else lm.profile.resolve(prompts, split="train", limit=limit)
     res1 = train_sae(lm, ps, hook, arch=arch, d_sae=d_sae, k=k, l1_coefficient=l1, l0_coefficient=l0, training_tokens=tokens,
-                     exclude_first_token=exclude_first_token, batch_size=batch_size, lr=lr, seed=seed, out_dir=out, progress=sys.stderr.isatty())
+                     exclude_first_token=exclude_first_token, dead_window_tokens=dead_window_tokens, b_dec_init=b_dec_init, batch_size=batch_size, lr=lr, seed=seed,
+                     out_dir=out, progress=sys.stderr.isatty())
     console.print(_quality_table(f"{arch} SAE, {model} @ {hook}, d_sae={res1.sae.cfg.d_sae} (held-out prompts)", [(hook, res1.quality)]))
     console.print(f"saved to {out} (load with sae_lens.SAE.load_from_disk)")
 

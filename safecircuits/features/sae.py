@@ -362,6 +362,9 @@ def evaluate_sae(
 
 
 # -- training -----------------------------------------------------------------------------------
+B_DEC_INITS = ("zeros", "mean")
+
+
 @dataclass
 class SAETrainConfig:
     """Hyperparameters of :func:`train_sae` (validated)."""
@@ -377,6 +380,12 @@ class SAETrainConfig:
     seed: int = 0
     n_checkpoints: int = 2
     exclude_first_token: bool = False  # train, evaluate and splice without each sequence's first token
+    # tokens a latent must stay silent before it counts as dead (top-k: the AuxK loss then trains it
+    # on the live latents' residual); None: a quarter of training_tokens
+    dead_window_tokens: int | None = None
+    # the decoder bias at the start, which is also subtracted from the input before encoding:
+    # "zeros" (SAELens's default) or "mean" (the training buffer's mean activation)
+    b_dec_init: str = "zeros"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -391,6 +400,17 @@ class SAETrainConfig:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.n_checkpoints < 0:
             raise InputError(f"n_checkpoints must be >= 0, got {self.n_checkpoints}")
+        if self.b_dec_init not in B_DEC_INITS:
+            raise InputError(f"unknown b_dec_init {self.b_dec_init!r}: use one of {', '.join(B_DEC_INITS)}")
+        if self.dead_window_tokens is not None and not self.batch_size <= self.dead_window_tokens <= self.training_tokens:
+            raise InputError(f"dead_window_tokens ({self.dead_window_tokens}) must lie between one batch ({self.batch_size}) "
+                             f"and training_tokens ({self.training_tokens})")
+
+    @property
+    def dead_window_steps(self) -> int:
+        if self.dead_window_tokens is not None:
+            return max(1, self.dead_window_tokens // self.batch_size)
+        return max(50, self.training_tokens // self.batch_size // 4)
 
 
 def _training_sae(cfg: SAETrainConfig, d_in: int, device: str, model_name: str, hook: str):
@@ -432,6 +452,8 @@ def train_sae(
     model_name: str | None = None,
     progress: bool = True,
     exclude_first_token: bool = False,
+    dead_window_tokens: int | None = None,
+    b_dec_init: str = "zeros",
 ) -> TrainedSAE:
     """Train an SAE on `hook` activations of `prompts` with SAELens's ``SAETrainer``.
 
@@ -448,10 +470,22 @@ def train_sae(
     than any other token's, holds nearly all of the activation variance, and otherwise takes most
     of the reconstruction loss and the latents with it. The choice is saved in the SAE's
     ``cfg.json`` (``metadata.exclude_first_token``).
+
+    ``dead_window_tokens``: how many training tokens a latent must stay silent before SAELens counts
+    it dead (for top-k SAEs the AuxK loss then trains the dead latents on what the live ones fail to
+    reconstruct). The default, a quarter of ``training_tokens``, only reaches latents that are silent
+    for a long stretch; a shorter window revives rare latents sooner.
+
+    ``b_dec_init="mean"`` starts the decoder bias at the buffer's mean activation. The encoder sees
+    ``x - b_dec``; where the residual stream has a large mean (on SmolLM2 at layer 24 the mean's norm
+    is 260 against a median token norm of 360), a zero start leaves every latent's pre-activation
+    dominated by its dot product with that mean, and the latents that point away from it never win
+    the top-k. SAELens's trainer used to do this (``b_dec_init_method``); its 6.x ``SAETrainer``
+    starts at zero, which stays the default here so that earlier results reproduce.
     """
     cfg = SAETrainConfig(arch=arch, d_sae=d_sae, k=k, l1_coefficient=l1_coefficient, l0_coefficient=l0_coefficient,
                          training_tokens=training_tokens, batch_size=batch_size, lr=lr, seed=seed, n_checkpoints=n_checkpoints,
-                         exclude_first_token=exclude_first_token)
+                         exclude_first_token=exclude_first_token, dead_window_tokens=dead_window_tokens, b_dec_init=b_dec_init)
     if isinstance(model_or_lm, LoadedModel):
         model, chat, name = model_or_lm.model, model_or_lm.chat, model_or_lm.name
         if prompts is None:
@@ -474,6 +508,9 @@ def train_sae(
     acts = collect_activations(model, chat, prompts, hook, progress=progress, exclude_first_token=cfg.exclude_first_token)
     torch.manual_seed(seed)
     sae = _training_sae(cfg, acts.shape[1], str(model.cfg.device), name, hook)
+    if cfg.b_dec_init == "mean":
+        with torch.no_grad():
+            sae.b_dec.copy_(acts.float().mean(0).to(sae.b_dec.device, sae.b_dec.dtype))
 
     out = Path(out_dir) if out_dir is not None else None
     provenance: dict[str, Any] = {
@@ -519,8 +556,8 @@ def train_sae(
         n_checkpoints=cfg.n_checkpoints if out is not None else 0,
         checkpoint_path=str(tmp_ckpt) if tmp_ckpt is not None else None,
         save_final_checkpoint=False,
-        dead_feature_window=max(50, cfg.training_tokens // cfg.batch_size // 4),
-        feature_sampling_window=max(100, cfg.training_tokens // cfg.batch_size // 2),
+        dead_feature_window=cfg.dead_window_steps,
+        feature_sampling_window=max(100, cfg.training_tokens // cfg.batch_size // 2 if cfg.dead_window_tokens is None else 2 * cfg.dead_window_steps),
         logger=LoggingConfig(log_to_wandb=False),
     )
     trainer = SAETrainer(trainer_cfg, sae, activation_provider(acts, cfg.batch_size, seed), save_checkpoint_fn=save_fn)
