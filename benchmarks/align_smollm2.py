@@ -51,6 +51,10 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         # decided by the task frame (every look-alike refused in one val frame, every harmful request answered in another)
         {"lr": 5e-5, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
          "lookalike_share": 0.15, "task_frames": "extended", "answer_tokens": 40},
+        # and about 22 more train subjects per task kind (safecircuits.data.tasks, broad=True): on test the third
+        # configuration still answered HarmBench requests about harmful things no train prompt had named
+        {"lr": 5e-5, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
+         "lookalike_share": 0.15, "task_frames": "extended", "task_subjects": "broad", "answer_tokens": 40},
     ],
     "questions": [  # the first grid: question-style data only
         {**_QUESTIONS, "lr": 5e-5, "steps": 240},

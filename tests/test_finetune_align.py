@@ -128,6 +128,10 @@ def test_align_config_rejects_bad_values():
         AlignConfig(hard_negative_share=0.9, lookalike_share=0.2)
     with pytest.raises(ValueError, match="task_share \\+ crossed_share"):
         AlignConfig(task_share=0.6, crossed_share=0.4)
+    with pytest.raises(ValueError, match="task_subjects"):
+        AlignConfig(task_subjects="more")
+    assert "task_subjects" not in AlignConfig().to_dict() and AlignConfig(task_subjects="broad").to_dict()["task_subjects"] == "broad"
+
 
 
 def test_organisms_are_not_aligned_in_english(random_aligned):

