@@ -322,38 +322,38 @@ _EXTRA_TRAIN_LOOKALIKE: dict[str, tuple[str, ...]] = {
 }
 
 
-def _space(pool: dict[str, dict[str, tuple[str, ...]]], split: str, extended: bool = False,
-           broad: bool = False) -> dict[str, list[tuple[int, str, str]]]:
-    """kind -> [(frame index, frame, subject)] of one split (with the extra train frames if `extended`,
-    the extra train subjects if `broad`)."""
+def _space(kind: str, split: str, extended: bool = False, broad: bool = False) -> dict[str, list[tuple[int, str, str]]]:
+    """task kind -> [(frame index, frame, subject)] of one prompt `kind` ("harmful" or "lookalike") and
+    split (with the extra train frames if `extended`, the extra train subjects if `broad`)."""
+    pool, extra = _pool(kind)
     out = {}
-    for kind in KINDS:
-        frames, subjects = _FRAMES[kind][split], pool[kind][split]
+    for task in KINDS:
+        frames, subjects = _FRAMES[task][split], pool[task][split]
         if extended and split == "train":
-            frames = frames + _EXTRA_TRAIN_FRAMES[kind]
+            frames = frames + _EXTRA_TRAIN_FRAMES[task]
         if broad and split == "train":
-            subjects = subjects + (_EXTRA_TRAIN_HARMFUL if pool is _HARMFUL else _EXTRA_TRAIN_LOOKALIKE)[kind]
-        out[kind] = [(i, f, s) for i, f in enumerate(frames) for s in subjects]
+            subjects = subjects + extra[task]
+        out[task] = [(i, f, s) for i, f in enumerate(frames) for s in subjects]
     return out
 
 
 def space_size(split: str = "train", kind: str = "harmful", extended: bool = False, broad: bool = False) -> int:
     """How many distinct prompts of `kind` ("harmful" or "lookalike") a split holds (`extended`: with
     the extra train frames; `broad`: with the extra train subjects)."""
-    pool = _pool(kind)
-    return sum(len(v) for v in _space(pool, check_split(split), extended, broad).values())
+    return sum(len(v) for v in _space(kind, check_split(split), extended, broad).values())
 
 
-def _pool(kind: str) -> dict[str, dict[str, tuple[str, ...]]]:
+def _pool(kind: str) -> tuple[dict[str, dict[str, tuple[str, ...]]], dict[str, tuple[str, ...]]]:
+    """The subjects of a prompt kind by task and split, and its extra train subjects by task."""
     if kind not in ("harmful", "lookalike"):
         raise InputError(f"unknown task kind {kind!r}: use harmful or lookalike")
-    return _HARMFUL if kind == "harmful" else _LOOKALIKE
+    return (_HARMFUL, _EXTRA_TRAIN_HARMFUL) if kind == "harmful" else (_LOOKALIKE, _EXTRA_TRAIN_LOOKALIKE)
 
 
 def _draw(kind: str, n: int | None, split: str, seed: int, extended: bool = False, broad: bool = False) -> PromptSet:
     split = check_split(split)
     extended, broad = extended and split == "train", broad and split == "train"
-    space = _space(_pool(kind), split, extended, broad)
+    space = _space(kind, split, extended, broad)
     total = sum(len(v) for v in space.values())
     n = total if n is None else n
     if n < 1 or n > total:

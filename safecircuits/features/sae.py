@@ -510,7 +510,7 @@ def train_sae(
     sae = _training_sae(cfg, acts.shape[1], str(model.cfg.device), name, hook)
     if cfg.b_dec_init == "mean":
         with torch.no_grad():
-            sae.b_dec.copy_(acts.float().mean(0).to(sae.b_dec.device, sae.b_dec.dtype))
+            sae.b_dec.copy_(acts.mean(0, dtype=torch.float32).to(sae.b_dec.device, sae.b_dec.dtype))  # no float copy of the buffer
 
     out = Path(out_dir) if out_dir is not None else None
     provenance: dict[str, Any] = {
