@@ -126,3 +126,17 @@ def test_deepcopy_keeps_the_fast_forward():
     assert is_accelerated(clone)
     attn = clone.blocks[0].attn
     assert attn.forward.__self__ is attn  # bound to the copy, not to the original
+
+
+def test_bf16_unembed_backward_survives_the_onednn_sigfpe_shape():
+    """32 rows x d_vocab 49152 in bf16 on a CPU: autograd's own backward of the unembed dies with
+    SIGFPE inside oneDNN on AMX / AVX512-BF16 CPUs (benchmarks/onednn_sigfpe.py); the fast unembed
+    must finish it, with gradients close to float32's. Run in a subprocess, so a crash fails this
+    test instead of killing the session."""
+    import subprocess
+    import sys
+
+    from benchmarks.onednn_sigfpe import UNEMBED
+
+    r = subprocess.run([sys.executable, "-c", UNEMBED], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), f"exit status {r.returncode}: {r.stderr[-2000:]}"

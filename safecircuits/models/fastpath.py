@@ -161,14 +161,51 @@ class _FastGatedMLP:
         return F.linear(post_act, self.W_out.T, self.b_out)
 
 
+class _UnembedCpuLowPrecision(torch.autograd.Function):
+    """``residual @ W_U + b_U`` whose input gradient multiplies by a contiguous copy of W_U^T.
+
+    PyTorch 2.13's CPU bf16 matmul (oneDNN's AMX brgemm) dies with SIGFPE, an integer division by
+    zero in its blocking heuristic, for ``[32, 49152] @ W^T`` when ``W^T`` is a transposed view of
+    a ``[576, 49152]`` weight: exactly the backward of SmolLM2's unembed over 32 response tokens
+    (``benchmarks/onednn_sigfpe.py`` reproduces it). Autograd's own backward of ``F.linear`` takes
+    that path; with a contiguous right operand the same product runs, so this backward makes one
+    (cached while W_U is unchanged, like the forward's packed weights).
+    """
+
+    @staticmethod
+    def forward(ctx, residual: Tensor, W_U: Tensor, b_U: Tensor, module: nn.Module) -> Tensor:
+        ctx.module = module
+        ctx.save_for_backward(residual, W_U)
+        return F.linear(residual, W_U.T, b_U)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        residual, W_U = ctx.saved_tensors
+        g_res = g_w = g_b = None
+        if ctx.needs_input_grad[0]:
+            w = ctx.module.W_U if ctx.module.W_U.data_ptr() == W_U.data_ptr() else W_U  # the Parameter: cacheable
+            g_res = grad @ _packed(ctx.module, "W_U_T", w, lambda t: t.T.contiguous())
+        flat = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[1]:
+            g_w = residual.reshape(-1, residual.shape[-1]).T @ flat
+        if ctx.needs_input_grad[2]:
+            g_b = flat.sum(0)
+        return g_res, g_w, g_b, None
+
+
 class _FastUnembed:
     """``residual @ W_U`` on the stored [d_model, d_vocab] layout (TransformerLens copies W_U^T,
-    the largest matrix of a chat model, on every forward to match HF's bf16 accumulation order)."""
+    the largest matrix of a chat model, on every forward to match HF's bf16 accumulation order).
+    On a CPU in bf16/fp16, a backward through it goes through :class:`_UnembedCpuLowPrecision`."""
 
     @staticmethod
     def forward(self, residual: Tensor) -> Tensor:
         residual = self.hook_in(residual)
-        return self.hook_out(F.linear(residual, self.W_U.T, self.b_U))
+        W_U, b_U = self.W_U, self.b_U
+        if (residual.device.type == "cpu" and W_U.dtype in (torch.bfloat16, torch.float16) and torch.is_grad_enabled()
+                and (residual.requires_grad or W_U.requires_grad or b_U.requires_grad)):
+            return self.hook_out(_UnembedCpuLowPrecision.apply(residual, W_U, b_U, self))
+        return self.hook_out(F.linear(residual, W_U.T, b_U))
 
 
 class _FastBlock:
