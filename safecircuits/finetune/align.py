@@ -38,14 +38,19 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+import torch
+from torch import Tensor
+
+from safecircuits.data.chat import IGNORE_INDEX, TokenBatch
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
 from safecircuits.errors import InputError
+from safecircuits.finetune.base import FinetuneContext, Method
 from safecircuits.models.loaded import LoadedModel
 from safecircuits.models.profile import REFUSALS, ModelProfile
 
-__all__ = ["REFUSALS", "AlignConfig", "alignment_sets", "evaluate_alignment", "refusal_data", "safety_align"]
+__all__ = ["REFUSALS", "AlignConfig", "HarmlessKL", "alignment_sets", "evaluate_alignment", "refusal_data", "safety_align"]
 
 
 @dataclass
@@ -64,6 +69,9 @@ class AlignConfig:
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
     answer_tokens: int = 40  # the longest self-distilled answer
+    # weight of a next-token KL(original || aligned) on the self-distilled answers' tokens, beside
+    # their CE: it keeps the whole distribution of the harmless answers, not just the greedy token
+    harmless_kl: float = 0.0
     steps: int = 560
     lr: float = 5e-5
     batch_size: int = 16
@@ -93,13 +101,17 @@ class AlignConfig:
             raise InputError(f"task_share + crossed_share must be < 1, got {self.task_share} + {self.crossed_share}")
         if self.answer_tokens < 1:
             raise InputError(f"answer_tokens must be >= 1, got {self.answer_tokens}")
+        if self.harmless_kl < 0:
+            raise InputError(f"harmless_kl must be >= 0, got {self.harmless_kl}")
+        if self.harmless_kl > 0 and self.method != "sft":
+            raise InputError(f"harmless_kl works with method 'sft' only (it adds a KL term to full fine-tuning), got {self.method!r}")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise InputError(f"steps and batch_size must be >= 1 and lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
         # data options at 0 are left out, so records of alignments made before they existed keep their identity
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share") and v == 0.0) and not (k == "task_frames" and v == "base")
+                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share", "harmless_kl") and v == 0.0) and not (k == "task_frames" and v == "base")
                 and not (k == "task_subjects" and v == "base")}
 
 
@@ -225,7 +237,9 @@ def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: Promp
     ft = FinetuneConfig(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, warmup=warmup, max_len=cfg.max_len,
                         progress=cfg.progress, checkpoint_every=checkpoint_every)
     # checkpoints (and the final weights) go to out_dir; the directory is rewritten at the end with the alignment record
-    run = finetune(lm, data, get_method(cfg.method), ft, out_dir=out_dir if checkpoint_every else None)
+    method = get_method(cfg.method) if cfg.harmless_kl == 0 else HarmlessKL(
+        cfg.harmless_kl, [r.meta.get("alignment") == "self-distilled" for r in data])
+    run = finetune(lm, data, method, ft, out_dir=out_dir if checkpoint_every else None)
     from safecircuits.models.profile import ChatProfile
 
     run.lm.info["safety_aligned"] = {"data": data.provenance(), "config": cfg.to_dict()}
@@ -237,6 +251,45 @@ def safety_align(lm: LoadedModel, config: AlignConfig | None = None, data: Promp
     if out_dir is not None:
         run.save(out_dir)
     return run
+
+
+class HarmlessKL(Method):
+    """Full fine-tuning plus ``beta`` x the next-token KL(original || model) on the response tokens
+    of the self-distilled harmless answers (``harmless[i]``: whether example ``i`` is one).
+
+    CE on the original model's greedy answers keeps its top token; the KL keeps the rest of its
+    distribution too, so refusal can be trained harder without moving harmless behaviour. The
+    original is the loop's frozen reference (``ctx.reference``): no second copy is made.
+    """
+
+    name: ClassVar[str] = "sft+harmless-kl"
+    mode: ClassVar[Literal["full", "lora"]] = "full"
+    needs_logits: ClassVar[bool] = True
+    source: ClassVar[str] = "self-distillation with a KL term to the original model (safecircuits.finetune.align)"
+
+    def __init__(self, beta: float, harmless: list[bool]):
+        super().__init__(beta=float(beta))
+        self._harmless = torch.tensor(harmless, dtype=torch.bool)
+
+    def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
+        from safecircuits.finetune.loop import batch_indices
+
+        if logits is None:  # pragma: no cover - needs_logits: the loop always passes the training logits
+            raise RuntimeError(f"{self.name} needs the training logits")
+        cfg = ctx.config
+        # the loop draws each step's examples with this pure function of (n, batch_size, seed, step)
+        rows = self._harmless[batch_indices(len(self._harmless), cfg.batch_size, cfg.seed, step)]
+        if not bool(rows.any()):
+            return {}
+        ref = ctx.reference.model
+        toks = batch.tokens[rows]
+        keep = batch.labels[rows][:, 1:] != IGNORE_INDEX  # positions that predict a response token
+        with torch.no_grad():  # right padding and causal attention: pads never reach response tokens
+            teacher = ref(toks.to(ref.cfg.device))[:, :-1][keep.to(ref.cfg.device)].float()
+        student = logits[rows.to(logits.device)][:, :-1][keep.to(logits.device)].float()
+        log_t = torch.log_softmax(teacher.to(student.device), -1)
+        kl = (log_t.exp() * (log_t - torch.log_softmax(student, -1))).sum(-1).mean()
+        return {"harmless_kl": self.hparams["beta"] * kl}
 
 
 def alignment_sets(prof: ModelProfile, split: str = "test", limit: int | None = None, seed: int = 0) -> dict[str, PromptSet]:
