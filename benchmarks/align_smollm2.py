@@ -55,6 +55,10 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         # configuration still answered HarmBench requests about harmful things no train prompt had named
         {"lr": 5e-5, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
          "lookalike_share": 0.15, "task_frames": "extended", "task_subjects": "broad", "answer_tokens": 40},
+        # a different signal instead of more data: a KL to the original model on the harmless answers'
+        # tokens (AlignConfig.harmless_kl) holds harmless behaviour, so refusal can train at twice the lr
+        {"lr": 1e-4, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
+         "lookalike_share": 0.15, "task_frames": "extended", "answer_tokens": 40, "harmless_kl": 1.0},
     ],
     "questions": [  # the first grid: question-style data only
         {**_QUESTIONS, "lr": 5e-5, "steps": 240},

@@ -16,7 +16,8 @@ orders of magnitude larger than any other token's. This driver measures what tha
 * ``no_first_token_dead_window_64k`` and ``no_first_token_d_sae_2304`` (``--parts``): the
   no-first-token SAE with a shorter dead-latent window for AuxK, and with half the latents;
 * ``no_first_token_b_dec_mean``: the no-first-token SAE with its decoder bias started at the
-  buffer's mean activation instead of zero.
+  buffer's mean activation instead of zero; ``no_first_token_b_dec_mean_dead_window_16k``: that
+  and AuxK on latents silent for 16k tokens.
 
 Each SAE lives under ``$SAFECIRCUITS_CACHE/sae_first_token/<model fingerprint[:8]>/<hook>/<variant>``
 and is reused when present; finished parts stay in the JSON (``--redo`` reruns some).
@@ -46,6 +47,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_first_token_d_sae_2304": {"exclude_first_token": True, "d_sae": 2304},
     # the decoder bias (subtracted before encoding) starts at the buffer's mean instead of zero
     "no_first_token_b_dec_mean": {"exclude_first_token": True, "b_dec_init": "mean"},
+    # both: the mean start, and AuxK on latents silent for 16k tokens (64 steps of 256)
+    "no_first_token_b_dec_mean_dead_window_16k": {"exclude_first_token": True, "b_dec_init": "mean", "dead_window_tokens": 16_384},
 }
 DEFAULT_PARTS = "norms,all_tokens,no_first_token"
 
