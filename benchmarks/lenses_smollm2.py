@@ -23,7 +23,9 @@ under ``$SAFECIRCUITS_CACHE/lenses/<first 8 hex digits of the aligned model's fi
 * ``sae``: a top-k SAE (SAELens) at the refusal direction's residual stream (``--hook`` to choose
   another), ``--sae-tokens`` training tokens from the profile's SAE prompts (train split; quality
   on the val split), without each sequence's first token (SmolLM2's attention sink; an SAE of
-  other settings moves to ``sae_previous``, ``--no-sae-exclude-first-token`` keeps it); features ranked on ``--n-rank`` train prompts per label, k chosen and
+  other settings moves to ``sae_previous``, ``--no-sae-exclude-first-token`` keeps it), its decoder
+  bias started at the buffer mean and AuxK on latents silent for 16k tokens (``--sae-b-dec-init``,
+  ``--sae-dead-window-tokens``: against dead latents); features ranked on ``--n-rank`` train prompts per label, k chosen and
   validated on ``--n-val`` val prompts per label, then the top-k ablation against ``--n-random``
   draws of k frequency-matched random features on the test prompts (HarmBench + benign).
 * ``geometry``: principal-angle overlaps between the refusal direction, the harmful-minus-harmless
@@ -175,9 +177,15 @@ def stage_sae(res: dict[str, Any], lm, work: Path, args) -> None:
 
     t = time.time()
     hook = args.hook or (resid_hook_name(lm.model, res["refusal"]["layer"]) if "refusal" in res else "blocks.20.hook_resid_pre")
-    d = work / "sae" / (hook + ("-no-first-token" if args.sae_exclude_first_token else ""))
+    d = work / "sae" / (hook + ("-no-first-token" if args.sae_exclude_first_token else "")
+                        + (f"-b-dec-{args.sae_b_dec_init}" if args.sae_b_dec_init != "zeros" else "")
+                        + (f"-dead-{args.sae_dead_window_tokens}" if args.sae_dead_window_tokens else ""))
     settings = {"k": args.sae_k, "d_sae": args.d_sae, "training_tokens": args.sae_tokens,
                 "exclude_first_token": args.sae_exclude_first_token}
+    if args.sae_b_dec_init != "zeros":  # left out at SAELens's defaults, so earlier results keep their settings record
+        settings["b_dec_init"] = args.sae_b_dec_init
+    if args.sae_dead_window_tokens:
+        settings["dead_window_tokens"] = args.sae_dead_window_tokens
     if (d / "cfg.json").exists() and (d / "safecircuits_sae.json").exists():
         sae = load_sae(d, device=str(lm.model.cfg.device))
         quality = json.loads((d / "safecircuits_sae.json").read_text()).get("quality", {})
@@ -263,6 +271,12 @@ def main() -> None:
     ap.add_argument("--sae-tokens", type=int, default=1_000_000)
     ap.add_argument("--sae-exclude-first-token", action=argparse.BooleanOptionalAction, default=True,
                     help="train and splice the SAE without each sequence's first token (SmolLM2's attention sink)")
+    # against dead latents (benchmarks/sae_first_token.py, docs/features.md): the decoder bias starts at the
+    # buffer mean and AuxK trains latents silent for 16k tokens; on the original SmolLM2 at blocks.24 that
+    # took dead latents from 55% to 2.1% at EV 0.951
+    ap.add_argument("--sae-b-dec-init", default="mean", choices=("zeros", "mean"), help="the SAE decoder bias at the start")
+    ap.add_argument("--sae-dead-window-tokens", type=int, default=16_384,
+                    help="tokens a latent stays silent before AuxK trains it (0: a quarter of the training tokens)")
     ap.add_argument("--n-rank", type=int, default=256, help="train prompts per label for ranking features")
     ap.add_argument("--n-val", type=int, default=64, help="val prompts per label for choosing k")
     ap.add_argument("--n-random", type=int, default=5)
