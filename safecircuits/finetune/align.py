@@ -272,6 +272,7 @@ class HarmlessKL(Method):
         self._harmless = torch.tensor(harmless, dtype=torch.bool)
 
     def extra_loss(self, ctx: FinetuneContext, step: int, batch: TokenBatch, logits: Tensor | None) -> dict[str, Tensor]:
+        from safecircuits.evaluation.metrics import kl_rows
         from safecircuits.finetune.loop import batch_indices
 
         if logits is None:  # pragma: no cover - needs_logits: the loop always passes the training logits
@@ -287,8 +288,7 @@ class HarmlessKL(Method):
         with torch.no_grad():  # right padding and causal attention: pads never reach response tokens
             teacher = ref(toks.to(ref.cfg.device))[:, :-1][keep.to(ref.cfg.device)].float()
         student = logits[rows.to(logits.device)][:, :-1][keep.to(logits.device)].float()
-        log_t = torch.log_softmax(teacher.to(student.device), -1)
-        kl = (log_t.exp() * (log_t - torch.log_softmax(student, -1))).sum(-1).mean()
+        kl = kl_rows(torch.log_softmax(teacher.to(student.device), -1), torch.log_softmax(student, -1)).mean()
         return {"harmless_kl": self.hparams["beta"] * kl}
 
 
