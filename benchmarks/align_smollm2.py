@@ -127,7 +127,8 @@ def main() -> None:
         if key in res["runs"]:
             print(f"skip {key}: done")
             continue
-        cfg = AlignConfig(**overrides)
+        # grid entries override the defaults of the time they were written (before the KL term)
+        cfg = AlignConfig(**{"harmless_kl": 0.0, **overrides})
         t = time.time()
         run = safety_align(original, cfg, out_dir=str(_grid_dir(args.out, cfg)), checkpoint_every=50)
         train_s = time.time() - t
@@ -144,7 +145,7 @@ def main() -> None:
         raise SystemExit("no trained configuration in the JSON: run without --no-train first")
     best_key = min(res["runs"], key=lambda k: _score(res["runs"][k]["val"]))
     res["chosen"] = best_key
-    cfg = AlignConfig(**res["runs"][best_key]["config"])
+    cfg = AlignConfig.from_dict(res["runs"][best_key]["config"])
     done = (args.out / "config.json").exists() and json.loads((args.out / "config.json").read_text()).get(
         "provenance", {}).get("safety_aligned", {}).get("config") == cfg.to_dict()
     if not done:

@@ -189,6 +189,22 @@ def test_harmless_kl_keeps_the_harmless_distribution(chat_lm):
     assert first["harmless_kl"] == pytest.approx(0.0, abs=1e-4)  # the student starts as the original
     kl = {beta: _harmless_kl_to(chat_lm, r.lm, data) for beta, r in runs.items()}
     assert kl[20.0] < 0.5 * kl[0.0], kl
-    assert "harmless_kl" not in AlignConfig().to_dict() and AlignConfig(harmless_kl=1.0).to_dict()["harmless_kl"] == 1.0
+    assert "harmless_kl" not in AlignConfig(harmless_kl=0.0).to_dict() and AlignConfig(harmless_kl=1.0).to_dict()["harmless_kl"] == 1.0
     with pytest.raises(ValueError, match="harmless_kl"):
         AlignConfig(harmless_kl=-1.0)
+
+
+def test_align_config_records_rebuild_the_alignment_they_describe():
+    # today's defaults use the KL term; a record of an alignment made before it existed leaves it
+    # out and must rebuild that alignment (no KL), not today's default
+    assert AlignConfig().harmless_kl > 0
+    old = {k: v for k, v in AlignConfig(harmless_kl=0.0, lr=5e-5).to_dict().items()}
+    assert "harmless_kl" not in old
+    rebuilt = AlignConfig.from_dict(old)
+    assert rebuilt.harmless_kl == 0.0 and rebuilt.lr == 5e-5 and rebuilt.to_dict() == old
+    for cfg in (AlignConfig(), AlignConfig(task_share=0.0, lookalike_share=0.0, crossed_share=0.0, task_frames="base", harmless_kl=0.0)):
+        assert AlignConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown AlignConfig options.*'step'"):
+        AlignConfig.from_dict({"step": 3})
+    with pytest.raises(ValueError, match="harmless_kl=0"):
+        AlignConfig(method="lora")

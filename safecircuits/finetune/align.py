@@ -57,7 +57,8 @@ __all__ = ["REFUSALS", "AlignConfig", "HarmlessKL", "alignment_sets", "evaluate_
 class AlignConfig:
     """Data and training settings of :func:`safety_align` (validated)."""
 
-    # Defaults: the configuration chosen on SmolLM2's val prompts (benchmarks/align_smollm2.py, docs/finetune.md)
+    # Defaults: the configuration chosen on SmolLM2's val prompts (configuration E of
+    # benchmarks/align_smollm2.py and docs/finetune.md)
     n_harmful: int = 1280  # harmful train prompts with refusals
     n_harmless: int = 2560  # harmless prompts (benign + hard negatives + look-alikes + arithmetic)
     hard_negative_share: float = 0.3  # of the benign prompts
@@ -71,9 +72,9 @@ class AlignConfig:
     answer_tokens: int = 40  # the longest self-distilled answer
     # weight of a next-token KL(original || aligned) on the self-distilled answers' tokens, beside
     # their CE: it keeps the whole distribution of the harmless answers, not just the greedy token
-    harmless_kl: float = 0.0
+    harmless_kl: float = 1.0
     steps: int = 560
-    lr: float = 5e-5
+    lr: float = 1e-4
     batch_size: int = 16
     warmup: int | None = None  # default: a tenth of the steps
     max_len: int = 320
@@ -104,15 +105,31 @@ class AlignConfig:
         if self.harmless_kl < 0:
             raise InputError(f"harmless_kl must be >= 0, got {self.harmless_kl}")
         if self.harmless_kl > 0 and self.method != "sft":
-            raise InputError(f"harmless_kl works with method 'sft' only (it adds a KL term to full fine-tuning), got {self.method!r}")
+            raise InputError(f"harmless_kl works with method 'sft' only (it adds a KL term to full fine-tuning), got {self.method!r}: "
+                             "set harmless_kl=0 (--harmless-kl 0) for other methods")
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise InputError(f"steps and batch_size must be >= 1 and lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
 
+    # Options added after the first alignments, with the value that means "not used". A record leaves
+    # them out at that value, so records of alignments made before they existed keep their identity;
+    # from_dict puts them back at that value, whatever the defaults are now.
+    _ABSENT: ClassVar[dict[str, Any]] = {"task_share": 0.0, "lookalike_share": 0.0, "crossed_share": 0.0, "harmless_kl": 0.0,
+                                         "task_frames": "base", "task_subjects": "base"}
+
     def to_dict(self) -> dict[str, Any]:
-        # data options at 0 are left out, so records of alignments made before they existed keep their identity
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k != "progress" and not (k in ("task_share", "lookalike_share", "crossed_share", "harmless_kl") and v == 0.0) and not (k == "task_frames" and v == "base")
-                and not (k == "task_subjects" and v == "base")}
+                if k != "progress" and not (k in self._ABSENT and v == self._ABSENT[k])}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> AlignConfig:
+        """The configuration a :meth:`to_dict` record describes (e.g. a model directory's
+        ``provenance.safety_aligned.config``): options the record leaves out take their "not used"
+        value, not today's default, so an older record rebuilds the alignment it was made with."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - names)
+        if unknown:
+            raise InputError(f"unknown AlignConfig options in the record: {unknown}; known: {sorted(names - {'progress'})}")
+        return cls(**{**cls._ABSENT, **record})
 
 
 def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size: int = 32) -> PromptSet:
