@@ -204,6 +204,7 @@ def stage_sae(res: dict[str, Any], lm, work: Path, args) -> None:
 
     sel = select_features(lm, sae, prompts=both("train", args.n_rank), val=both("val", args.n_val), sae_path=d)
     fset, k = sel.fset, sel.k
+    fset.save(d / "features.json")  # the ranked features with their SAE: CWAC's anchor (its `features` hyperparameter)
     _log(f"k = {k} (val), validated {fset.validated} ({fset.reason})")
     harmful, harmless = _test_sets(lm)
     test = PromptSet(list(harmful) + list(harmless), name="chat:test", source=f"{harmful.name} + {harmless.name}")
@@ -215,7 +216,7 @@ def stage_sae(res: dict[str, Any], lm, work: Path, args) -> None:
     if old is not None and (old.get("hook"), old.get("settings")) != (hook, {**settings, "arch": "topk"}):
         res.setdefault("sae_previous", []).append(old)  # an SAE of other settings: kept, not overwritten
     res["sae"] = {
-        "hook": hook, "settings": {**settings, "arch": "topk"}, "dir": str(d), "quality": quality,
+        "hook": hook, "settings": {**settings, "arch": "topk"}, "dir": str(d), "features_file": str(d / "features.json"), "quality": quality,
         "k": k, "validated": fset.validated, "reason": fset.reason, "val_curve": {str(x): v for x, v in sel.curve.items()},
         "val_baseline": sel.baseline, "top_features": fset.top(k),
         "test_prompts": test.provenance(), "ablation_test": s, "asr_rise_top_k_points": rise, "asr_rise_random_points": rnd,

@@ -365,3 +365,44 @@ def test_cwac_in_lora_mode_keeps_the_update_off_the_residual_basis():
     w = "blocks.0.mlp.W_in"
     delta = as_matrix(w, dict(free.lm.model.named_parameters())[w].detach() - before[w])
     assert float((delta @ basis).abs().max()) > 1e-3 * float(delta.abs().max())
+
+
+def test_cwac_features_file_chooses_the_anchor_layer(random_aligned, features, safety, tmp_path):
+    """``features=PATH`` anchors the saved FeatureSet's SAE (here at the first block) instead of the
+    benchmark's (the last block): a change after the first block moves only the latter's anchor."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from safecircuits.data.chat import encode_batch
+    from safecircuits.features import FeatureSet
+
+    d = random_aligned.model.cfg.d_model
+    torch.manual_seed(1)
+    sae = StandardSAE(StandardSAEConfig(d_in=d, d_sae=4 * d))
+    with torch.no_grad():
+        sae.W_enc.normal_(0, 0.3)
+        sae.b_enc.fill_(0.1)
+    sae.save_model(str(tmp_path / "sae"))
+    FeatureSet(str(tmp_path / "sae"), "blocks.0.hook_resid_post", "diff", torch.rand(4 * d), torch.rand(4 * d)).save(tmp_path / "f.json")
+    batch = encode_batch(random_aligned.chat, safety.prompts[:2], safety.responses[:2])
+    logits = torch.zeros(2, batch.tokens.shape[1], random_aligned.model.cfg.d_vocab)
+    loss = {}
+    for name, hp in (("file", {"features": str(tmp_path / "f.json")}), ("artifact", {})):
+        method = get_method("cwac-acts-only", lam=2.0, k=8, safety_batch=4, **hp)
+        ctx = _ctx(random_aligned, {"features": features}, safety)
+        method.setup(ctx)
+        with torch.no_grad():
+            last = ctx.lm.model.blocks[-1].mlp.W_out
+            last.add_(0.5 * torch.randn(last.shape, generator=torch.Generator().manual_seed(2)))
+        loss[name] = float(method.extra_loss(ctx, 0, batch, logits)["feature_anchor"].detach())
+    assert loss["file"] == pytest.approx(0.0, abs=1e-10) and loss["artifact"] > 1e-4, loss
+    with pytest.raises(FileNotFoundError, match="feature set file .* does not exist"):
+        get_method("cwac-acts-only", features=str(tmp_path / "missing.json")).setup(_ctx(random_aligned, {"features": features}, safety))
+
+
+def test_benchmark_builds_no_sae_when_every_cwac_label_brings_features():
+    from safecircuits.finetune.benchmark import BenchmarkConfig
+
+    hp = {"cwac@f": {"method": "cwac", "features": "f.json"}, "acts@f": {"method": "cwac-acts-only", "features": "g.json"}}
+    assert BenchmarkConfig(methods=["sft", "cwac@f", "acts@f"], method_hparams=hp).artifacts_given() == ["features"]
+    assert BenchmarkConfig(methods=["cwac@f", "cwac-acts-only"], method_hparams=hp).artifacts_given() == []
+    assert BenchmarkConfig(methods=["sft", "lora"]).artifacts_given() == []

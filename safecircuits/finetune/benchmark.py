@@ -97,8 +97,9 @@ def prepare_artifacts(
     circuit: Any = None,
     prompts: tuple[PromptSet, PromptSet] | None = None,
     sae_kwargs: dict[str, Any] | None = None,
+    skip: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Build or load from cache what `methods` need for `model`.
+    """Build or load from cache what `methods` need for `model`, except the entries in `skip`.
 
     Every input has a default from the model's profile: the base model is the one it was aligned
     from (``profile.base_model``), and the activation basis and the SAE come from the profile's
@@ -118,7 +119,7 @@ def prepare_artifacts(
     from safecircuits.models import load_model
 
     lm = model if isinstance(model, LoadedModel) else load_model(model, progress=False)
-    needs = _needs(methods)
+    needs = _needs(methods) - set(skip)
     if not needs:
         return {}
     base_name = base.name if isinstance(base, LoadedModel) else (base or base_name_for(lm))
@@ -364,6 +365,14 @@ class BenchmarkConfig:
     def base_methods(self) -> list[str]:
         return list(dict.fromkeys(self.base_method(m) for m in self.methods))
 
+    def artifacts_given(self) -> list[str]:
+        """Artifacts no run needs built, because every method label that uses them brings its own
+        (today: ``features``, when each such label's hyperparameters name a ``features`` file)."""
+        from safecircuits.finetune.methods import METHODS
+
+        users = [m for m in self.methods if "features" in METHODS[self.base_method(m)].needs]
+        return ["features"] if users and all(self.method_hparams.get(m, {}).get("features") for m in users) else []
+
     def split_hparams(self, label: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """``(registered method, its own hyperparameters, loop keys)`` of a method label."""
         hp = self.method_hparams.get(label, {})
@@ -448,7 +457,8 @@ class BenchmarkRunner:
         self.lm, self.config = lm, config
         self.task = get_task(config.task or default_task(lm))
         self.task.check_model(lm)
-        self.artifacts = artifacts if artifacts is not None else prepare_artifacts(lm, config.base_methods(), progress=progress)
+        self.artifacts = (artifacts if artifacts is not None
+                          else prepare_artifacts(lm, config.base_methods(), progress=progress, skip=config.artifacts_given()))
         self.safety = self.task.safety_data(lm, config.n_safety, seed=0)
         self.harmful: PromptSet | None = None
         if config.eval_prompts is not None:

@@ -124,6 +124,9 @@ class CWACConfig:
     anchor_on: str = "harmful"  # anchor on the harmful safety prompts only, or on "all"
     anchor_every: int = 1  # anchor every m-th step with weight m * lam
     anchor_source: str = "safety"  # "safety": a safety batch per step; "train": the training batch's decision points
+    # a saved FeatureSet (FeatureSet.save; its SAE at sae_path) to anchor instead of ctx.artifacts["features"]:
+    # how a benchmark or tuning grid chooses the anchor layer (e.g. an SAE trained at an intermediate layer)
+    features: str | None = None
 
     def __post_init__(self) -> None:
         if self.lam is None:
@@ -252,10 +255,22 @@ class CWAC(Method):
                     p.copy_(self._project_factor(ctx, factor, p))
 
     # -- (2) feature anchoring ------------------------------------------------------------------
-    def _setup_acts(self, ctx: FinetuneContext) -> None:
+    def _features(self, ctx: FinetuneContext) -> Any:
+        """The anchored feature set: the ``features`` file when given, else ``ctx.artifacts["features"]``."""
+        if self.cfg.features:
+            from pathlib import Path
+
+            from safecircuits.features import FeatureSet
+
+            return FeatureSet.load(Path(self.cfg.features).expanduser())  # says how to write one when missing
         feats = ctx.artifacts.get("features")
         if feats is None:
-            raise InputError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE)")
+            raise InputError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE) or the hyperparameter "
+                             "features=PATH (a saved FeatureSet)")
+        return feats
+
+    def _setup_acts(self, ctx: FinetuneContext) -> None:
+        feats = self._features(ctx)
         if self.cfg.anchor_source == "train":
             self._setup_train_anchor(ctx, feats)
             return
