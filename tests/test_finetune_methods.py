@@ -395,6 +395,13 @@ def test_cwac_features_file_chooses_the_anchor_layer(random_aligned, features, s
             last.add_(0.5 * torch.randn(last.shape, generator=torch.Generator().manual_seed(2)))
         loss[name] = float(method.extra_loss(ctx, 0, batch, logits)["feature_anchor"].detach())
     assert loss["file"] == pytest.approx(0.0, abs=1e-10) and loss["artifact"] > 1e-4, loss
+    # through the loop with no features artifact at all: the file is enough
+    data = get_task("reverse-steps").train_data(random_aligned, 0.2, 16, 0)
+    run = finetune(random_aligned, data, get_method("cwac-acts-only", lam=5.0, k=8, safety_batch=4, features=str(tmp_path / "f.json")),
+                   FinetuneConfig(steps=2, lr=1e-2, batch_size=8, progress=False), artifacts={}, safety_prompts=safety)
+    assert run.losses[-1]["feature_anchor"] > 0
+    with pytest.raises(ValueError, match="needs the artifact 'features'"):
+        finetune(random_aligned, data, get_method("cwac-acts-only"), FinetuneConfig(steps=1, progress=False), artifacts={}, safety_prompts=safety)
     with pytest.raises(FileNotFoundError, match="feature set file .* does not exist"):
         get_method("cwac-acts-only", features=str(tmp_path / "missing.json")).setup(_ctx(random_aligned, {"features": features}, safety))
 

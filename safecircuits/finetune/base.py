@@ -66,6 +66,11 @@ class Method:
     def __init__(self, **hparams: Any):
         self.hparams = hparams
 
+    def required_artifacts(self) -> tuple[str, ...]:
+        """The artifacts this instance needs from the caller: ``needs``, less what its
+        hyperparameters bring themselves (e.g. CWAC's ``features`` file)."""
+        return tuple(self.needs)
+
     def setup(self, ctx: FinetuneContext) -> None:
         return None
 

@@ -266,7 +266,7 @@ def finetune(
     if missing_resp:
         raise InputError(f"{data.name}: {missing_resp} of {len(data)} records have no response; fine-tuning needs target responses")
     artifacts = dict(artifacts or {})
-    missing = [a for a in method.needs if artifacts.get(a) is None]
+    missing = [a for a in method.required_artifacts() if artifacts.get(a) is None]
     if missing:
         a = missing[0]
         raise InputError(f"method {method.name!r} needs the artifact {a!r}: pass artifacts={{{a!r}: ...}}, "

@@ -173,6 +173,9 @@ class CWAC(Method):
         self.cfg = config
         super().__init__(**dataclasses.asdict(config))
 
+    def required_artifacts(self) -> tuple[str, ...]:
+        return tuple(a for a in self.needs if not (a == "features" and self.cfg.features))
+
     # -- (1) update projection ------------------------------------------------------------------
     def _setup_weights(self, ctx: FinetuneContext) -> None:
         h = self.cfg
