@@ -212,9 +212,12 @@ def test_prepare_artifacts_for_a_chat_model_takes_base_and_prompts(tmp_path, tin
     harm, ok = lang.prompt_set("train", "harmful")[:24], lang.prompt_set("train", "harmless")[:24]
     arts = prepare_artifacts(chat_lm, ["cwac"], base=tiny_base, rank=2, sae_hook="blocks.0.hook_resid_post", sae_tokens=2000,
                              root=tmp_path, progress=False, prompts=(harm, ok), sae_kwargs={"d_sae": 32, "k": 4})
-    assert set(arts) == {"subspace", "activation_subspace", "features"}
+    assert set(arts) == {"subspace", "activation_subspace", "activation_bases", "features"}
     b = arts["activation_subspace"]
     n_res = tiny_aligned.model.cfg.n_layers + 1
+    per = arts["activation_bases"]  # the per-stream PCs, spanning the joint basis
+    assert per.shape == (n_res, tiny_aligned.model.cfg.d_model, 2)
+    assert torch.allclose(b @ (b.T @ per[-1]), per[-1], atol=1e-4)
     assert b.shape[0] == tiny_aligned.model.cfg.d_model and 1 <= b.shape[1] <= 2 * n_res
     assert torch.allclose(b.T @ b, torch.eye(b.shape[1]), atol=1e-5)  # orthonormal
     assert arts["features"].hook == "blocks.0.hook_resid_post" and arts["features"].d_sae == 32

@@ -413,3 +413,30 @@ def test_benchmark_builds_no_sae_when_every_cwac_label_brings_features():
     assert BenchmarkConfig(methods=["sft", "cwac@f", "acts@f"], method_hparams=hp).artifacts_given() == ["features"]
     assert BenchmarkConfig(methods=["cwac@f", "cwac-acts-only"], method_hparams=hp).artifacts_given() == []
     assert BenchmarkConfig(methods=["sft", "lora"]).artifacts_given() == []
+
+
+def test_cwac_basis_layers_and_k_choose_the_blocked_directions(random_aligned, subspace):
+    """basis_layers / basis_k block only the chosen streams' first PCs: a fine-tuning update may
+    then write along another stream's PC, but not along the chosen one."""
+    d = random_aligned.model.cfg.d_model
+    n = random_aligned.model.cfg.n_layers + 1
+    bases = torch.linalg.qr(torch.randn(n, d, 2, generator=torch.Generator().manual_seed(4)))[0]
+    full = torch.linalg.qr(bases.permute(1, 0, 2).reshape(d, -1))[0]
+    data = get_task("reverse-steps").train_data(random_aligned, 0.2, 16, 0)
+    cfg = FinetuneConfig(steps=2, lr=1e-2, batch_size=8, progress=False)
+    run = finetune(random_aligned, data, get_method("cwac-weights-only", basis_layers="1", basis_k=1), cfg,
+                   artifacts={"subspace": subspace, "activation_subspace": full, "activation_bases": bases})
+    name = "blocks.0.mlp.W_out"
+    delta = as_matrix(name, dict(run.lm.model.named_parameters())[name] - dict(random_aligned.model.named_parameters())[name]).detach().float()
+    chosen, other = bases[1, :, 0], bases[2, :, 0]
+    assert float(delta.norm()) > 1e-3  # it trained
+    assert float((chosen @ delta).norm()) < 1e-4 * float(delta.norm())  # nothing written along the chosen PC
+    assert float((other @ delta).norm()) > 1e-2 * float(delta.norm())  # another stream's PC is free
+    with pytest.raises(ValueError, match="basis_layers must look like"):
+        get_method("cwac", basis_layers="late")
+    with pytest.raises(ValueError, match=r"basis_layers \[99\] out of range"):
+        get_method("cwac-weights-only", basis_layers="99").setup(_ctx(random_aligned, {"subspace": subspace, "activation_bases": bases}))
+    with pytest.raises(ValueError, match="basis_k=3 but the per-layer bases hold 2"):
+        get_method("cwac-weights-only", basis_k=3).setup(_ctx(random_aligned, {"subspace": subspace, "activation_bases": bases}))
+    with pytest.raises(ValueError, match="need ctx.artifacts\\['activation_bases'\\]"):
+        get_method("cwac-weights-only", basis_k=1).setup(_ctx(random_aligned, {"subspace": subspace}))

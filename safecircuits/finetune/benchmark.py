@@ -112,7 +112,8 @@ def prepare_artifacts(
     the safety circuit instead of running ``find_circuit``.
 
     Returns ``{"base": LoadedModel, "subspace": WeightDeltaSubspace (rank `rank`),
-    "activation_subspace": [d_model, k] tensor, "features": FeatureSet, "circuit": Circuit}``
+    "activation_subspace": [d_model, k] tensor, "activation_bases": [n_layers + 1, d_model, 2] tensor,
+    "features": FeatureSet, "circuit": Circuit}``
     (only the entries the methods need). Cached under ``root`` (default
     ``$SAFECIRCUITS_CACHE/finetune/artifacts/<model>-<hash>``).
     """
@@ -145,7 +146,7 @@ def prepare_artifacts(
         if not p.exists():
             WeightDeltaSubspace.from_models(lm, base_lm, rank=rank, progress=progress).save(p)
         out["subspace"] = WeightDeltaSubspace.load(p)
-        out["activation_subspace"] = _activation_basis(lm, root / "activation_basis.safetensors", prompts=prompts)
+        out["activation_subspace"], out["activation_bases"] = _activation_basis(lm, root / "activation_basis.safetensors", prompts=prompts)
     if "features" in needs:
         out["features"] = _features(lm, root, sae_hook, sae_tokens, progress, prompts=prompts, sae_kwargs=sae_kwargs)
     if "circuit" in needs:
@@ -165,13 +166,18 @@ def _safety_circuit(lm: LoadedModel, path: Path, progress: bool):
     return Circuit.from_json(path)
 
 
-def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[PromptSet, PromptSet] | None = None) -> torch.Tensor:
-    """Orthonormalised harmful-minus-harmless activation subspaces (k per residual layer), from
+def _activation_basis(lm: LoadedModel, path: Path, k: int = 2,
+                      prompts: tuple[PromptSet, PromptSet] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(basis, per_layer)``: the harmful-minus-harmless activation subspaces (top-k PCs at each
+    residual stream 0..n_layers, ``per_layer [n_layers + 1, d_model, k]``, for CWAC's
+    ``basis_layers`` / ``basis_k``) and all of them orthonormalised together (``basis``), from
     `prompts` = (harmful, harmless) or, on an organism, its language's train prompts."""
     from safetensors.torch import load_file, save_file
 
     if path.exists():
-        return load_file(str(path))["basis"]
+        saved = load_file(str(path))
+        if "per_layer" in saved:  # files written before the per-layer bases were kept are rebuilt
+            return saved["basis"], saved["per_layer"]
     from safecircuits.subspaces import compute_activation_subspaces
 
     if prompts is not None:
@@ -182,10 +188,11 @@ def _activation_basis(lm: LoadedModel, path: Path, k: int = 2, prompts: tuple[Pr
     bases = [sub.basis for sub in compute_activation_subspaces(lm.model, lm.chat, harm, ok, k=k)]  # every residual layer, one pass
     q, _ = torch.linalg.qr(torch.cat(bases, 1).double())
     basis = q.float().contiguous()
+    per_layer = torch.stack([b.float() for b in bases]).contiguous()
     tmp = path.with_suffix(".tmp")
-    save_file({"basis": basis}, str(tmp))
+    save_file({"basis": basis, "per_layer": per_layer}, str(tmp))
     os.replace(tmp, path)
-    return basis
+    return basis, per_layer
 
 
 def _features(lm: LoadedModel, root: Path, hook: str | None, tokens: int, progress: bool,
@@ -638,7 +645,7 @@ def run_benchmark(
 
 def _extra(method: Any, artifacts: dict[str, Any]) -> dict[str, Any]:
     """Optional artifacts a method can use beyond its declared needs (CWAC's activation basis)."""
-    return {k: artifacts[k] for k in ("activation_subspace",) if k in artifacts and method.name.startswith("cwac")}
+    return {k: artifacts[k] for k in ("activation_subspace", "activation_bases") if k in artifacts and method.name.startswith("cwac")}
 
 
 def _artifact_summary(v: Any) -> Any:

@@ -48,6 +48,7 @@ accuracy is comparable with ``sft``. Defaults (val-tuned on organism:aligned): `
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -127,6 +128,11 @@ class CWACConfig:
     # a saved FeatureSet (FeatureSet.save; its SAE at sae_path) to anchor instead of ctx.artifacts["features"]:
     # how a benchmark or tuning grid chooses the anchor layer (e.g. an SAE trained at an intermediate layer)
     features: str | None = None
+    # basis="activations": build B from the per-layer bases (ctx.artifacts["activation_bases"],
+    # [n_layers + 1, d_model, k]) at these residual streams only ("20-26", "24,26"; None = every
+    # one) and with the first basis_k PCs of each (None = all): the basis size the tuning varies
+    basis_layers: str | None = None
+    basis_k: int | None = None
 
     def __post_init__(self) -> None:
         if self.lam is None:
@@ -140,6 +146,10 @@ class CWACConfig:
         if self.anchor_source not in ("safety", "train"):
             raise InputError(f"cwac: anchor_source must be 'safety' (a safety batch per step) or 'train' "
                              f"(the training batch's decision points), got {self.anchor_source!r}")
+        if self.basis_k is not None and int(self.basis_k) < 1:
+            raise InputError(f"cwac: basis_k must be >= 1 (PCs per layer), got {self.basis_k}")
+        if self.basis_layers is not None:
+            parse_layers(self.basis_layers)  # fails early on a malformed spec
         if int(self.rank) < 1 or int(self.k) < 1 or float(self.lam) < 0 or int(self.anchor_every) < 1 or int(self.safety_batch) < 1:
             raise InputError(f"cwac: need rank, k, safety_batch, anchor_every >= 1 and lam >= 0, got {self}")
 
@@ -181,7 +191,9 @@ class CWAC(Method):
         h = self.cfg
         if h.basis == "activations":
             art = ctx.artifacts.get("activation_subspace")
-            if art is not None:
+            if h.basis_layers is not None or h.basis_k is not None:
+                ctx.state["cwac_basis"] = layer_basis(ctx.artifacts.get("activation_bases"), h.basis_layers, h.basis_k, self.name)
+            elif art is not None:
                 ctx.state["cwac_basis"] = residual_basis(art)
             else:  # derive it from the weight-delta subspace: the residual directions the alignment delta writes
                 sub = ctx.artifacts.get("subspace")
@@ -396,6 +408,41 @@ def lora_factor(name: str) -> tuple[str, str] | None:
         return None
     i = parts.index("parametrizations")
     return ".".join(parts[:i] + [parts[i + 1]]), parts[-1]
+
+
+def parse_layers(spec: str | int | Sequence[int]) -> list[int]:
+    """Residual stream indices from ``"20-26"``, ``"24,26"``, ``"3"``, an int or a list."""
+    if isinstance(spec, int):
+        return [spec]
+    if not isinstance(spec, str):
+        return [int(x) for x in spec]
+    out: list[int] = []
+    try:
+        for part in spec.replace(" ", "").split(","):
+            lo, _, hi = part.partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise InputError(f"cwac: basis_layers must look like '20-26' or '24,26' (residual stream indices), got {spec!r}") from None
+    if not out or min(out) < 0:
+        raise InputError(f"cwac: basis_layers must name residual streams >= 0, got {spec!r}")
+    return out
+
+
+def layer_basis(bases: Tensor | None, layers: str | None, k: int | None, name: str = "cwac") -> Float[Tensor, "d_model n"]:
+    """The orthonormalised span of the first `k` PCs of the per-layer bases ``[n_streams, d_model,
+    k_max]`` at `layers` (None: every stream; `k` None: every PC)."""
+    if bases is None:
+        raise InputError(f"{name}: basis_layers / basis_k need ctx.artifacts['activation_bases'] (the per-layer "
+                         "activation bases [n_layers + 1, d_model, k] that prepare_artifacts builds)")
+    n, _, k_max = bases.shape
+    idx = list(range(n)) if layers is None else parse_layers(layers)
+    bad = [i for i in idx if i >= n]
+    if bad:
+        raise InputError(f"{name}: basis_layers {bad} out of range: this model has residual streams 0..{n - 1}")
+    kk = k_max if k is None else int(k)
+    if kk > k_max:
+        raise InputError(f"{name}: basis_k={kk} but the per-layer bases hold {k_max} PCs: use basis_k <= {k_max}")
+    return residual_basis(torch.cat([bases[i, :, :kk] for i in idx], 1))
 
 
 def feature_parts(feats: Any, k: int) -> tuple[str, Any, list[int]]:
