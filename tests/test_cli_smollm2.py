@@ -62,7 +62,8 @@ def test_subspaces(aligned_dir, tmp_path):
     # direction is written either way
     out = _run("subspace", "refusal", "--model", str(aligned_dir), "--out", str(rd), "--layers", "12,20", "--n", "8",
                "--kl-threshold", "10", "--max-new-tokens", "8", ok=(0, 3))
-    assert rd.exists() and ("FAILED" in out or "validated" in out.lower())
+    # the validation line says either way (a stronger two-step alignment passes it)
+    assert rd.exists() and "validation (val):" in out and ("FAILED" in out or ": passed" in out)
     _run("subspace", "weights", "--base", MODEL, "--aligned", str(aligned_dir), "--out", str(w), "--rank", "2", "--kinds", "W_O")
     assert w.exists()
 
