@@ -373,12 +373,16 @@ class BenchmarkConfig:
         return list(dict.fromkeys(self.base_method(m) for m in self.methods))
 
     def artifacts_given(self) -> list[str]:
-        """Artifacts no run needs built, because every method label that uses them brings its own
-        (today: ``features``, when each such label's hyperparameters name a ``features`` file)."""
-        from safecircuits.finetune.methods import METHODS
+        """Artifacts the methods declare but no run needs built, because every label that uses
+        them brings its own (:meth:`Method.required_artifacts` of each label's method, e.g. a CWAC
+        whose hyperparameters name a ``features`` file)."""
+        from safecircuits.finetune.methods import get_method
 
-        users = [m for m in self.methods if "features" in METHODS[self.base_method(m)].needs]
-        return ["features"] if users and all(self.method_hparams.get(m, {}).get("features") for m in users) else []
+        required: set[str] = set()
+        for label in self.methods:
+            base, hp, _ = self.split_hparams(label)
+            required |= set(get_method(base, **hp).required_artifacts())
+        return sorted(_needs(self.base_methods()) - required)
 
     def split_hparams(self, label: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """``(registered method, its own hyperparameters, loop keys)`` of a method label."""
