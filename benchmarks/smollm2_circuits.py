@@ -135,6 +135,7 @@ def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) ->
     test = prof.eval_prompts("test", limit)
     ref = reference_prompts(lm, ref_c)
     kw = {k: v for k, v in recipe["config"].items() if k in ("ablation", "lr", "penalty_norm", "patience", "epochs")}
+    kw["max_steps"] = ARGS.max_steps  # the mask methods get the sigmoid-STE circuit's step budget
     for method in ("sigmoid-ste", "hard-concrete", "attribution", "activation"):
         if method in out:
             continue
@@ -151,7 +152,7 @@ def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) ->
             seconds = round(time.time() - t, 1)
         eff = circuit_effect(lm, c, test, ablation=ref_c.provenance["ablation"], modes=("full", "remove"), reference=ref)
         fc = faithfulness_curve(lm, c, prompts=test, ablation=ref_c.provenance["ablation"], reference=ref, fractions=(0.0, 0.5, 1.0, 2.0))
-        out[method] = {"n_heads": c.n_heads, "n_neurons": c.n_neurons, "seconds": seconds, "effect": json_record(eff), "faithfulness": json_record(fc)}
+        out[method] = {"n_heads": c.n_heads, "n_neurons": c.n_neurons, "seconds": seconds, "steps": c.provenance.get("steps"), "effect": json_record(eff), "faithfulness": json_record(fc)}
         print(objective, method, c.n_heads, c.n_neurons, {k: eff["remove"].get(k) for k in ("asr", "triggered_asr", "harmless_compliance")},
               flush=True)
         _save(res)
