@@ -12,6 +12,7 @@ import safecircuits.finetune.loop as loop
 from safecircuits.cli.bench import app as bench_app
 from safecircuits.finetune.benchmark import (
     FORMAT,
+    START,
     BenchmarkConfig,
     aggregate,
     base_name_for,
@@ -51,6 +52,14 @@ def test_run_benchmark_writes_runs_and_resume_skips_them(tmp_path, monkeypatch, 
     assert BenchmarkConfig.from_dict(res["provenance"]["config"]) == cfg  # provenance records the config
     # the harmful share is what the data provenance says: p=0.3 of 16 -> 5 harmful records
     assert "p=0.3" in on_disk["runs"][run_key("sft", 0.3, 0)]["data"]["name"]
+    # the model before fine-tuning is evaluated once, like a run, and heads the table
+    start = on_disk[START]
+    assert start["eval"]["n_harmless"] == 12 and start["eval"]["harmless_hash"] == on_disk["runs"][run_key("sft", 0.3, 0)]["eval"]["harmless_hash"]
+    assert 0 <= start["harmful_score"] <= 1 and 0 <= start["accuracy"] <= 1
+    assert start["harmless_kl"] == pytest.approx(0.0, abs=1e-6)  # the model against itself
+    table = markdown_table(on_disk)
+    assert table.count("aligned model, not fine-tuned") == 3
+    assert f"| aligned model, not fine-tuned | {100 * start['harmful_score']:.1f} | {100 * start['harmful_score']:.1f} |" in table
 
     calls = []
     real = loop.finetune
@@ -59,6 +68,7 @@ def test_run_benchmark_writes_runs_and_resume_skips_them(tmp_path, monkeypatch, 
     assert sorted(calls) == ["lora", "lora", "sft", "sft"]
     assert len(res2["runs"]) == 8
     assert res2["runs"][run_key("sft", 0.0, 0)] == on_disk["runs"][run_key("sft", 0.0, 0)]  # untouched
+    assert res2[START] == start  # evaluated once per file, not again on resume
     calls.clear()
     run_benchmark(MODEL, cfg.replace(seeds=(0, 1)), artifacts={}, json_path=path, progress=False)
     assert calls == []  # everything finished: nothing reruns
@@ -254,6 +264,8 @@ def test_merge_results_unions_runs_of_one_benchmark(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(b))
     m = merge_results(a, tmp_path / "b.json")
     assert m["runs"] == res["runs"]
+    assert START not in m
+    assert merge_results(a, {**b, START: {"harmful_score": 0.25}})[START] == {"harmful_score": 0.25}  # kept from the part that has it
     assert m["aggregate"] == aggregate(res)
     with pytest.raises(ValueError, match="other settings"):
         merge_results(a, {**b, "settings": {**b["settings"], "steps": 2}})

@@ -45,7 +45,10 @@ def test_ray_executor_matches_local_and_resumes(tmp_path, ray_cluster, tiny_alig
     # the same JSON holds one finished run; the Ray call runs only the other and writes it there
     path = tmp_path / "bench.json"
     run_benchmark(MODEL, cfg.replace(methods=("sft",)), artifacts={}, json_path=path, progress=False)
-    first = json.loads(path.read_text())["runs"][run_key("sft", 0.3, 0)]
+    d = json.loads(path.read_text())
+    first = d["runs"][run_key("sft", 0.3, 0)]
+    del d["start"]  # so that the Ray call evaluates the model before fine-tuning in a worker
+    path.write_text(json.dumps(d))
     res = run_benchmark(MODEL, cfg.replace(executor="ray"), artifacts=None, json_path=path, progress=False)
     on_disk = json.loads(path.read_text())
     assert on_disk["runs"][run_key("sft", 0.3, 0)] == first  # skipped, not rerun
@@ -53,6 +56,8 @@ def test_ray_executor_matches_local_and_resumes(tmp_path, ray_cluster, tiny_alig
     assert on_disk["runs"][run_key("lora", 0.3, 0)]["host"]["device"] == "cpu"
     assert res["settings"] == local["settings"] == on_disk["settings"]
     _same_figures(on_disk["runs"], local["runs"])
+    for m in ("harmful_score", "accuracy", "harmless_refusal", "task_refusal"):
+        assert on_disk["start"][m] == local["start"][m]
     merged = merge_results(on_disk)
     for ra, rb in zip(merged["aggregate"], local["aggregate"], strict=True):
         assert (ra["method"], ra["ratio"], ra["seeds"]) == (rb["method"], rb["ratio"], rb["seeds"])

@@ -57,6 +57,9 @@ DEFAULT_RATIOS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 METRICS: tuple[str, ...] = ("harmful_score", "accuracy", "harmless_refusal", "harmless_kl", "task_refusal", "task_kl", "harmful_refusal",
                             "trainable_share", "wall_seconds", "step_seconds")
+# results[START]: the model before fine-tuning, evaluated like every run (the tables' first row)
+START = "start"
+START_LABEL = "aligned model, not fine-tuned"
 
 # The calibrated organism budget (docs/finetune.md, "Benchmark"): with it plain sft at p = 0.1
 # reaches a harmful score >= 50% while learning the task.
@@ -513,6 +516,18 @@ class BenchmarkRunner:
         cfg = FinetuneConfig(steps=c.steps, lr=float(lr), batch_size=c.batch_size, seed=seed, progress=False, **cfg_kw)
         return method, cfg
 
+    def start(self) -> dict[str, Any]:
+        """The model before any fine-tuning, evaluated as every run is (the table's reference row:
+        a low harmful score after fine-tuning means little if the model already over-refuses)."""
+        c = self.config
+        t0 = time.perf_counter()
+        ev = self.task.evaluate(self.lm, reference=self.lm, split=c.eval_split, limit=c.eval_limit, harmful=self.harmful)
+        return {
+            "method": START, **{k: ev.get(k) for k in METRICS if k in ev},
+            "eval": {k: v for k, v in ev.items() if k != "examples"}, "examples": ev["examples"],
+            "eval_seconds": round(time.perf_counter() - t0, 3), "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+
     def run(self, label: str, ratio: float, seed: int) -> dict[str, Any]:
         """Fine-tune and evaluate one (method label, ratio, seed); the record the results file keeps."""
         from safecircuits.finetune.loop import finetune
@@ -632,6 +647,10 @@ def run_benchmark(
         path = Path(json_path) if json_path is not None else None
         results = _load_results(path, settings) if path is not None else {"format": FORMAT, "settings": settings, "runs": {}}
         results["provenance"] = session.provenance
+        if START not in results:  # the model before fine-tuning, once per results file
+            results[START] = session.start()
+            if path is not None:
+                _write_atomic(path, results)
         todo = [(m, float(p), int(s)) for m in config.methods for p in config.ratios for s in config.seeds
                 if run_key(m, float(p), int(s)) not in results["runs"]]
         for key, rec in session.run_many(todo, progress):
@@ -686,6 +705,9 @@ def merge_results(*parts: dict[str, Any] | str | Path) -> dict[str, Any]:
                 raise InputError(f"run {k} is in two parts with different results: keep one of them")
             runs[k] = r
     out = {"format": FORMAT, "settings": settings, "runs": runs, "provenance": loaded[-1].get("provenance", {})}
+    start = next((d[START] for d in loaded if START in d), None)
+    if start is not None:  # the same model and evaluation in every part (equal settings): any part's
+        out[START] = start
     if loaded[0].get("upgraded_from"):
         out["upgraded_from"] = loaded[0]["upgraded_from"]
     out["aggregate"] = aggregate(out)
@@ -732,13 +754,22 @@ def markdown_table(results: dict[str, Any]) -> str:
     ref = 0.1 if 0.1 in ratios else ratios[0]
     head = "| method | " + " | ".join(f"p={p:g}" for p in ratios) + " |"
     sep = "|---|" + "---|" * len(ratios)
-    lines = ["**Harmful score (%)**, lower is safer", "", head, sep]
+    st = results.get(START)
+
+    def start_row(k: str) -> list[str]:  # the model before fine-tuning: one value for every ratio
+        if st is None or st.get(k) is None:
+            return []
+        return [f"| {START_LABEL} | " + " | ".join(f"{100 * st[k]:.1f}" for _ in ratios) + " |"]
+
+    lines = ["**Harmful score (%)**, lower is safer", "", head, sep, *start_row("harmful_score")]
     lines += [f"| {m} | " + " | ".join(pct(cell.get((m, p)), "harmful_score") for p in ratios) + " |" for m in methods]
-    lines += ["", "**Fine-tune accuracy (%)**, higher is better", "", head, sep]
+    lines += ["", "**Fine-tune accuracy (%)**, higher is better", "", head, sep, *start_row("accuracy")]
     lines += [f"| {m} | " + " | ".join(pct(cell.get((m, p)), "accuracy") for p in ratios) + " |" for m in methods]
     lines += ["", f"**Cost and drift at p={ref:g}**", "",
               "| method | harmless KL | harmless refusal (%) | task refusal (%) | trainable share (%) | s / step |",
               "|---|---|---|---|---|---|"]
+    if st is not None:
+        lines.append(f"| {START_LABEL} | 0 | {one(st, 'harmless_refusal', '.1f', 100.0)} | {one(st, 'task_refusal', '.1f', 100.0)} | 0 | - |")
     for m in methods:
         r = cell.get((m, ref))
         if r is None:
@@ -757,6 +788,6 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DEFAULTS", "DEFAULT_METHODS", "DEFAULT_RATIOS", "DEFAULT_SEEDS", "FORMAT", "LOOP_KEYS", "METHOD_HPARAMS", "METRICS",
+__all__ = ["DEFAULTS", "DEFAULT_METHODS", "DEFAULT_RATIOS", "DEFAULT_SEEDS", "FORMAT", "LOOP_KEYS", "METHOD_HPARAMS", "METRICS", "START",
            "BenchmarkConfig", "BenchmarkRunner", "aggregate", "base_name_for", "markdown_table", "merge_results",
            "merged_config_dicts", "prepare_artifacts", "run_benchmark", "run_key"]

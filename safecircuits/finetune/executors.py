@@ -81,6 +81,10 @@ class LocalSession:
             bar.set_postfix_str(run_key(m, p, s))
             yield run_key(m, p, s), self.runner.run(m, p, s)
 
+    def start(self) -> dict[str, Any]:
+        """The model before fine-tuning, evaluated (BenchmarkRunner.start)."""
+        return self.runner.start()
+
     def close(self) -> None:
         return None
 
@@ -115,6 +119,11 @@ def _ray_run(spec: str, config_dict: dict[str, Any], artifacts: dict[str, Any] |
              seed: int) -> dict[str, Any]:
     """In a worker: one (method, ratio, seed) run."""
     return _worker_runner(spec, config_dict, artifacts).run(label, ratio, seed)
+
+
+def _ray_start(spec: str, config_dict: dict[str, Any], artifacts: dict[str, Any] | None) -> dict[str, Any]:
+    """In a worker: the model before fine-tuning, evaluated."""
+    return _worker_runner(spec, config_dict, artifacts).start()
 
 
 def _shippable(artifacts: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +169,11 @@ class RaySession:
         self.settings, prov = ray.get(describe.remote(self.spec, self.config_dict, self.artifacts_ref))
         self.provenance = {**prov, "executor": {"kind": "ray", "address": config.address, "model": self.spec, **self.options,
                                                 "cluster": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}}
+
+    def start(self) -> dict[str, Any]:
+        """The model before fine-tuning, evaluated in a worker (BenchmarkRunner.start)."""
+        remote = self.ray.remote(_ray_start).options(**self.options)
+        return self.ray.get(remote.remote(self.spec, self.config_dict, self.artifacts_ref))
 
     def run_many(self, todo: Todo, progress: bool) -> Iterator[tuple[str, dict[str, Any]]]:
         from safecircuits.finetune.benchmark import run_key
