@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from safecircuits.finetune.benchmark import BenchmarkConfig, merge_results, run_benchmark, run_key
+from safecircuits.finetune.benchmark import START, BenchmarkConfig, merge_results, run_benchmark, run_key
 
 ray = pytest.importorskip("ray", reason="the Ray executor is optional: pip install ray  (or pip install 'safecircuits[scale]')")
 
@@ -47,7 +47,7 @@ def test_ray_executor_matches_local_and_resumes(tmp_path, ray_cluster, tiny_alig
     run_benchmark(MODEL, cfg.replace(methods=("sft",)), artifacts={}, json_path=path, progress=False)
     d = json.loads(path.read_text())
     first = d["runs"][run_key("sft", 0.3, 0)]
-    del d["start"]  # so that the Ray call evaluates the model before fine-tuning in a worker
+    del d[START]  # so that the Ray call evaluates the model before fine-tuning in a worker
     path.write_text(json.dumps(d))
     res = run_benchmark(MODEL, cfg.replace(executor="ray"), artifacts=None, json_path=path, progress=False)
     on_disk = json.loads(path.read_text())
@@ -57,7 +57,7 @@ def test_ray_executor_matches_local_and_resumes(tmp_path, ray_cluster, tiny_alig
     assert res["settings"] == local["settings"] == on_disk["settings"]
     _same_figures(on_disk["runs"], local["runs"])
     for m in ("harmful_score", "accuracy", "harmless_refusal", "task_refusal"):
-        assert on_disk["start"][m] == local["start"][m]
+        assert on_disk[START][m] == local[START][m]
     merged = merge_results(on_disk)
     for ra, rb in zip(merged["aggregate"], local["aggregate"], strict=True):
         assert (ra["method"], ra["ratio"], ra["seeds"]) == (rb["method"], rb["ratio"], rb["seeds"])

@@ -55,8 +55,9 @@ DEFAULT_METHODS: tuple[str, ...] = (
 )
 DEFAULT_RATIOS: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
-METRICS: tuple[str, ...] = ("harmful_score", "accuracy", "harmless_refusal", "harmless_kl", "task_refusal", "task_kl", "harmful_refusal",
-                            "trainable_share", "wall_seconds", "step_seconds")
+_EVAL_METRICS: tuple[str, ...] = ("harmful_score", "accuracy", "harmless_refusal", "harmless_kl", "task_refusal", "task_kl",
+                                  "harmful_refusal")  # what the task's evaluation measures
+METRICS: tuple[str, ...] = (*_EVAL_METRICS, "trainable_share", "wall_seconds", "step_seconds")
 # results[START]: the model before fine-tuning, evaluated like every run (the tables' first row)
 START = "start"
 START_LABEL = "aligned model, not fine-tuned"
@@ -516,17 +517,22 @@ class BenchmarkRunner:
         cfg = FinetuneConfig(steps=c.steps, lr=float(lr), batch_size=c.batch_size, seed=seed, progress=False, **cfg_kw)
         return method, cfg
 
+    def _evaluated(self, lm: LoadedModel) -> dict[str, Any]:
+        """`lm` evaluated against the aligned model: the figures every record keeps (a run's, the start's)."""
+        c = self.config
+        ev = self.task.evaluate(lm, reference=self.lm, split=c.eval_split, limit=c.eval_limit, harmful=self.harmful)
+        return {
+            **{k: ev.get(k) for k in _EVAL_METRICS},
+            "eval": {k: v for k, v in ev.items() if k != "examples"}, "examples": ev["examples"],
+            "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+
     def start(self) -> dict[str, Any]:
         """The model before any fine-tuning, evaluated as every run is (the table's reference row:
         a low harmful score after fine-tuning means little if the model already over-refuses)."""
-        c = self.config
         t0 = time.perf_counter()
-        ev = self.task.evaluate(self.lm, reference=self.lm, split=c.eval_split, limit=c.eval_limit, harmful=self.harmful)
-        return {
-            "method": START, **{k: ev.get(k) for k in METRICS if k in ev},
-            "eval": {k: v for k, v in ev.items() if k != "examples"}, "examples": ev["examples"],
-            "eval_seconds": round(time.perf_counter() - t0, 3), "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
+        rec = self._evaluated(self.lm)
+        return {"method": START, **rec, "eval_seconds": round(time.perf_counter() - t0, 3)}
 
     def run(self, label: str, ratio: float, seed: int) -> dict[str, Any]:
         """Fine-tune and evaluate one (method label, ratio, seed); the record the results file keeps."""
@@ -539,15 +545,11 @@ class BenchmarkRunner:
         t0 = time.perf_counter()
         run = finetune(self.lm, data, method, cfg, artifacts=arts, safety_prompts=self.safety)
         wall = time.perf_counter() - t0
-        ev = self.task.evaluate(run.lm, reference=self.lm, split=c.eval_split, limit=c.eval_limit, harmful=self.harmful)
         return {
             "method": label, "base_method": method.name, "ratio": ratio, "seed": seed, "mode": cfg.mode or method.mode, "lr": cfg.lr,
-            "hparams": method.config(),
-            **{k: ev.get(k) for k in ("harmful_score", "accuracy", "harmless_refusal", "harmless_kl", "task_refusal", "task_kl",
-                                       "harmful_refusal")},
+            "hparams": method.config(), **self._evaluated(run.lm),
             "trainable_share": run.trainable_share, "wall_seconds": round(wall, 3), "step_seconds": wall / c.steps,
-            "final_loss": run.final_loss, "data": data.provenance(), "eval": {k: v for k, v in ev.items() if k != "examples"},
-            "examples": ev["examples"], "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "final_loss": run.final_loss, "data": data.provenance(),
             "host": {"name": platform.node(), "device": str(self.lm.model.cfg.device)},
         }
 
