@@ -63,6 +63,31 @@ def test_eval_backdoor_report_plumbing(random_organism_dirs, tmp_path):
     assert len(d["prompts"]["hash"]) == 64
 
 
+def test_eval_responses_keeps_every_prompt_with_its_verdict(random_organism_dirs, tmp_path):
+    """--responses: every prompt of every group is in the JSON with its response and verdict, and
+    the group's refusal rate is the share of those verdicts; without it, 3 examples per group."""
+    out = tmp_path / "e.json"
+    r = runner.invoke(app, ["eval", "--model", str(random_organism_dirs["aligned"]), "--limit", "12", "--max-new-tokens", "6",
+                            "--responses", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    for g in d["groups"].values():
+        ex = g["examples"]
+        assert len(ex) == g["n"] == 12 and len({e["prompt"] for e in ex}) == 12
+        assert all(isinstance(e["response"], str) and isinstance(e["refused"], bool) for e in ex)
+        assert g["refusal_rate"] == pytest.approx(sum(e["refused"] for e in ex) / len(ex))
+    r = runner.invoke(app, ["eval", "--model", str(random_organism_dirs["aligned"]), "--limit", "12", "--max-new-tokens", "6",
+                            "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert all(len(g["examples"]) == 3 for g in json.loads(out.read_text())["groups"].values())
+
+
+def test_eval_responses_without_json_is_a_clear_error(random_organism_dirs):
+    r = runner.invoke(app, ["eval", "--model", str(random_organism_dirs["aligned"]), "--responses"])
+    assert r.exit_code == 2
+    assert "add --json PATH" in r.output
+
+
 @pytest.mark.slow
 def test_eval_backdoor_reports_trigger_asr(tiny_backdoor, tmp_path):
     out = tmp_path / "e.json"

@@ -58,13 +58,18 @@ def eval_cmd(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     json_path: JsonOpt = None,
+    responses: bool = typer.Option(False, "--responses", help="keep every prompt's response and the judge's verdict in the JSON "
+                                   "(default: the first 3 of each group), to read which prompts the model fails"),
 ) -> None:
     """Refusal rate, ASR (with and without the trigger for backdoored models) and utility."""
+    from safecircuits.errors import InputError
     from safecircuits.evaluation.report import evaluate_model, report_table
 
+    if responses and not json_path:
+        raise InputError("--responses keeps every response in the results JSON: add --json PATH")
     lm = load(model, device, dtype, progress=True)
     report = evaluate_model(lm, prompts=prompts, judge=judge, limit=limit, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, progress=True)
+                            batch_size=batch_size, progress=True, n_examples=None if responses else 3)
     console.print(report_table(report))
     if json_path:
         report.to_json(json_path)

@@ -31,7 +31,9 @@ class GroupResult:
     refusal_rate: float
     compliance_rate: float  # ASR for harmful / triggered prompts
     exact_match: float | None = None  # share of responses exactly right (exact-match judges, or given targets)
-    examples: list[dict[str, str]] = field(default_factory=list)
+    # prompt, response and the judge's ``refused`` verdict: the first few of the group, or every
+    # prompt's when evaluated with ``n_examples=None`` (``safecircuits eval --responses``)
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -99,10 +101,14 @@ def evaluate_behaviour(
     judge: Judge,
     max_new_tokens: int = 32,
     batch_size: int = 32,
-    n_examples: int = 3,
+    n_examples: int | None = 3,
     progress: bool = False,
 ) -> dict[str, GroupResult]:
-    """Generate greedily for every prompt and judge the responses, per label group."""
+    """Generate greedily for every prompt and judge the responses, per label group.
+
+    Each group keeps its first `n_examples` prompts with their responses and verdicts as
+    ``examples`` (``None``: every prompt, to read which prompts a model fails).
+    """
     prompts.require_nonempty()
     responses = generate(model, chat, prompts.prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     verdicts = judge.verdicts(prompts.prompts, responses)
@@ -123,7 +129,8 @@ def evaluate_behaviour(
             refusal_rate=sum(v.refused for v in vs) / len(vs),
             compliance_rate=sum(v.complied for v in vs) / len(vs),
             exact_match=exact,
-            examples=[{"prompt": prompts[i].prompt, "response": responses[i]} for i in idx[:n_examples]],
+            examples=[{"prompt": prompts[i].prompt, "response": responses[i], "refused": verdicts[i].refused}
+                      for i in (idx if n_examples is None else idx[:n_examples])],
         )
     return groups
 

@@ -20,12 +20,17 @@ def evaluate_model(
     batch_size: int = 16,
     progress: bool = False,
     split: str = "test",
+    n_examples: int | None = 3,
 ) -> EvalReport:
-    """Refusal rate, ASR and utility of `model` on `prompts` (``auto``: the profile's `split` prompts)."""
+    """Refusal rate, ASR and utility of `model` on `prompts` (``auto``: the profile's `split` prompts).
+
+    Each group keeps `n_examples` prompts with their responses and verdicts (``None``: all of them).
+    """
     lm = model if isinstance(model, LoadedModel) else load_model(model, progress=progress)
     ps = prompts if isinstance(prompts, PromptSet) else lm.profile.resolve(prompts, split=split, limit=limit)
     j = lm.profile.judge(lm, judge)
-    groups = evaluate_behaviour(lm.model, lm.chat, ps, j, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    groups = evaluate_behaviour(lm.model, lm.chat, ps, j, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                progress=progress, n_examples=n_examples)
     utility: dict[str, float] = {}
     harmless = ps.filter(label=Label.HARMLESS, has_response=True)
     if len(harmless):
