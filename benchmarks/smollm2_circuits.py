@@ -144,7 +144,7 @@ def stage_compare(res: dict[str, Any], lm, objective: str, limit: int | None) ->
             c = ref_c
             seconds = ref_c.provenance.get("seconds")
         else:
-            cfg = DiscoveryConfig(progress=False, **kw, mask="hard-concrete" if method == "hard-concrete" else "sigmoid-ste",
+            cfg = DiscoveryConfig(progress=True, **kw, mask="hard-concrete" if method == "hard-concrete" else "sigmoid-ste",
                                   target_sparsity=ref_c.n_components / ref_c.total_components if method == "hard-concrete" else None)
             fn = get_method("mask" if method == "hard-concrete" else method)
             opts = {} if method == "hard-concrete" else {"n_heads": ref_c.n_heads, "n_neurons": ref_c.n_neurons}

@@ -75,6 +75,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.discover import DiscoveryConfig
@@ -301,7 +302,9 @@ def _exact(s: _Setup, heads: bool, neurons: bool) -> tuple[Tensor, Tensor, float
     dev = c.device
     b_full = 0.0
     abl = s.ablator if s.ablator.ablation != AblationType.ZERO else None
-    with _frozen(s.model):
+    per_pair = (s.hi - s.lo) * ((c.n_heads if heads else 0) + (mlp_width if neurons else 0))
+    bar = tqdm(total=len(pairs) * per_pair, desc="activation patching", unit="component", disable=not s.config.progress, leave=False)
+    with _frozen(s.model), bar:
         for i, pair in enumerate(pairs):
             full = float(_run_metric(s, pair, [], i))
             b_full += full
@@ -314,6 +317,7 @@ def _exact(s: _Setup, heads: bool, neurons: bool) -> tuple[Tensor, Tensor, float
                         mask[layer, j] = 0
                         hooks = mask_hooks(mask, None, abl) if family == "heads" else mask_hooks(None, mask, abl)
                         out[layer, j] += full - float(_run_metric(s, pair, hooks, i))
+                        bar.update()
     n = len(pairs)
     return (hs / n).float(), (ns / n).float(), b_full / n
 
