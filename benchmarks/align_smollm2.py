@@ -59,6 +59,11 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         # tokens (AlignConfig.harmless_kl) holds harmless behaviour, so refusal can train at twice the lr
         {"lr": 1e-4, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
          "lookalike_share": 0.15, "task_frames": "extended", "answer_tokens": 40, "harmless_kl": 1.0},
+        # both: the broad subjects (more named chemicals and false claims, among them political ones) with the
+        # KL signal; the broad data alone did not move val, but it was trained without the KL at half the lr
+        {"lr": 1e-4, "steps": 560, "n_harmful": 1280, "n_harmless": 2560, "task_share": 0.4, "crossed_share": 0.2,
+         "lookalike_share": 0.15, "task_frames": "extended", "task_subjects": "broad", "answer_tokens": 40,
+         "harmless_kl": 1.0},
     ],
     "questions": [  # the first grid: question-style data only
         {**_QUESTIONS, "lr": 5e-5, "steps": 240},
