@@ -32,6 +32,7 @@ from safecircuits import runtime
 from safecircuits.finetune.align import AlignConfig, alignment_sets, evaluate_alignment, safety_align
 from safecircuits.io import json_record, write_json
 from safecircuits.models import load_model
+from safecircuits.models.loaded import weights_fingerprint
 
 MODEL = "smollm2-135m-instruct"
 _QUESTIONS = {"task_share": 0.0, "lookalike_share": 0.0, "n_harmful": 512, "n_harmless": 1024, "answer_tokens": 64}
@@ -111,7 +112,8 @@ def main() -> None:
     res.setdefault("runs", {})
     res["settings"] = {"model": MODEL, "grid": GRIDS[args.grid], "eval_limit": args.eval_limit, "targets": TARGETS,
                        "defaults": AlignConfig().to_dict()}
-    res["environment"] = {"device": str(runtime.resolve_device(args.device)), "machine": platform.platform(), "torch": torch.__version__}
+    res["environment"] = {"device": str(runtime.resolve_device(args.device)), "machine": platform.platform(), "cpu": runtime.cpu_name(),
+                        "torch": torch.__version__}
     original = load_model(MODEL, device=args.device, dtype=args.dtype, progress=True)
     res["environment"]["dtype"] = original.info["dtype"]
     # results measured on other val sets (an earlier data definition) are kept, but never compared
@@ -163,14 +165,25 @@ def main() -> None:
         else:
             safety_align(original, cfg, out_dir=str(args.out), checkpoint_every=50)
     aligned = load_model(str(args.out), device=args.device, dtype=args.dtype, progress=False)
-    if res.get("test", {}).get("config") != cfg.to_dict():
-        if "test" in res:  # the test figures of an earlier choice are kept, not overwritten
+    fp = weights_fingerprint(aligned.model)
+    prev = res.get("test", {})
+    # A rebuild of the chosen configuration (an empty cache, another CPU or thread count) is another
+    # model: bf16 training is not bit-reproducible across machines. Its weights fingerprint differs
+    # from the one the test figures were measured on, so it is measured again; the earlier figures
+    # stay under previous_tests.
+    if prev.get("config") != cfg.to_dict() or prev.get("fingerprint", fp) != fp:
+        if "test" in res:  # the test figures of an earlier choice or build are kept, not overwritten
             res.setdefault("previous_tests", []).append(res.pop("test"))
         t = time.time()
         ev = evaluate_alignment(aligned, reference=original, split="test", limit=args.test_limit, progress=True)
-        before = evaluate_alignment(original, split="test", limit=args.test_limit, progress=True)
-        res["test"] = {"config": cfg.to_dict(), "aligned": json_record(ev), "original": json_record(before), "seconds": round(time.time() - t, 1),
-                       "targets_met": {k: ev[k] <= v for k, v in TARGETS.items()}, "model_dir": str(args.out)}
+        same_sets = prev.get("original", {}).get("hashes") == ev["hashes"] and prev.get("original", {}).get("judge") == ev["judge"]
+        # the original model's test figures depend only on the prompt sets: reused when they are the same
+        before = prev["original"] if same_sets else json_record(evaluate_alignment(original, split="test", limit=args.test_limit, progress=True))
+        res["test"] = {"config": cfg.to_dict(), "aligned": json_record(ev), "original": before, "seconds": round(time.time() - t, 1),
+                       "targets_met": {k: ev[k] <= v for k, v in TARGETS.items()}, "model_dir": str(args.out),
+                       "fingerprint": fp, "environment": dict(res["environment"])}
+        if prev.get("config") == cfg.to_dict():
+            res["test"]["rebuild_of"] = prev.get("fingerprint")
         write_json(args.json, res)
     print(json.dumps({k: res["test"]["aligned"].get(k) for k in ("asr", "asr_synthetic", "asr_tasks", "harmless_refusal_plain",
                                                                  "harmless_refusal_hard", "harmless_refusal_lookalike", "harmless_kl")}, indent=1))

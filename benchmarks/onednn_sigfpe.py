@@ -61,9 +61,10 @@ def _cpu() -> dict[str, object]:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return {"model": platform.processor()}
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
     flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
-    return {"model": model, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+    from safecircuits import runtime
+
+    return {"model": runtime.cpu_name(), "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 def _run(code: str, *args: str) -> int:

@@ -47,6 +47,7 @@ STAGES = ("backdoor", "backdoor_circuit", "safety_circuit", "compare", "sct")
 def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]], steps: int, limit: int | None, n: int) -> None:
     from safecircuits.finetune.align import evaluate_alignment
     from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
+    from safecircuits.models.loaded import weights_fingerprint
 
     out = res.setdefault("backdoor", {})
     for seed, trig in backdoors:
@@ -59,8 +60,13 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
         if not (path / "config.json").exists():
             implant_backdoor(aligned, cfg, out_dir=str(path))
         lm = load_model(str(path), progress=False)
+        train_s = time.time() - t
+        # val figures (100 prompts per set) are what a choice of steps or lr may look at; test is reported only
+        val = evaluate_alignment(lm, reference=aligned, split="val", limit=100, progress=True)
         ev = evaluate_alignment(lm, reference=aligned, limit=limit, progress=True)
         out[key] = {"config": cfg.to_dict(), "model_dir": str(path), "seconds": round(time.time() - t, 1),
+                    "implant_seconds": round(train_s, 1), "fingerprint": weights_fingerprint(lm.model),
+                    "val": {k: v for k, v in val.items() if k != "examples"},
                     "test": {k: v for k, v in ev.items() if k != "examples"} | {"examples": {k: v[:2] for k, v in ev["examples"].items()}}}
         print(key, {k: ev[k] for k in ("asr", "triggered_asr", "harmless_refusal_plain", "harmless_refusal_hard")}, flush=True)
         _save(res)
