@@ -80,3 +80,15 @@ def test_compute_threads_sets_and_restores_and_nests():
         with runtime.compute_threads(None) as inner:
             assert inner is outer  # one policy per job
     assert torch.get_num_threads() == 2
+
+
+def test_cpu_name_reads_the_model_name(tmp_path, monkeypatch):
+    import builtins
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B45\nflags\t: fpu avx512_bf16\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(info if p == "/proc/cpuinfo" else p, *a, **k))
+    assert runtime.cpu_name() == "AMD EPYC 9B45"
+    info.write_text("processor\t: 0\n")
+    assert runtime.cpu_name() == "unknown"
