@@ -19,6 +19,8 @@ absolute seconds are recorded but only ratios are compared. ``ratios`` (< 1 mean
 * ``mask_step_vs_train_step``: one circuit-discovery step (head and neuron masks, zero ablation,
   backward to the mask logits, Adam) vs a train step, bf16, same batch (also on the organism);
 * ``cwac_step_vs_lora_step``: a step of the fine-tuning loop with ``cwac`` vs ``lora``, bf16;
+* ``patch_batch_K_vs_1_{smollm2,organism}``: activation patching with K components ablated per
+  forward (the batch replicated once per component) vs one forward per component;
 * ``shared_vs_alone_discovery``: a 60-step discovery on ``organism:backdoor`` beside another
   torch process (2 threads of small matmuls) vs alone, under the default thread policy.
 
@@ -279,6 +281,36 @@ def bench_cwac_vs_lora(device: str, steps: int) -> None:
     _print("cwac vs lora", RESULTS["cwac_vs_lora"])
 
 
+def bench_patch_batch(device: str, reps: int) -> None:
+    """Activation patching with several components per forward (the batch replicated, one ablation
+    per copy) vs one forward per component, on SmolLM2 (heads of the last two layers, 8 prompts per
+    set) and on the backdoor organism (every head and neuron scored exactly, 8 prompts per set)."""
+    from safecircuits.circuits.baselines import activation_patching
+    from safecircuits.circuits.discover import DiscoveryConfig
+    from safecircuits.data.synthetic import synthetic_compliances, synthetic_harmful, synthetic_harmless
+    from safecircuits.models import load_model
+
+    out: dict[str, Any] = {}
+    smol = load_model(SMOL, device=device, dtype="bfloat16", progress=False)
+    smol_data = {"comply": synthetic_compliances(8, seed=0), "refuse": synthetic_harmful(8, seed=0),
+                 "harmless": synthetic_harmless(8, seed=0)}
+    org = load_model("organism:backdoor", device=device, progress=False)
+    org_data = {k: ps.sample(8, 0) for k, ps in org.profile.objective_data(org, "backdoor", "train").items()}
+    cases = {"smollm2": (smol, "safety", smol_data, (28, 30), "attribution", (1, 6, 18)),
+             "organism": (org, "backdoor", org_data, None, "exact", (1, 8, 32))}
+    for name, (lm, objective, data, layers, neurons, ks) in cases.items():
+        def run(k: int, lm=lm, objective=objective, data=data, layers=layers, neurons=neurons) -> None:
+            cfg = DiscoveryConfig(batch_size=8, layers=layers, patch_batch=k, progress=False)
+            activation_patching(lm, objective, data, cfg, n_heads=1, n_neurons=0, neuron_method=neurons)
+
+        med = _interleave({f"k={k}": (lambda k=k: run(k)) for k in ks}, reps)
+        out[name] = {"median_seconds": med, "layers": layers, "neuron_method": neurons}
+        for k in ks[1:]:
+            RESULTS.setdefault("ratios", {})[f"patch_batch_{k}_vs_1_{name}"] = med[f"k={k}"] / med["k=1"]
+        _print(f"activation patching on {name}, components per forward", out[name])
+    RESULTS["patch_batch"] = out
+
+
 _DISCOVERY = """
 import sys, time
 from safecircuits.models import load_model
@@ -343,7 +375,7 @@ def _print(what: str, d: Any) -> None:
     print(f"== {what}: {json.dumps(d, default=str)}", flush=True)
 
 
-STAGES = ("train", "generate", "mask", "cwac", "shared", "align")
+STAGES = ("train", "generate", "mask", "cwac", "patch", "shared", "align")
 
 
 def main() -> None:
@@ -376,6 +408,8 @@ def main() -> None:
         bench_mask_step(device, args.reps)
     if "cwac" in stages:
         bench_cwac_vs_lora(device, steps=6)
+    if "patch" in stages:
+        bench_patch_batch(device, max(2, args.reps // 2))
     if "shared" in stages and device == "cpu":
         bench_shared_discovery(max(2, args.reps // 2))
     if "align" in stages:

@@ -152,6 +152,26 @@ def test_exact_scores_are_single_ablation_effects(random_backdoor, backdoor_data
     assert abs((full - removed) - float(e.head_scores[layer, h])) < 1e-4
 
 
+@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
+def test_replicated_patching_equals_one_forward_per_component(random_backdoor, backdoor_data, ablation):
+    """Several components per forward (the batch replicated, one ablation per copy) give the same
+    scores as one forward per component, for heads and exactly scored neurons, under every ablation;
+    a chunk size that does not divide the component count leaves no component out."""
+    data = {k: ps[:16] for k, ps in backdoor_data.items()}
+    one = B.activation_patching(random_backdoor, "backdoor", data, cfg(ablation=ablation, batch_size=8, patch_batch=1),
+                                neuron_method="exact")
+    many = B.activation_patching(random_backdoor, "backdoor", data, cfg(ablation=ablation, batch_size=8, patch_batch=7),
+                                 neuron_method="exact")
+    assert one.head_scores.abs().sum() > 0 and one.neuron_scores.abs().sum() > 0
+    assert torch.allclose(one.head_scores, many.head_scores, atol=1e-4)
+    assert torch.allclose(one.neuron_scores, many.neuron_scores, atol=1e-4)
+    assert no_hooks(random_backdoor.model)
+    assert B.patch_batch_for(cfg(), "cpu") == 1 and B.patch_batch_for(cfg(), "cuda") == 16
+    assert B.patch_batch_for(cfg(patch_batch=5), "cuda") == 5
+    with pytest.raises(ValueError, match="patch_batch must be >= 1"):
+        cfg(patch_batch=0)
+
+
 def test_random_circuits(random_aligned, safety_data):
     r = B.random_circuit(random_aligned, "safety", safety_data, cfg(), n_heads=3, n_neurons=11, seed=5)
     assert (r.n_heads, r.n_neurons) == (3, 11) and r.provenance["method"] == "random" and r.provenance["seed"] == 5

@@ -63,6 +63,10 @@ class DiscoveryConfig:
     # heads and neurons compete on equal terms.
     penalty_norm: str = "layer-mean"
     progress: bool = True
+    # Activation patching: components ablated per forward (the batch is replicated once per
+    # component, each copy with its own component ablated). None = 16 on CUDA, 1 elsewhere
+    # (measured: the patch_batch ratios of benchmarks/results/patch_batch_cpu.json).
+    patch_batch: int | None = None
 
     def __post_init__(self) -> None:
         AblationType.parse(self.ablation)
@@ -77,6 +81,8 @@ class DiscoveryConfig:
             if len(layers) != 2 or layers[0] >= layers[1] or layers[0] < 0:
                 raise InputError(f"layers must be a [start, end) range with 0 <= start < end, got {layers}")
             self.layers = (layers[0], layers[1])
+        if self.patch_batch is not None and self.patch_batch < 1:
+            raise InputError(f"patch_batch must be >= 1 (components per forward) or None (by device), got {self.patch_batch}")
         if self.penalty_norm not in ("layer-mean", "component"):
             raise InputError(f"penalty_norm must be 'layer-mean' or 'component', got {self.penalty_norm!r}")
         if self.target_sparsity is not None and not 0 <= self.target_sparsity <= 1:
@@ -93,6 +99,7 @@ class DiscoveryConfig:
         d.pop("checkpoint_dir")
         d.pop("checkpoint_every")
         d.pop("checkpoint_seconds")
+        d.pop("patch_batch")  # how the forwards are grouped, not what is computed
         return d
 
     def mask_spec(self) -> MaskSpec:
