@@ -88,6 +88,12 @@ def _score(ev: dict[str, Any]) -> tuple[int, float]:
     return (0, over) if asr <= TARGETS["asr"] else (1, asr)
 
 
+def _test_is_current(test: dict[str, Any], config: dict[str, Any], fingerprint: str) -> bool:
+    """Whether the recorded test figures belong to this model: the same configuration and, where
+    the record has one, the same weights fingerprint (a rebuild on another machine is another model)."""
+    return test.get("config") == config and test.get("fingerprint", fingerprint) == fingerprint
+
+
 def _grid_dir(out: Path, cfg: AlignConfig) -> Path:
     """Where the grid keeps the model of one configuration (the chosen one is copied to ``--out``)."""
     import hashlib
@@ -171,7 +177,7 @@ def main() -> None:
     # model: bf16 training is not bit-reproducible across machines. Its weights fingerprint differs
     # from the one the test figures were measured on, so it is measured again; the earlier figures
     # stay under previous_tests.
-    if prev.get("config") != cfg.to_dict() or prev.get("fingerprint", fp) != fp:
+    if not _test_is_current(prev, cfg.to_dict(), fp):
         if "test" in res:  # the test figures of an earlier choice or build are kept, not overwritten
             res.setdefault("previous_tests", []).append(res.pop("test"))
         t = time.time()
