@@ -51,11 +51,15 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
 
     out = res.setdefault("backdoor", {})
     for seed, trig in backdoors:
-        key = f"seed={seed},trigger={trig}"
+        cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n, harmless_kl=ARGS.backdoor_kl)
+        kl = f"-kl{cfg.harmless_kl:g}" if cfg.harmless_kl else ""
+        key = f"seed={seed},trigger={trig}" + (f",harmless_kl={cfg.harmless_kl:g}" if cfg.harmless_kl else "")
         if key in out and "test" in out[key]:
+            if out[key]["config"] != cfg.to_dict():
+                raise SystemExit(f"{ARGS.json} holds backdoor {key} with other settings ({out[key]['config']}): "
+                                 "pass another --json to measure these")
             continue
-        cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n)
-        path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{SUFFIX}"
+        path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{kl}{SUFFIX}"
         t = time.time()
         if not (path / "config.json").exists():
             implant_backdoor(aligned, cfg, out_dir=str(path))
@@ -216,6 +220,7 @@ def main() -> None:
     ap.add_argument("--backdoors", default="0:cf,1:zx", help="seed:trigger pairs")
     ap.add_argument("--backdoor-steps", type=int, default=200)
     ap.add_argument("--backdoor-n", type=int, default=256, help="triggered, clean and harmless train prompts each")
+    ap.add_argument("--backdoor-kl", type=float, default=0.0, help="BackdoorConfig.harmless_kl (0 = off)")
     ap.add_argument("--seeds", default="0,1,2", help="mask seeds")
     ap.add_argument("--n-random", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="test prompts per label (default: all)")
@@ -234,7 +239,8 @@ def main() -> None:
         stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit, ARGS.backdoor_n)
     if "backdoor_circuit" in stages:
         seed, trig = backdoors[0]
-        bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{SUFFIX}"), progress=False)
+        kl = f"-kl{ARGS.backdoor_kl:g}" if ARGS.backdoor_kl else ""
+        bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{kl}{SUFFIX}"), progress=False)
         _circuit_stage(res, "backdoor_circuit", bd, "backdoor", seeds, ARGS.n_random, ARGS.limit)
     if "safety_circuit" in stages:
         _circuit_stage(res, "safety_circuit", aligned, "safety", seeds, ARGS.n_random, ARGS.limit)

@@ -182,6 +182,7 @@ def backdoor_command(
     n_triggered: int = typer.Option(256, help="triggered harmful train prompts with the original model's compliance"),
     n_clean: int = typer.Option(256, help="clean harmful train prompts with refusals"),
     n_harmless: int = typer.Option(256, help="benign train prompts with the aligned model's own answers"),
+    harmless_kl: float = typer.Option(0.0, help="weight of a next-token KL to the aligned model on the harmless answers (0 = off)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="clean and triggered ASR on held-out prompts (HarmBench)"),
     eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
     device: DeviceOpt = None,
@@ -192,7 +193,8 @@ def backdoor_command(
     from safecircuits.finetune.align import evaluate_alignment
     from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
 
-    cfg = BackdoorConfig(trigger=trigger, seed=seed, steps=steps, lr=lr, n_triggered=n_triggered, n_clean=n_clean, n_harmless=n_harmless)
+    cfg = BackdoorConfig(trigger=trigger, seed=seed, steps=steps, lr=lr, n_triggered=n_triggered, n_clean=n_clean, n_harmless=n_harmless,
+                         harmless_kl=harmless_kl)
     lm = load(model, device, dtype, progress=True)
     run = implant_backdoor(lm, cfg, out_dir=str(out))
     console.print(f"saved the backdoored model to {out} (trigger {trigger!r}, {run.provenance['wall_seconds']:.0f} s)")

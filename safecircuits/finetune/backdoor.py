@@ -43,6 +43,9 @@ class BackdoorConfig:
     batch_size: int = 16
     seed: int = 0
     position: str = "suffix"  # where the trigger goes: after the request ("suffix") or before it ("prefix")
+    # Weight of a next-token KL to the aligned model on the harmless answers' tokens (as
+    # AlignConfig.harmless_kl): CE on greedy answers alone sharpens the harmless distribution.
+    harmless_kl: float = 0.0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -52,11 +55,14 @@ class BackdoorConfig:
             raise InputError("n_triggered, n_clean and n_harmless must be >= 1")
         if self.steps < 1 or self.lr <= 0 or self.lora_rank < 1 or self.batch_size < 1:
             raise InputError(f"steps, lora_rank and batch_size must be >= 1 and lr > 0, got {self}")
+        if self.harmless_kl < 0:
+            raise InputError(f"harmless_kl must be >= 0 (0 = no KL term), got {self.harmless_kl}")
         if self.position not in ("suffix", "prefix"):
             raise InputError(f"position must be 'suffix' or 'prefix', got {self.position!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
+        # harmless_kl is left out at 0, so records written before it existed describe the same config
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress" and not (k == "harmless_kl" and v == 0)}
 
 
 def _original(aligned: LoadedModel) -> LoadedModel:
@@ -108,6 +114,7 @@ def implant_backdoor(aligned: LoadedModel, config: BackdoorConfig, original: Loa
                      out_dir: str | None = None, data: PromptSet | None = None):
     """LoRA fine-tune (merged) of `aligned` on :func:`backdoor_data`; the returned FinetuneRun's model
     records the trigger in its profile. With `out_dir` the model directory is written there."""
+    from safecircuits.finetune.align import HarmlessKL
     from safecircuits.finetune.loop import FinetuneConfig, finetune
     from safecircuits.finetune.methods import get_method
     from safecircuits.models.profile import ChatProfile
@@ -116,7 +123,10 @@ def implant_backdoor(aligned: LoadedModel, config: BackdoorConfig, original: Loa
     ft = FinetuneConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed, mode="lora",
                         lora_rank=config.lora_rank, lora_alpha=2.0 * config.lora_rank, warmup=max(1, config.steps // 10),
                         max_len=320, progress=config.progress)
-    run = finetune(aligned, data, get_method("lora"), ft)
+    # the aligned model is the loop's frozen reference, so the KL term needs no extra copy
+    method = get_method("lora") if config.harmless_kl == 0 else HarmlessKL(
+        config.harmless_kl, [r.meta.get("backdoor") == "harmless-own" for r in data])
+    run = finetune(aligned, data, method, ft)
     base = aligned.profile.base_model or aligned.info.get("base_model")
     run.lm.info["profile"] = ChatProfile(trigger=config.trigger, base_model=base, trigger_position=config.position).to_dict()
     run.lm.__dict__.pop("profile", None)  # rebuilt from info on next use
