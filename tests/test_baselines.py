@@ -167,6 +167,7 @@ def test_replicated_patching_equals_one_forward_per_component(random_backdoor, b
     assert torch.allclose(one.neuron_scores, many.neuron_scores, atol=1e-4)
     assert no_hooks(random_backdoor.model)
     assert B.patch_batch_for(cfg(), "cpu") == 1 and B.patch_batch_for(cfg(), "cuda") == 16
+    assert B.patch_batch_for(cfg(), "cpu", tiny=True) == 8
     assert B.patch_batch_for(cfg(patch_batch=5), "cuda") == 5
     with pytest.raises(ValueError, match="patch_batch must be >= 1"):
         cfg(patch_batch=0)

@@ -64,7 +64,7 @@ class DiscoveryConfig:
     penalty_norm: str = "layer-mean"
     progress: bool = True
     # Activation patching: components ablated per forward (the batch is replicated once per
-    # component, each copy with its own component ablated). None = 16 on CUDA, 1 elsewhere
+    # component, each copy with its own component ablated). None = 16 on CUDA, 8 for tiny models on the CPU, else 1
     # (measured: the patch_batch ratios of benchmarks/results/patch_batch_cpu.json).
     patch_batch: int | None = None
 
