@@ -295,12 +295,16 @@ def _attribution(s: _Setup) -> tuple[Tensor, Tensor, float]:
 @torch.no_grad()
 def _replicated_metric(s: _Setup, pair: dict[str, TokenBatch], ablate: list[tuple[str, int, int]], seed: int) -> list[float]:
     """B on one batch pair for each component in `ablate` (family, layer, index), in one forward
-    per PromptSet: the batch is repeated once per component and copy r has component r ablated.
-
-    TransformerLens hooks take one mask for the whole batch, so this builds per-copy masks itself.
-    Copies see the same position classes and resample partners as an unbatched forward would."""
-    dev = s.model.cfg.device
+    per PromptSet: the batch is repeated once per component and copy r has component r ablated
+    (a mask per batch row, :func:`mask_hooks`). Copies see the same position classes and resample
+    partners as an unreplicated forward."""
+    c = s.model.cfg
     n = len(ablate)
+    masks: dict[str, Tensor] = {}
+    for r, (family, layer, idx) in enumerate(ablate):
+        width = c.n_heads if family == "heads" else d_mlp(s.model)
+        masks.setdefault(family, torch.ones(c.n_layers, n, width, device=c.device))[layer, r, idx] = 0
+    abl = s.ablator if s.ablator.ablation != AblationType.ZERO else None
     per_key: dict[str, list[Tensor]] = {}
     for j, (k, b) in enumerate(pair.items()):
         s.set_batch(b, seed * 7919 + j)  # classes and resample partners of the unreplicated batch
@@ -309,36 +313,11 @@ def _replicated_metric(s: _Setup, pair: dict[str, TokenBatch], ablate: list[tupl
             s.ablator.classes = s.ablator.classes.repeat(n, 1)
         if s.ablator._resample_idx is not None:
             s.ablator._resample_idx = s.ablator._resample_idx.repeat(n)
-        masks: dict[tuple[str, int], Tensor] = {}
-        for r, (family, layer, idx) in enumerate(ablate):
-            width = s.model.cfg.n_heads if family == "heads" else d_mlp(s.model)
-            m = masks.setdefault((family, layer), torch.ones(n, width, device=dev))
-            m[r, idx] = 0
-        hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
-        for (family, layer), m in masks.items():
-            refs = s.ablator.heads_ref if family == "heads" else s.ablator.neurons_ref
-            ref = None if s.ablator.ablation == AblationType.ZERO else refs[layer]
-            name = head_hook(layer) if family == "heads" else neuron_hook(layer)
-            hooks.append((name, _per_copy_hook(m.repeat_interleave(B, 0), s.ablator, ref)))
-        with s.model.hooks(fwd_hooks=hooks):
-            logits = s.model(b.tokens.to(dev).repeat(n, 1))
+        rows = {f: m.repeat_interleave(B, 1) for f, m in masks.items()}  # copy r's mask on its B rows
+        with s.model.hooks(fwd_hooks=mask_hooks(rows.get("heads"), rows.get("neurons"), abl)):  # type: ignore[arg-type]
+            logits = s.model(b.tokens.to(c.device).repeat(n, 1))
         per_key[k] = [response_ce(logits[r * B:(r + 1) * B], b, s.metric.decision_tokens) for r in range(n)]
     return [float(s.metric({k: v[r] for k, v in per_key.items()})) for r in range(n)]
-
-
-def _per_copy_hook(mask: Tensor, ablator: Ablator, ref: Tensor | None) -> Callable[..., Tensor]:
-    """Mix activations [copies x batch, pos, n(, d_head)] with their ablated values, one mask row per row."""
-
-    def hook(act: Tensor, hook: Any) -> Tensor:  # noqa: ARG001
-        m = mask.to(act.dtype)[:, None, :]
-        if act.ndim == 4:
-            m = m[..., None]
-        if ref is None:
-            return act * m
-        a = ablator.replacement(ref, act.shape[0], act.shape[1], act.device).to(act.dtype)
-        return a + m * (act - a)
-
-    return hook
 
 
 def patch_batch_for(config: DiscoveryConfig, device: torch.device | str, tiny: bool = False) -> int:
@@ -353,8 +332,8 @@ def patch_batch_for(config: DiscoveryConfig, device: torch.device | str, tiny: b
 
 
 def _exact(s: _Setup, heads: bool, neurons: bool) -> tuple[Tensor, Tensor, float]:
-    """Exact single-component ablation scores B(full) - B(ablated): one forward per component, or
-    one per `patch_batch` components when the batch is replicated (:func:`_replicated_metric`)."""
+    """Exact single-component ablation scores B(full) - B(ablated): one forward per `patch_batch`
+    components (:func:`_replicated_metric`; one component per forward at 1)."""
     c = s.model.cfg
     mlp_width = d_mlp(s.model)
     hs = torch.zeros(c.n_layers, c.n_heads, dtype=torch.float64)
@@ -373,16 +352,7 @@ def _exact(s: _Setup, heads: bool, neurons: bool) -> tuple[Tensor, Tensor, float
             b_full += full
             for start in range(0, len(components), k):
                 chunk = components[start:start + k]
-                if k == 1:
-                    family, layer, j = chunk[0]
-                    width = c.n_heads if family == "heads" else mlp_width
-                    mask = torch.ones(c.n_layers, width, device=c.device)
-                    mask[layer, j] = 0
-                    abl = s.ablator if s.ablator.ablation != AblationType.ZERO else None
-                    hooks = mask_hooks(mask, None, abl) if family == "heads" else mask_hooks(None, mask, abl)
-                    values = [float(_run_metric(s, pair, hooks, i))]
-                else:
-                    values = _replicated_metric(s, pair, chunk, i)
+                values = _replicated_metric(s, pair, chunk, i)
                 for (family, layer, j), v in zip(chunk, values, strict=True):
                     out[family][layer, j] += full - v
                 bar.update(len(chunk))

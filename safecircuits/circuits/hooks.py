@@ -151,12 +151,15 @@ class Ablator:
 
 def _mask_hook(mask: Tensor, ablator: Ablator | None, ref: Tensor | None):
     """A hook that mixes activations with their ablated values; `mask` broadcasts over the last
-    dims ([n_heads] -> [.., head, d_head] for hook_z; [d_mlp] for hook_post)."""
+    dims ([n_heads] -> [.., head, d_head] for hook_z; [d_mlp] for hook_post). A [batch, n] mask
+    gives each batch row its own mask (activation patching with several components per forward)."""
 
     def hook(act: Tensor, hook) -> Tensor:  # noqa: ARG001
         m = mask.to(act.dtype)
-        if act.ndim == 4:
+        if m.ndim == 2:  # [batch, n] -> [batch, 1, n]
             m = m[:, None]
+        if act.ndim == 4:
+            m = m[..., None]
         if ablator is None or ref is None or ablator.ablation == AblationType.ZERO:
             return act * m
         a = ablator.replacement(ref, act.shape[0], act.shape[1], act.device).to(act.dtype)
@@ -166,14 +169,15 @@ def _mask_hook(mask: Tensor, ablator: Ablator | None, ref: Tensor | None):
 
 
 def mask_hooks(
-    heads: Float[Tensor, "n_layers n_heads"] | None,
-    neurons: Float[Tensor, "n_layers d_mlp"] | None,
+    heads: Float[Tensor, "n_layers *rows n_heads"] | None,
+    neurons: Float[Tensor, "n_layers *rows d_mlp"] | None,
     ablator: Ablator | None = None,
     head_layers: list[int] | None = None,
     neuron_layers: list[int] | None = None,
 ) -> list[tuple[str, object]]:
-    """Forward hooks for masks given as full [n_layers, n] tensors (rows outside the layer
-    lists are ignored). A layer whose mask is all ones gets no hook (no overhead)."""
+    """Forward hooks for masks given as full [n_layers, n] tensors, or [n_layers, batch, n] for a
+    mask per batch row (rows outside the layer lists are ignored). A layer whose mask is all ones
+    gets no hook (no overhead)."""
     hooks: list[tuple[str, object]] = []
     for family, masks, layers, hook_name, refs in (
         ("heads", heads, head_layers, head_hook, ablator.heads_ref if ablator else {}),
