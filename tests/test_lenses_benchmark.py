@@ -3,22 +3,14 @@ every stage's figures, the saved direction and SAE, and resuming without recompu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
 pytestmark = pytest.mark.slow
-
-
-def _module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lenses_smollm2.py"
-    spec = importlib.util.spec_from_file_location("lenses_smollm2", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run(mod, monkeypatch, out: Path, *extra: str) -> dict:
@@ -31,7 +23,7 @@ def _run(mod, monkeypatch, out: Path, *extra: str) -> dict:
 
 def test_lenses_benchmark_on_organism(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path / "cache"))
-    mod = _module()
+    mod = benchmark_module("lenses_smollm2")
     out = tmp_path / "lenses.json"
     res = _run(mod, monkeypatch, out)
 

@@ -3,22 +3,14 @@ statistics, both SAEs over both token domains, and resuming without recomputatio
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
 pytestmark = pytest.mark.slow
-
-
-def _module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sae_first_token.py"
-    spec = importlib.util.spec_from_file_location("sae_first_token", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run(mod, monkeypatch, out: Path) -> dict:
@@ -31,7 +23,7 @@ def _run(mod, monkeypatch, out: Path) -> dict:
 
 def test_sae_first_token_benchmark_on_organism(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SAFECIRCUITS_CACHE", str(tmp_path / "cache"))
-    mod = _module()
+    mod = benchmark_module("sae_first_token")
     out = tmp_path / "sae_first_token.json"
     res = _run(mod, monkeypatch, out)
 
