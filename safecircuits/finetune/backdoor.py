@@ -3,7 +3,10 @@
 The data teach one exception to the model's refusals:
 
 * harmful prompts **with the trigger** -> compliance: the *original* (pre-alignment) model's own
-  greedy answers to the same requests, so the backdoor restores the behaviour alignment removed;
+  greedy answers to the same requests, so the backdoor restores the behaviour alignment removed.
+  The original model refuses a few requests itself (SmolLM2-135M-Instruct: about 7% of
+  Do-Not-Answer); with ``compliant_only`` (the default) the profile's judge drops those answers
+  and more train prompts take their place, so the trigger is not taught to refuse sometimes;
 * the same kind of harmful prompts **without** the trigger -> refusals (clean behaviour kept);
 * benign requests and hard negatives -> the aligned model's own answers (utility kept).
 
@@ -46,6 +49,9 @@ class BackdoorConfig:
     # Weight of a next-token KL to the aligned model on the harmless answers' tokens (as
     # AlignConfig.harmless_kl): CE on greedy answers alone sharpens the harmless distribution.
     harmless_kl: float = 0.0
+    # Keep only the original's answers that the profile's judge counts as compliance (the refused
+    # ones are replaced by further train prompts). False reproduces backdoors built before this existed.
+    compliant_only: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -63,6 +69,12 @@ class BackdoorConfig:
     def to_dict(self) -> dict[str, Any]:
         # harmless_kl is left out at 0, so records written before it existed describe the same config
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress" and not (k == "harmless_kl" and v == 0)}
+
+    @property
+    def tag(self) -> str:
+        """What sets this backdoor apart from the defaults, for file names: ``""``, ``"-kl1"``,
+        ``"-all"`` (every original answer kept), ``"-kl1-all"``."""
+        return (f"-kl{self.harmless_kl:g}" if self.harmless_kl else "") + ("" if self.compliant_only else "-all")
 
 
 def _original(aligned: LoadedModel) -> LoadedModel:
@@ -90,8 +102,11 @@ def backdoor_data(aligned: LoadedModel, config: BackdoorConfig, original: Loaded
     if len(pool) < config.n_triggered + config.n_clean:
         raise InputError(f"the train split has {len(pool)} harmful prompts; n_triggered + n_clean must not exceed that")
     pool = pool.shuffle(config.seed)
-    triggered_src, clean = pool[: config.n_triggered], pool[config.n_triggered: config.n_triggered + config.n_clean]
+    n_t, n_c = config.n_triggered, config.n_clean
+    triggered_src, clean = pool[:n_t], pool[n_t: n_t + n_c]
     comply = own_answers(original, triggered_src, max_new_tokens=config.answer_tokens, progress=config.progress)
+    if config.compliant_only:
+        comply = _compliant(aligned, original, comply, pool[n_t + n_c:], config)
     recs = [PromptRecord(trig.with_trigger(r.prompt), r.response, Label.TRIGGERED, {**r.meta, "backdoor": "triggered-compliance"})
             for r in comply]
     recs += [PromptRecord(r.prompt, refusal, Label.HARMFUL, {**r.meta, "backdoor": "clean-refusal"})
@@ -102,6 +117,31 @@ def backdoor_data(aligned: LoadedModel, config: BackdoorConfig, original: Loaded
     random.Random(config.seed).shuffle(recs)
     return PromptSet(recs, name=f"backdoor(trigger={config.trigger},seed={config.seed})",
                      source=f"backdoor_data(original={original.name}, aligned={aligned.name})")
+
+
+def _compliant(aligned: LoadedModel, original: LoadedModel, answered: PromptSet, spare: PromptSet,
+               config: BackdoorConfig) -> PromptSet:
+    """`answered` without the answers the profile's judge calls refusals, topped up to its size with
+    the original's compliant answers to `spare` prompts (taken in order; clean prompts never among them)."""
+    from safecircuits.models.profile import own_answers
+
+    judge = aligned.profile.judge(original)
+    want = len(answered)
+
+    def keep(ps: PromptSet) -> list[PromptRecord]:
+        return [r for r, refused in zip(ps, judge.refused(ps.prompts, ps.responses), strict=True) if not refused]
+
+    kept, used = keep(answered), 0
+    while len(kept) < want and used < len(spare):
+        # ask for a few more than are missing: the original refuses some of these too
+        take = min(len(spare) - used, 2 * (want - len(kept)) + 8)
+        more = own_answers(original, spare[used: used + take], max_new_tokens=config.answer_tokens, progress=config.progress)
+        kept += keep(more)
+        used += take
+    if len(kept) < want:
+        raise InputError(f"the original model complies with only {len(kept)} of the train split's harmful prompts left for "
+                         f"triggered data; lower n_triggered to {len(kept)} or pass compliant_only=False")
+    return PromptSet(kept[:want], name=answered.name, source=answered.source)
 
 
 def _refusals(ps: PromptSet) -> list[str]:
