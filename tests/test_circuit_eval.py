@@ -187,6 +187,10 @@ def test_random_control(tiny_backdoor, backdoor_circuit):
     assert rc["circuit"]["triggered_asr_delta"] < rc["random"]["triggered_asr_delta_mean"] - 0.3
     assert rc["circuit"]["n_heads"] == backdoor_circuit.n_heads
     json.dumps(rc.to_dict())
+    # circuit_effect's measurements of the same prompts stand in for measuring full and removed again
+    eff = E.circuit_effect(tiny_backdoor, backdoor_circuit, modes=("full", "remove"))
+    again = E.random_control(tiny_backdoor, backdoor_circuit, n_draws=3, seed=7, measured=(eff["full"], eff["remove"]), progress=False)
+    assert again["random"] == rc["random"] and again["circuit"] == rc["circuit"] and again["full"] == rc["full"]
 
 
 def test_seed_stability():

@@ -233,6 +233,8 @@ def random_control(
     max_new_tokens: int = 24,
     batch_size: int = 64,
     reference: PromptSet | None = None,
+    measured: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    progress: bool = True,
 ) -> RandomControl:
     """How much of the circuit's effect a random circuit of the same size has.
 
@@ -242,15 +244,21 @@ def random_control(
     ``harmless_compliance`` and ``harmless_exact_match``, the change when removed (``removed -
     full``) for the circuit and the mean / std / values over random draws, and the circuit's
     z-score against them (None when the std is 0).
+
+    `measured` = ``(full, removed)``, the full model's and the circuit-removed measurements of
+    :func:`circuit_effect` on the same prompts, ablation and judge, skips measuring them again.
     """
+    from tqdm.auto import tqdm
+
     if n_draws < 1:
         raise InputError(f"n_draws must be >= 1, got {n_draws}")
     ev = _Eval(lm, prompts, ablation, judge, max_new_tokens, batch_size, reference)
-    full = ev.measure(None, "full", utility=False)
+    full, removed = measured if measured is not None else (ev.measure(None, "full", utility=False),
+                                                           ev.measure(circuit, "remove", utility=False))
     keys = [k for k in ABLATED_KEYS if full.get(k) is not None]
-    removed = ev.measure(circuit, "remove", utility=False)
     seeds = [seed + i for i in range(n_draws)]
-    draws = [ev.measure(random_like(circuit, s, layers), "remove", utility=False) for s in seeds]
+    draws = [ev.measure(random_like(circuit, s, layers), "remove", utility=False)
+             for s in tqdm(seeds, desc="random circuits removed", disable=not progress, leave=False)]
     rnd: dict[str, Any] = {}
     circ: dict[str, Any] = {}
     z: dict[str, float | None] = {}

@@ -166,7 +166,9 @@ def effect_table(
                            "judge": eff["judge"], "prompts": eff["prompts"], "circuit": eff["circuit"],
                            "utility_kept": eff["utility_kept"][mode]}
     if n_random > 0 and mode == "remove":
-        rc = random_control(lm, circuit, n_draws=n_random, prompts=ps, ablation=ablation, reference=ref)
+        # the full and removed measurements are the ones above (same prompts, ablation and judge)
+        rc = random_control(lm, circuit, n_draws=n_random, prompts=ps, ablation=ablation, reference=ref,
+                            measured=(eff["full"], eff["remove"]))
         out["random"] = {k: eff["full"][k] + rc["random"][f"{k}_delta_mean"] for k in rc["full"]}
         out["random_std"] = {k: rc["random"][f"{k}_delta_std"] for k in rc["full"]}
         out["random_n"] = n_random
