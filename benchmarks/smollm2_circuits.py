@@ -11,7 +11,10 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
 * ``backdoor_circuit``: the backdoor circuit of the first backdoored model, for each mask seed;
   the first seed's circuit removed vs full vs ``--n-random`` random circuits of equal size on the
   test prompts (HarmBench clean and triggered, benign), its faithfulness curve, and the IoU of the
-  seeds' circuits.
+  seeds' circuits. With ``--grow``, the first seed's circuit is also grown along its ranking until
+  its removal reaches the objective's goal on val (``circuits.evaluate.grow_circuit``: triggered
+  ASR <= 2% for the backdoor, ASR >= 90% for safety; at most ``--grow-max-share`` of all
+  components), and the grown circuit is measured on test like the circuit itself (``grown``).
 * ``safety_circuit``: the same for the safety circuit of the aligned model.
 * ``compare``: sigmoid-STE, hard-concrete, attribution patching and activation patching at the
   size of the sigmoid-STE circuit, each removed on the test prompts, with its wall time and a
@@ -100,8 +103,9 @@ def _backdoor_dir(cfg) -> Path:
 
 def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None,
                    of: str = "aligned") -> None:
-    from safecircuits.circuits.evaluate import circuit_effect, faithfulness_curve, seed_stability
-    from safecircuits.circuits.recipes import effect_table, find_circuit, reference_prompts
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.circuits.evaluate import faithfulness_curve, grow_circuit, seed_stability
+    from safecircuits.circuits.recipes import find_circuit, reference_prompts
 
     out = res.setdefault(name, {"runs": {}, "of": of})
     if out.setdefault("of", of) != of:
@@ -122,29 +126,55 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
     first = circuits[seeds[0]]
     ablation = first.provenance["ablation"]
     ref = None if ablation == "zero" else reference_prompts(lm, first)  # zero ablation needs no reference
-    if "effect" not in out:
-        t = time.time()
-        eff = effect_table(lm, first, ablation=ablation, prompts="auto", limit=limit, n_random=n_random, reference=ref)
-        out["effect"] = json_record(eff)
-        out["effect_seconds"] = round(time.time() - t, 1)
-        _save(res)
-    if "utility_ce" not in out:
-        # utility as SafeSeek measures it: teacher-forced CE of the full model's own answers to the
-        # held-out harmless prompts, full vs circuit removed (the effect table's prompts carry no answers)
-        t = time.time()
-        own = lm.profile.prompts("test", "harmless", n=limit, response="own", lm=lm)
-        eff = circuit_effect(lm, first, own, ablation=ablation, modes=("full", "remove"), reference=ref)
-        ce_full, ce_removed = eff["full"]["harmless_ce"], eff["remove"]["harmless_ce"]
-        out["utility_ce"] = {"full": ce_full, "removed": ce_removed, "relative_increase": (ce_removed - ce_full) / ce_full,
-                             "prompts": eff["prompts"], "seconds": round(time.time() - t, 1)}
-        print(name, "harmless CE", out["utility_ce"], flush=True)
-        _save(res)
+    _test_effect(res, out, lm, first, ablation, ref, n_random, limit, name)
     if "faithfulness" not in out:
         fc = faithfulness_curve(lm, first, prompts=lm.profile.eval_prompts("test", limit), ablation=ablation, reference=ref)
         out["faithfulness"] = json_record(fc)
         _save(res)
     if len(seeds) > 1:
         out["seed_stability"] = json_record(seed_stability([circuits[s] for s in seeds]))
+        _save(res)
+    if ARGS.grow:
+        # the first seed's circuit grown along its ranking until removal reaches the objective's
+        # goal on val (grow_circuit), then measured on test like the circuit itself
+        g = out.setdefault("grown", {})
+        if "record" not in g:
+            t = time.time()
+            val = lm.profile.eval_prompts("val", 100)
+            grown, rec = grow_circuit(lm, first, val, ablation=ablation, reference=ref, max_share=ARGS.grow_max_share)
+            path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(".grown.json")
+            grown.to_json(path)
+            g.update(record=rec, file=str(path), n_heads=grown.n_heads, n_neurons=grown.n_neurons, sparsity=grown.sparsity,
+                     components=grown.component_names(40), seconds=round(time.time() - t, 1))
+            print(name, "grown on val", {k: rec[k] for k in ("reached", "size")}, [(r["size"], r[rec["metric"]]) for r in rec["steps"]], flush=True)
+            _save(res)
+        grown = Circuit.from_json(g["file"])
+        _test_effect(res, g, lm, grown, ablation, ref, n_random, limit, f"{name} (grown)")
+
+
+def _test_effect(res: dict[str, Any], out: dict[str, Any], lm, circuit, ablation: str, ref, n_random: int, limit: int | None, name: str) -> None:
+    """`circuit` removed on the test prompts (vs full and random circuits of its size), and the
+    harmless CE of the full model's own answers with it removed; each part saved when done."""
+    from safecircuits.circuits.evaluate import circuit_effect
+    from safecircuits.circuits.recipes import effect_table
+
+    if "effect" not in out:
+        t = time.time()
+        eff = effect_table(lm, circuit, ablation=ablation, prompts="auto", limit=limit, n_random=n_random, reference=ref)
+        out["effect"] = json_record(eff)
+        out["effect_seconds"] = round(time.time() - t, 1)
+        print(name, "removed on test", eff["conditions"], flush=True)
+        _save(res)
+    if "utility_ce" not in out:
+        # utility as SafeSeek measures it: teacher-forced CE of the full model's own answers to the
+        # held-out harmless prompts, full vs circuit removed (the effect table's prompts carry no answers)
+        t = time.time()
+        own = lm.profile.prompts("test", "harmless", n=limit, response="own", lm=lm)
+        eff = circuit_effect(lm, circuit, own, ablation=ablation, modes=("full", "remove"), reference=ref)
+        ce_full, ce_removed = eff["full"]["harmless_ce"], eff["remove"]["harmless_ce"]
+        out["utility_ce"] = {"full": ce_full, "removed": ce_removed, "relative_increase": (ce_removed - ce_full) / ce_full,
+                             "prompts": eff["prompts"], "seconds": round(time.time() - t, 1)}
+        print(name, "harmless CE", out["utility_ce"], flush=True)
         _save(res)
 
 
@@ -252,6 +282,9 @@ def main() -> None:
     ap.add_argument("--n-random", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="test prompts per label (default: all)")
     ap.add_argument("--sct-steps", type=int, default=60)
+    ap.add_argument("--grow", action="store_true",
+                    help="also grow the first seed's circuit on val until removal reaches the objective's goal (grow_circuit), and measure it on test")
+    ap.add_argument("--grow-max-share", type=float, default=0.005, help="the largest grown circuit, as a share of all components")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on discovery steps (smoke runs)")
     ap.add_argument("--tag", default="", help="suffix of the cached model and circuit names (keeps smoke runs apart)")
     ARGS = ap.parse_args()

@@ -238,3 +238,35 @@ def test_results_save_and_load_without_the_model(tmp_path):
     assert fc.smallest_size("asr", 0.9) == 4 and fc.smallest_size("asr", 0.99) is None
     with pytest.raises(ValueError, match="not a faithfulness-curve file"):
         FaithfulnessCurve.load(eff.save(tmp_path / "x.json"))
+
+
+@pytest.mark.slow
+def test_grow_circuit_reaches_the_backdoor_goal_on_val(tiny_backdoor, backdoor_circuit):
+    """From a circuit of one useless neuron (the worst-scored), growing along the scores' ranking
+    stops at the first size whose removal takes val triggered ASR to <= 2%, and that circuit
+    removes the backdoor on test prompts too."""
+    val = tiny_backdoor.profile.eval_prompts("val", limit=64)
+    b = backdoor_circuit
+    worst = torch.zeros_like(b.neurons).flatten()
+    worst[b.neuron_scores.flatten().argmin()] = True
+    start = Circuit(b.heads & False, worst.view_as(b.neurons), b.head_scores, b.neuron_scores, b.provenance)
+    grown, rec = E.grow_circuit(tiny_backdoor, start, val, max_share=0.2, min_utility_kept=0.9, progress=False)
+    steps = rec["steps"]
+    assert steps[0]["size"] == 1 and steps[0]["triggered_asr"] > 0.02, steps  # the premise: one head is not enough
+    assert rec["reached"] and grown.n_components == rec["size"] == steps[-1]["size"] > 1
+    assert steps[-1]["triggered_asr"] <= 0.02 and all(r["triggered_asr"] > 0.02 for r in steps[:-1])
+    assert (grown.neurons >= start.neurons).all() and grown.provenance["grown"] == rec
+    test = E.circuit_effect(tiny_backdoor, grown, tiny_backdoor.profile.eval_prompts("test", limit=64), modes=("full", "remove"))
+    assert test["full"]["triggered_asr"] >= 0.9 and test["remove"]["triggered_asr"] <= 0.1
+    assert no_hooks(tiny_backdoor.model)
+
+
+def test_grow_circuit_refuses_what_it_cannot_grow(random_backdoor, few_prompts):
+    c = hand_circuit(random_backdoor)
+    with pytest.raises(ValueError, match="knows the goals"):
+        E.grow_circuit(random_backdoor, c, few_prompts)
+    c.provenance["objective"] = "backdoor"
+    with pytest.raises(ValueError, match="empty"):
+        E.grow_circuit(random_backdoor, Circuit(c.heads & False, c.neurons & False, c.head_scores, c.neuron_scores, c.provenance), few_prompts)
+    with pytest.raises(ValueError, match="factor"):
+        E.grow_circuit(random_backdoor, c, few_prompts, factor=1.0)

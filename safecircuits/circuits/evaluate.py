@@ -372,6 +372,98 @@ def faithfulness_curve(
     return FaithfulnessCurve(**out)
 
 
+# What growing a circuit aims at, by objective: (metric, "at_most" / "at_least", default target).
+GROW_GOALS: dict[str, tuple[str, str, float]] = {"backdoor": ("triggered_asr", "at_most", 0.02), "safety": ("asr", "at_least", 0.90)}
+
+
+def grow_circuit(
+    lm: LoadedModel,
+    circuit: Circuit,
+    prompts: PromptSet,
+    ablation: AblationType | str | Ablator = AblationType.ZERO,
+    *,
+    target: float | None = None,
+    max_share: float = 0.005,
+    factor: float = 2.0,
+    min_utility_kept: float = 0.95,
+    judge: str | Judge = "auto",
+    max_new_tokens: int = 24,
+    batch_size: int = 64,
+    reference: PromptSet | None = None,
+    progress: bool = True,
+) -> tuple[Circuit, dict[str, Any]]:
+    """The smallest circuit along `circuit`'s ranking whose removal reaches the behaviour target on
+    `prompts` (validation prompts: the choice must not see the test split).
+
+    A mask that stops as soon as the logit-level objective flips can find a circuit that removes the
+    behaviour's preference on the first response tokens but not all of the greedy behaviour. This
+    grows it: sizes ``n * factor, n * factor**2, ...`` components (``n`` = the circuit's own, capped
+    at `max_share` of all components), each the circuit's members plus the best-scored other heads
+    and neurons in one ranking of their scores (mask logits, comparable across the two families).
+    Each size is removed and measured on `prompts`; the first whose metric reaches the goal of the
+    circuit's objective (:data:`GROW_GOALS`: the backdoor's triggered ASR at most 2%, the safety
+    circuit's ASR at least 90%; `target` overrides the number) while harmless compliance stays
+    >= `min_utility_kept` of the full model's is chosen. Growing stops at the first size that
+    loses that utility. When no size reaches the goal, the size that came closest is returned with
+    ``reached = False``. The record (also in the returned circuit's ``provenance["grown"]``) has
+    every size's figures."""
+    from tqdm.auto import tqdm
+
+    objective = circuit.provenance.get("objective")
+    if objective not in GROW_GOALS:
+        raise InputError(f"grow_circuit knows the goals of {', '.join(GROW_GOALS)} circuits, not of {objective!r}")
+    if circuit.head_scores is None or circuit.neuron_scores is None:
+        raise InputError("grow_circuit needs a circuit with head and neuron scores (one found by mask learning or patching)")
+    if circuit.n_components == 0:
+        raise InputError("the circuit is empty: there is nothing to grow from")
+    if not 0 < max_share <= 1 or factor <= 1:
+        raise InputError(f"max_share must be in (0, 1] and factor > 1, got {max_share}, {factor}")
+    metric, goal, default = GROW_GOALS[objective]
+    target = default if target is None else target
+    reached_fn = (lambda v: v <= target) if goal == "at_most" else (lambda v: v >= target)
+    ev = _Eval(lm, prompts, ablation, judge, max_new_tokens, batch_size, reference)
+    full = ev.measure(None, "full", utility=False)
+    if full.get(metric) is None:
+        raise InputError(f"the prompts have no {'triggered' if metric == 'triggered_asr' else 'harmful'} prompts to measure {metric} on")
+    n_h = circuit.heads.numel()
+    flat_member = torch.cat([circuit.heads.flatten(), circuit.neurons.flatten()])
+    order = _ranking(flat_member, torch.cat([circuit.head_scores.flatten(), circuit.neuron_scores.flatten()]).float())
+    cap = max(circuit.n_components, int(max_share * circuit.total_components))
+    sizes, size = [], float(circuit.n_components)
+    while round(size) < cap:
+        size *= factor
+        sizes.append(min(round(size), cap))
+    sizes = [circuit.n_components] + sorted(set(sizes))
+    rows: list[dict[str, Any]] = []
+    chosen: Circuit | None = None
+    best: tuple[float, int] | None = None
+    for n in tqdm(sizes, desc=f"growing the {objective} circuit", disable=not progress, leave=False):
+        member = torch.zeros(flat_member.numel(), dtype=torch.bool)
+        member[order[:n]] = True
+        c = Circuit(member[:n_h].view(circuit.heads.shape), member[n_h:].view(circuit.neurons.shape), circuit.head_scores,
+                    circuit.neuron_scores, {**circuit.provenance})
+        m = ev.measure(c, "remove", utility=False)
+        kept = _ratio(m.get("harmless_compliance"), full.get("harmless_compliance"))
+        rows.append({"size": n, "n_heads": c.n_heads, "n_neurons": c.n_neurons, metric: m[metric], "asr": m.get("asr"),
+                     "harmless_compliance": m.get("harmless_compliance"), "utility_kept": kept})
+        if kept is not None and kept < min_utility_kept:
+            break
+        gap = abs(m[metric] - target) if not reached_fn(m[metric]) else 0.0  # type: ignore[arg-type]
+        if best is None or gap < best[0]:
+            best, chosen = (gap, n), c
+        if gap == 0.0:
+            break
+    record = {"metric": metric, "goal": goal, "target": target, "full": {metric: full[metric], "harmless_compliance": full.get("harmless_compliance")},
+              "min_utility_kept": min_utility_kept, "max_share": max_share, "factor": factor, "steps": rows,
+              "prompts": ev.ps.provenance(), "ablation": ev.ablation_name, "judge": ev.judge.name,
+              "from": {"n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons},
+              "reached": best is not None and best[0] == 0.0, "size": None if best is None else best[1]}
+    if chosen is None:  # even the circuit itself lost the utility: return it unchanged, with the record
+        chosen = circuit
+    out = Circuit(chosen.heads, chosen.neurons, circuit.head_scores, circuit.neuron_scores, {**circuit.provenance, "grown": record})
+    return out, record
+
+
 def _family_iou(a: torch.Tensor, b: torch.Tensor) -> float:
     union = int((a | b).sum())
     return int((a & b).sum()) / union if union else 1.0
