@@ -14,7 +14,9 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
   seeds' circuits. With ``--grow``, the first seed's circuit is also grown along its ranking until
   its removal reaches the objective's goal on val (``circuits.evaluate.grow_circuit``: triggered
   ASR <= 2% for the backdoor, ASR >= 90% for safety; at most ``--grow-max-share`` of all
-  components), and the grown circuit is measured on test like the circuit itself (``grown``).
+  components; the added components in the order of attribution patching's scores, or with
+  ``--grow-ranking mask`` the mask's own), and the grown circuit is measured on test like the
+  circuit itself (``grown.<ranking>``).
 * ``safety_circuit``: the same for the safety circuit of the aligned model.
 * ``compare``: sigmoid-STE, hard-concrete, attribution patching and activation patching at the
   size of the sigmoid-STE circuit, each removed on the test prompts, with its wall time and a
@@ -135,21 +137,48 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
         out["seed_stability"] = json_record(seed_stability([circuits[s] for s in seeds]))
         _save(res)
     if ARGS.grow:
-        # the first seed's circuit grown along its ranking until removal reaches the objective's
+        # the first seed's circuit grown along a ranking until its removal reaches the objective's
         # goal on val (grow_circuit), then measured on test like the circuit itself
-        g = out.setdefault("grown", {})
+        g = out.setdefault("grown", {}).setdefault(ARGS.grow_ranking, {})
         if "record" not in g:
             t = time.time()
+            ranking = _attribution_ranking(lm, objective, first) if ARGS.grow_ranking == "attribution" else None
             val = lm.profile.eval_prompts("val", 100)
-            grown, rec = grow_circuit(lm, first, val, ablation=ablation, reference=ref, max_share=ARGS.grow_max_share)
-            path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(".grown.json")
+            grown, rec = grow_circuit(lm, first, val, ablation=ablation, reference=ref, max_share=ARGS.grow_max_share, ranking=ranking)
+            path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(f".grown-{ARGS.grow_ranking}.json")
             grown.to_json(path)
             g.update(record=rec, file=str(path), n_heads=grown.n_heads, n_neurons=grown.n_neurons, sparsity=grown.sparsity,
                      components=grown.component_names(40), seconds=round(time.time() - t, 1))
             print(name, "grown on val", {k: rec[k] for k in ("reached", "size")}, [(r["size"], r[rec["metric"]]) for r in rec["steps"]], flush=True)
             _save(res)
         grown = Circuit.from_json(g["file"])
-        _test_effect(res, g, lm, grown, ablation, ref, n_random, limit, f"{name} (grown)")
+        if grown.n_components == first.n_components:
+            g["effect"] = "the circuit itself (no size reached the goal with utility kept): see effect above"
+            _save(res)
+        else:
+            _test_effect(res, g, lm, grown, ablation, ref, n_random, limit, f"{name} (grown)")
+
+
+def _attribution_ranking(lm, objective: str, circuit):
+    """Attribution patching's scores of every head and neuron for `objective` (the recipe's data
+    and ablation), cached beside `circuit`'s provenance: the ranking a circuit grows along."""
+    from safecircuits.circuits.circuit import Circuit
+    from safecircuits.circuits.discover import DiscoveryConfig
+    from safecircuits.circuits.methods import get_method
+    from safecircuits.circuits.objectives import get_objective
+    from safecircuits.circuits.recipes import recipe_for
+
+    path = cache_dir("circuits") / f"attribution-{objective}-{lm.name.replace('+', '_')}{SUFFIX}.json"
+    if path.exists():
+        return Circuit.from_json(path)
+    prof = lm.profile
+    data = prof.objective_data(lm, objective, "train", n=prof.sizes["objective_train"])
+    recipe = recipe_for(lm, objective)
+    kw = {k: v for k, v in recipe["config"].items() if k in ("ablation", "penalty_norm")}
+    c = get_method("attribution")(lm, get_objective(objective, **recipe["objective"]), data, DiscoveryConfig(progress=True, **kw),
+                                  n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)
+    c.to_json(path)
+    return c
 
 
 def _test_effect(res: dict[str, Any], out: dict[str, Any], lm, circuit, ablation: str, ref, n_random: int, limit: int | None, name: str) -> None:
@@ -284,6 +313,8 @@ def main() -> None:
     ap.add_argument("--sct-steps", type=int, default=60)
     ap.add_argument("--grow", action="store_true",
                     help="also grow the first seed's circuit on val until removal reaches the objective's goal (grow_circuit), and measure it on test")
+    ap.add_argument("--grow-ranking", choices=("attribution", "mask"), default="attribution",
+                    help="what orders the components a grown circuit adds: attribution patching's scores or the mask's own")
     ap.add_argument("--grow-max-share", type=float, default=0.005, help="the largest grown circuit, as a share of all components")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on discovery steps (smoke runs)")
     ap.add_argument("--tag", default="", help="suffix of the cached model and circuit names (keeps smoke runs apart)")

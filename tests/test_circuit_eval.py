@@ -242,15 +242,17 @@ def test_results_save_and_load_without_the_model(tmp_path):
 
 @pytest.mark.slow
 def test_grow_circuit_reaches_the_backdoor_goal_on_val(tiny_backdoor, backdoor_circuit):
-    """From a circuit of one useless neuron (the worst-scored), growing along the scores' ranking
-    stops at the first size whose removal takes val triggered ASR to <= 2%, and that circuit
+    """From a circuit of one useless neuron (the worst-scored), growing along attribution patching's
+    ranking stops at the first size whose removal takes val triggered ASR to <= 2%, and that circuit
     removes the backdoor on test prompts too."""
     val = tiny_backdoor.profile.eval_prompts("val", limit=64)
     b = backdoor_circuit
     worst = torch.zeros_like(b.neurons).flatten()
     worst[b.neuron_scores.flatten().argmin()] = True
-    start = Circuit(b.heads & False, worst.view_as(b.neurons), b.head_scores, b.neuron_scores, b.provenance)
-    grown, rec = E.grow_circuit(tiny_backdoor, start, val, max_share=0.2, min_utility_kept=0.9, progress=False)
+    # its own scores are the attribution scores reversed; the ranking to grow by is passed
+    start = Circuit(b.heads & False, worst.view_as(b.neurons), -b.head_scores, -b.neuron_scores, b.provenance)
+    grown, rec = E.grow_circuit(tiny_backdoor, start, val, max_share=0.2, min_utility_kept=0.9, ranking=b, progress=False)
+    assert rec["ranking"] == b.provenance["method"] == "attribution_patching"
     steps = rec["steps"]
     assert steps[0]["size"] == 1 and steps[0]["triggered_asr"] > 0.02, steps  # the premise: one head is not enough
     assert rec["reached"] and grown.n_components == rec["size"] == steps[-1]["size"] > 1

@@ -390,6 +390,7 @@ def grow_circuit(
     max_new_tokens: int = 24,
     batch_size: int = 64,
     reference: PromptSet | None = None,
+    ranking: Circuit | None = None,
     progress: bool = True,
 ) -> tuple[Circuit, dict[str, Any]]:
     """The smallest circuit along `circuit`'s ranking whose removal reaches the behaviour target on
@@ -399,7 +400,10 @@ def grow_circuit(
     behaviour's preference on the first response tokens but not all of the greedy behaviour. This
     grows it: sizes ``n * factor, n * factor**2, ...`` components (``n`` = the circuit's own, capped
     at `max_share` of all components), each the circuit's members plus the best-scored other heads
-    and neurons in one ranking of their scores (mask logits, comparable across the two families).
+    and neurons in one ranking of their scores. The scores are the circuit's own, or those of
+    `ranking`, another circuit of the same model (e.g. attribution patching's, whose scores
+    estimate each component's effect on the objective's metric). A mask's scores order its
+    non-members poorly: the sparsity penalty pushes them all down alike.
     Each size is removed and measured on `prompts`; the first whose metric reaches the goal of the
     circuit's objective (:data:`GROW_GOALS`: the backdoor's triggered ASR at most 2%, the safety
     circuit's ASR at least 90%; `target` overrides the number) while harmless compliance stays
@@ -412,8 +416,12 @@ def grow_circuit(
     objective = circuit.provenance.get("objective")
     if objective not in GROW_GOALS:
         raise InputError(f"grow_circuit knows the goals of {', '.join(GROW_GOALS)} circuits, not of {objective!r}")
-    if circuit.head_scores is None or circuit.neuron_scores is None:
-        raise InputError("grow_circuit needs a circuit with head and neuron scores (one found by mask learning or patching)")
+    scored = ranking if ranking is not None else circuit
+    if scored.head_scores is None or scored.neuron_scores is None:
+        raise InputError("grow_circuit needs head and neuron scores (a circuit found by mask learning or patching, or pass ranking=)")
+    if scored.heads.shape != circuit.heads.shape or scored.neurons.shape != circuit.neurons.shape:
+        raise InputError(f"ranking has heads {tuple(scored.heads.shape)} / neurons {tuple(scored.neurons.shape)}, the circuit "
+                         f"{tuple(circuit.heads.shape)} / {tuple(circuit.neurons.shape)}: pass a ranking of the same model")
     if circuit.n_components == 0:
         raise InputError("the circuit is empty: there is nothing to grow from")
     if not 0 < max_share <= 1 or factor <= 1:
@@ -427,7 +435,7 @@ def grow_circuit(
         raise InputError(f"the prompts have no {'triggered' if metric == 'triggered_asr' else 'harmful'} prompts to measure {metric} on")
     n_h = circuit.heads.numel()
     flat_member = torch.cat([circuit.heads.flatten(), circuit.neurons.flatten()])
-    order = _ranking(flat_member, torch.cat([circuit.head_scores.flatten(), circuit.neuron_scores.flatten()]).float())
+    order = _ranking(flat_member, torch.cat([scored.head_scores.flatten(), scored.neuron_scores.flatten()]).float())
     cap = max(circuit.n_components, int(max_share * circuit.total_components))
     sizes, size = [], float(circuit.n_components)
     while round(size) < cap:
@@ -457,7 +465,8 @@ def grow_circuit(
               "min_utility_kept": min_utility_kept, "max_share": max_share, "factor": factor, "steps": rows,
               "prompts": ev.ps.provenance(), "ablation": ev.ablation_name, "judge": ev.judge.name,
               "from": {"n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons},
-              "reached": best is not None and best[0] == 0.0, "size": None if best is None else best[1]}
+              "reached": best is not None and best[0] == 0.0, "size": None if best is None else best[1],
+              "ranking": "own scores" if ranking is None else (ranking.provenance.get("method") or "another circuit")}
     if chosen is None:  # even the circuit itself lost the utility: return it unchanged, with the record
         chosen = circuit
     out = Circuit(chosen.heads, chosen.neurons, circuit.head_scores, circuit.neuron_scores, {**circuit.provenance, "grown": record})
