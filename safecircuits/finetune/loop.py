@@ -426,7 +426,7 @@ def _finetune(lm, data, method, config, mode, artifacts, safety_prompts, out, re
     model.train()
     checkpointed = _gradient_checkpointing(model) if config.gradient_checkpointing else []
     t_loop = time.time()
-    bar = tqdm(range(start_step, config.steps), desc=f"finetune {method.name}", disable=not config.progress,
+    bar = tqdm(range(start_step, config.steps), desc=f"finetune {method.name}" + (f" ({mode})" if mode != method.mode else ""), disable=not config.progress,
                initial=start_step, total=config.steps, leave=False)
     try:
         for step in bar:
