@@ -12,7 +12,7 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
   the first seed's circuit removed vs full vs ``--n-random`` random circuits of equal size on the
   test prompts (HarmBench clean and triggered, benign), its faithfulness curve, and the IoU of the
   seeds' circuits. With ``--grow``, the first seed's circuit is also grown along its ranking until
-  its removal reaches the objective's goal on val (``circuits.evaluate.grow_circuit``: triggered
+  its removal reaches the objective's goal on val (``circuits.recipes.grow_to_goal``: triggered
   ASR <= 2% for the backdoor, ASR >= 90% for safety; at most ``--grow-max-share`` of all
   components; the added components in the order of attribution patching's scores, or with
   ``--grow-ranking mask`` the mask's own), and the grown circuit is measured on test like the
@@ -106,8 +106,8 @@ def _backdoor_dir(cfg) -> Path:
 def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: list[int], n_random: int, limit: int | None,
                    of: str = "aligned") -> None:
     from safecircuits.circuits.circuit import Circuit
-    from safecircuits.circuits.evaluate import faithfulness_curve, grow_circuit, seed_stability
-    from safecircuits.circuits.recipes import find_circuit, reference_prompts
+    from safecircuits.circuits.evaluate import faithfulness_curve, seed_stability
+    from safecircuits.circuits.recipes import find_circuit, grow_to_goal, reference_prompts
 
     out = res.setdefault(name, {"runs": {}, "of": of})
     if out.setdefault("of", of) != of:
@@ -142,9 +142,7 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
         g = out.setdefault("grown", {}).setdefault(ARGS.grow_ranking, {})
         if "record" not in g:
             t = time.time()
-            ranking = _attribution_ranking(lm, objective, first) if ARGS.grow_ranking == "attribution" else None
-            val = lm.profile.eval_prompts("val", 100)
-            grown, rec = grow_circuit(lm, first, val, ablation=ablation, reference=ref, max_share=ARGS.grow_max_share, ranking=ranking)
+            grown, rec = grow_to_goal(lm, first, ranking=ARGS.grow_ranking, limit=100, max_share=ARGS.grow_max_share)
             path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(f".grown-{ARGS.grow_ranking}.json")
             grown.to_json(path)
             g.update(record=rec, file=str(path), n_heads=grown.n_heads, n_neurons=grown.n_neurons, sparsity=grown.sparsity,
@@ -157,28 +155,6 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
             _save(res)
         else:
             _test_effect(res, g, lm, grown, ablation, ref, n_random, limit, f"{name} (grown)")
-
-
-def _attribution_ranking(lm, objective: str, circuit):
-    """Attribution patching's scores of every head and neuron for `objective` (the recipe's data
-    and ablation), cached beside `circuit`'s provenance: the ranking a circuit grows along."""
-    from safecircuits.circuits.circuit import Circuit
-    from safecircuits.circuits.discover import DiscoveryConfig
-    from safecircuits.circuits.methods import get_method
-    from safecircuits.circuits.objectives import get_objective
-    from safecircuits.circuits.recipes import recipe_for
-
-    path = cache_dir("circuits") / f"attribution-{objective}-{lm.name.replace('+', '_')}{SUFFIX}.json"
-    if path.exists():
-        return Circuit.from_json(path)
-    prof = lm.profile
-    data = prof.objective_data(lm, objective, "train", n=prof.sizes["objective_train"])
-    recipe = recipe_for(lm, objective)
-    kw = {k: v for k, v in recipe["config"].items() if k in ("ablation", "penalty_norm")}
-    c = get_method("attribution")(lm, get_objective(objective, **recipe["objective"]), data, DiscoveryConfig(progress=True, **kw),
-                                  n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)
-    c.to_json(path)
-    return c
 
 
 def _test_effect(res: dict[str, Any], out: dict[str, Any], lm, circuit, ablation: str, ref, n_random: int, limit: int | None, name: str) -> None:

@@ -263,12 +263,15 @@ def test_grow_circuit_reaches_the_backdoor_goal_on_val(tiny_backdoor, backdoor_c
     assert no_hooks(tiny_backdoor.model)
 
 
-def test_grow_circuit_refuses_what_it_cannot_grow(random_backdoor, few_prompts):
+def test_grow_circuit_refuses_bad_input(random_backdoor, few_prompts):
     c = hand_circuit(random_backdoor)
     with pytest.raises(ValueError, match="knows the goals"):
         E.grow_circuit(random_backdoor, c, few_prompts)
     c.provenance["objective"] = "backdoor"
-    with pytest.raises(ValueError, match="empty"):
-        E.grow_circuit(random_backdoor, Circuit(c.heads & False, c.neurons & False, c.head_scores, c.neuron_scores, c.provenance), few_prompts)
     with pytest.raises(ValueError, match="factor"):
         E.grow_circuit(random_backdoor, c, few_prompts, factor=1.0)
+    other = Circuit(c.heads[:1], c.neurons[:1], c.head_scores[:1], c.neuron_scores[:1], c.provenance)
+    with pytest.raises(ValueError, match="same model"):
+        E.grow_circuit(random_backdoor, c, few_prompts, ranking=other)
+    with pytest.raises(ValueError, match="head and neuron scores"):
+        E.grow_circuit(random_backdoor, Circuit(c.heads, c.neurons, provenance=c.provenance), few_prompts)

@@ -398,8 +398,8 @@ def grow_circuit(
 
     A mask that stops as soon as the logit-level objective flips can find a circuit that removes the
     behaviour's preference on the first response tokens but not all of the greedy behaviour. This
-    grows it: sizes ``n * factor, n * factor**2, ...`` components (``n`` = the circuit's own, capped
-    at `max_share` of all components), each the circuit's members plus the best-scored other heads
+    grows it: sizes ``n * factor, n * factor**2, ...`` components (``n`` = the circuit's own, or 1
+    for an empty circuit; capped at `max_share` of all components), each the circuit's members plus the best-scored other heads
     and neurons in one ranking of their scores. The scores are the circuit's own, or those of
     `ranking`, another circuit of the same model (e.g. attribution patching's, whose scores
     estimate each component's effect on the objective's metric). A mask's scores order its
@@ -422,8 +422,6 @@ def grow_circuit(
     if scored.heads.shape != circuit.heads.shape or scored.neurons.shape != circuit.neurons.shape:
         raise InputError(f"ranking has heads {tuple(scored.heads.shape)} / neurons {tuple(scored.neurons.shape)}, the circuit "
                          f"{tuple(circuit.heads.shape)} / {tuple(circuit.neurons.shape)}: pass a ranking of the same model")
-    if circuit.n_components == 0:
-        raise InputError("the circuit is empty: there is nothing to grow from")
     if not 0 < max_share <= 1 or factor <= 1:
         raise InputError(f"max_share must be in (0, 1] and factor > 1, got {max_share}, {factor}")
     metric, goal, default = GROW_GOALS[objective]
@@ -437,11 +435,13 @@ def grow_circuit(
     flat_member = torch.cat([circuit.heads.flatten(), circuit.neurons.flatten()])
     order = _ranking(flat_member, torch.cat([scored.head_scores.flatten(), scored.neuron_scores.flatten()]).float())
     cap = max(circuit.n_components, int(max_share * circuit.total_components))
-    sizes, size = [], float(circuit.n_components)
+    sizes, size = [], float(max(circuit.n_components, 1))  # an empty circuit grows from the ranking's top component
+    if circuit.n_components == 0:
+        sizes.append(1)
     while round(size) < cap:
         size *= factor
         sizes.append(min(round(size), cap))
-    sizes = [circuit.n_components] + sorted(set(sizes))
+    sizes = ([circuit.n_components] if circuit.n_components else []) + sorted(set(sizes))
     rows: list[dict[str, Any]] = []
     chosen: Circuit | None = None
     best: tuple[float, int] | None = None

@@ -113,6 +113,36 @@ def validate_circuit(lm: LoadedModel, circuit: Circuit, objective: Any, val_data
     return out
 
 
+def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution", limit: int = 100,
+                 max_share: float = 0.005, data: dict[str, PromptSet] | None = None, progress: bool = True,
+                 **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
+    """:func:`~safecircuits.circuits.evaluate.grow_circuit` on the profile's validation prompts
+    (`limit` per label) with the circuit's own ablation and reference. `ranking` orders what is
+    added: ``"attribution"`` (attribution patching's scores of the objective's metric on `data`,
+    by default the recipe's train data) or ``"mask"`` (the circuit's own scores)."""
+    from safecircuits.circuits.evaluate import grow_circuit
+    from safecircuits.circuits.methods import get_method
+
+    if ranking not in ("attribution", "mask"):
+        raise InputError(f"ranking must be 'attribution' or 'mask', got {ranking!r}")
+    objective = circuit.provenance.get("objective")
+    if objective not in RECIPES:
+        raise InputError(f"the circuit records no objective with a recipe ({objective!r}): use evaluate.grow_circuit directly")
+    ablation = circuit.provenance.get("ablation", "zero")
+    ref = None if ablation == "zero" else reference_prompts(lm, circuit)
+    order = None
+    if ranking == "attribution":
+        recipe = recipe_for(lm, objective)
+        if data is None:
+            data = lm.profile.objective_data(lm, objective, "train", n=lm.profile.sizes["objective_train"])
+        cfg = DiscoveryConfig(progress=progress, ablation=ablation, **{k: v for k, v in recipe["config"].items() if k == "penalty_norm"})
+        order = get_method("attribution")(lm, get_objective(objective, **recipe["objective"]), data, cfg,
+                                          n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)
+    val = lm.profile.eval_prompts("val", limit)
+    return grow_circuit(lm, circuit, val, ablation=ablation, reference=ref, max_share=max_share, ranking=order,
+                        progress=progress, **kwargs)
+
+
 def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:
     """The mean/resample reference a circuit was found with (the objective's reference sets of the
     train split), or None when the circuit's objective has no recipe."""

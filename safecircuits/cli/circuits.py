@@ -28,6 +28,10 @@ def discover_cmd(
     dtype: DtypeOpt = None,
     json_path: JsonOpt = None,
     html: Path | None = typer.Option(None, help="write an interactive circuit map (self-contained HTML)"),
+    grow: bool = typer.Option(False, "--grow", help="grow the circuit on val until removing it reaches the objective's goal "
+                                                    "(backdoor: triggered ASR <= 2%; safety: ASR >= 90%), at most --grow-max-share"),
+    grow_ranking: str = typer.Option("attribution", help="what orders the added components: attribution (patching scores) or mask"),
+    grow_max_share: float = typer.Option(0.005, help="the largest grown circuit, as a share of all components"),
 ) -> None:
     """Learn binary masks over heads and neurons and save the circuit they remove."""
     from safecircuits.circuits import recipes
@@ -47,6 +51,13 @@ def discover_cmd(
                                          heads=heads, neurons=neurons,
                                          epochs=epochs, max_steps=max_steps, target_sparsity=target_sparsity,
                                          checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+    if grow:
+        found = f"{circuit.n_heads} heads + {circuit.n_neurons} neurons"
+        circuit, rec = recipes.grow_to_goal(lm, circuit, ranking=grow_ranking, max_share=grow_max_share, data=data)
+        steps = ", ".join(f"{r['size']}: {100 * r[rec['metric']]:.0f}%" for r in rec["steps"])
+        verdict = "reached" if rec["reached"] else "[bold yellow]NOT reached[/] (the closest size is kept)"
+        console.print(f"grown from {found} on val ({rec['metric']} by size: {steps}); goal {rec['goal'].replace('_', ' ')} "
+                      f"{100 * rec['target']:.0f}% {verdict}")
     circuit.save(out)
     sp = circuit.sparsity
     console.print(f"{circuit.n_heads} heads, {circuit.n_neurons} neurons: sparsity heads {100 * sp['heads']:.2f}%, "
