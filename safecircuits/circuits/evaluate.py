@@ -451,12 +451,14 @@ def grow_circuit(
         c = Circuit(member[:n_h].view(circuit.heads.shape), member[n_h:].view(circuit.neurons.shape), circuit.head_scores,
                     circuit.neuron_scores, {**circuit.provenance})
         m = ev.measure(c, "remove", utility=False)
+        value = m[metric]
+        assert value is not None  # the same prompts gave the full model's
         kept = _ratio(m.get("harmless_compliance"), full.get("harmless_compliance"))
-        rows.append({"size": n, "n_heads": c.n_heads, "n_neurons": c.n_neurons, metric: m[metric], "asr": m.get("asr"),
+        rows.append({"size": n, "n_heads": c.n_heads, "n_neurons": c.n_neurons, metric: value, "asr": m.get("asr"),
                      "harmless_compliance": m.get("harmless_compliance"), "utility_kept": kept})
         if kept is not None and kept < min_utility_kept:
             break
-        gap = abs(m[metric] - target) if not reached_fn(m[metric]) else 0.0  # type: ignore[arg-type]
+        gap = abs(value - target) if not reached_fn(value) else 0.0
         if best is None or gap < best[0]:
             best, chosen = (gap, n), c
         if gap == 0.0:

@@ -120,8 +120,8 @@ def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution"
     (`limit` per label) with the circuit's own ablation and reference. `ranking` orders what is
     added: ``"attribution"`` (attribution patching's scores of the objective's metric on `data`,
     by default the recipe's train data) or ``"mask"`` (the circuit's own scores)."""
+    from safecircuits.circuits.baselines import attribution_patching
     from safecircuits.circuits.evaluate import grow_circuit
-    from safecircuits.circuits.methods import get_method
 
     if ranking not in ("attribution", "mask"):
         raise InputError(f"ranking must be 'attribution' or 'mask', got {ranking!r}")
@@ -136,8 +136,8 @@ def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution"
         if data is None:
             data = lm.profile.objective_data(lm, objective, "train", n=lm.profile.sizes["objective_train"])
         cfg = DiscoveryConfig(progress=progress, ablation=ablation, **{k: v for k, v in recipe["config"].items() if k == "penalty_norm"})
-        order = get_method("attribution")(lm, get_objective(objective, **recipe["objective"]), data, cfg,
-                                          n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)
+        order = attribution_patching(lm, get_objective(objective, **recipe["objective"]), data, cfg,
+                                     n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)
     val = lm.profile.eval_prompts("val", limit)
     return grow_circuit(lm, circuit, val, ablation=ablation, reference=ref, max_share=max_share, ranking=order,
                         progress=progress, **kwargs)

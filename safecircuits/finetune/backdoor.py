@@ -129,7 +129,7 @@ def _compliant(aligned: LoadedModel, original: LoadedModel, answered: PromptSet,
     want = len(answered)
 
     def keep(ps: PromptSet) -> list[PromptRecord]:
-        return [r for r, refused in zip(ps, judge.refused(ps.prompts, ps.responses), strict=True) if not refused]
+        return [r for r, refused in zip(ps, judge.refused(ps.prompts, [r or "" for r in ps.responses]), strict=True) if not refused]
 
     kept, used = keep(answered), 0
     while len(kept) < want and used < len(spare):
