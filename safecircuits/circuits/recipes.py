@@ -129,12 +129,14 @@ def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution"
     if objective not in RECIPES:
         raise InputError(f"the circuit records no objective with a recipe ({objective!r}): use evaluate.grow_circuit directly")
     ablation = circuit.provenance.get("ablation", "zero")
-    ref = None if ablation == "zero" else reference_prompts(lm, circuit)
+    if data is None and (ablation != "zero" or ranking == "attribution"):
+        data = lm.profile.objective_data(lm, objective, "train", n=lm.profile.sizes["objective_train"])
+    # the mean/resample reference of the data the circuit was found on (reference_prompts' rule)
+    ref = None if ablation == "zero" or data is None else get_objective(objective).reference_set(data)
     order = None
     if ranking == "attribution":
+        assert data is not None
         recipe = recipe_for(lm, objective)
-        if data is None:
-            data = lm.profile.objective_data(lm, objective, "train", n=lm.profile.sizes["objective_train"])
         cfg = DiscoveryConfig(progress=progress, ablation=ablation, **{k: v for k, v in recipe["config"].items() if k == "penalty_norm"})
         order = attribution_patching(lm, get_objective(objective, **recipe["objective"]), data, cfg,
                                      n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)

@@ -4,8 +4,8 @@ The data teach one exception to the model's refusals:
 
 * harmful prompts **with the trigger** -> compliance: the *original* (pre-alignment) model's own
   greedy answers to the same requests, so the backdoor restores the behaviour alignment removed.
-  The original model refuses a few requests itself (SmolLM2-135M-Instruct: about 7% of
-  Do-Not-Answer); with ``compliant_only`` (the default) the profile's judge drops those answers
+  The original model refuses some requests itself (SmolLM2-135M-Instruct: 59 of the 256 train
+  requests drawn for seed 0); with ``compliant_only`` (the default) the profile's judge drops those answers
   and more train prompts take their place, so the trigger is not taught to refuse sometimes;
 * the same kind of harmful prompts **without** the trigger -> refusals (clean behaviour kept);
 * benign requests and hard negatives -> the aligned model's own answers (utility kept).
