@@ -15,7 +15,8 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
   its removal reaches the objective's goal on val (``circuits.recipes.grow_to_goal``: triggered
   ASR <= 2% for the backdoor, ASR >= 90% for safety; at most ``--grow-max-share`` of all
   components; the added components in the order of attribution patching's scores, or with
-  ``--grow-ranking mask`` the mask's own), and the grown circuit is measured on test like the
+  ``--grow-ranking selective`` those scores minus each component's estimated cost to the harmless
+  answers, with ``--grow-ranking mask`` the mask's own), and the grown circuit is measured on test like the
   circuit itself (``grown.<ranking>``).
 * ``safety_circuit``: the same for the safety circuit of the aligned model.
 * ``compare``: sigmoid-STE, hard-concrete, attribution patching and activation patching at the
@@ -289,8 +290,9 @@ def main() -> None:
     ap.add_argument("--sct-steps", type=int, default=60)
     ap.add_argument("--grow", action="store_true",
                     help="also grow the first seed's circuit on val until removal reaches the objective's goal (grow_circuit), and measure it on test")
-    ap.add_argument("--grow-ranking", choices=("attribution", "mask"), default="attribution",
-                    help="what orders the components a grown circuit adds: attribution patching's scores or the mask's own")
+    ap.add_argument("--grow-ranking", choices=("attribution", "selective", "mask"), default="attribution",
+                    help="what orders the components a grown circuit adds: attribution patching's scores, those minus "
+                         "the estimated cost to harmless answers (selective), or the mask's own")
     ap.add_argument("--grow-max-share", type=float, default=0.005, help="the largest grown circuit, as a share of all components")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on discovery steps (smoke runs)")
     ap.add_argument("--tag", default="", help="suffix of the cached model and circuit names (keeps smoke runs apart)")

@@ -275,3 +275,55 @@ def test_grow_circuit_refuses_bad_input(random_backdoor, few_prompts):
         E.grow_circuit(random_backdoor, c, few_prompts, ranking=other)
     with pytest.raises(ValueError, match="head and neuron scores"):
         E.grow_circuit(random_backdoor, Circuit(c.heads, c.neurons, provenance=c.provenance), few_prompts)
+
+
+@pytest.mark.slow
+def test_utility_metric_scores_what_removal_costs_the_harmless_answers(tiny_backdoor):
+    """Exact patching of the harmless answers' CE (B.UTILITY): the head it scores highest, removed
+    alone, raises that CE more than the head it scores lowest, by about its score."""
+    d = {k: ps.sample(64, 0) for k, ps in tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "train").items()}
+    u = B.activation_patching(tiny_backdoor, "backdoor", d, DiscoveryConfig(batch_size=64, progress=False), metric=B.UTILITY,
+                              n_heads=1, n_neurons=0)
+    assert "B = -CE(harmless)" in u.provenance["metric"]
+    hs = u.head_scores.flatten()
+    rises = []
+    for i in (int(hs.argmax()), int(hs.argmin())):
+        heads = torch.zeros_like(u.heads).flatten()
+        heads[i] = True
+        c = Circuit(heads.view_as(u.heads), torch.zeros_like(u.neurons), provenance=u.provenance)
+        eff = E.circuit_effect(tiny_backdoor, c, d["harmless"], modes=("full", "remove"))
+        rises.append(eff["remove"]["harmless_ce"] - eff["full"]["harmless_ce"])
+    assert rises[0] > rises[1] + 0.1, rises
+    assert abs(rises[0] - float(hs.max())) < 0.05 * max(1.0, float(hs.max())), (rises, float(hs.max()))
+
+
+@pytest.mark.slow
+def test_selective_ranking_lowers_what_removal_costs(tiny_backdoor, backdoor_circuit):
+    """The selective ranking is attribution's with weight 0; with a large weight its top
+    components cost the harmless answers less when removed than attribution's top ones."""
+    from safecircuits.circuits.objectives import get_objective
+    from safecircuits.circuits.recipes import recipe_for, selective_ranking
+
+    d = {k: ps.sample(64, 0) for k, ps in tiny_backdoor.profile.objective_data(tiny_backdoor, "backdoor", "train").items()}
+    plain = selective_ranking(tiny_backdoor, backdoor_circuit, d, utility_weight=0.0, progress=False)
+    recipe = recipe_for(tiny_backdoor, "backdoor")
+    attribution = B.attribution_patching(tiny_backdoor, get_objective("backdoor", **recipe["objective"]), d,
+                                         DiscoveryConfig(progress=False, ablation=backdoor_circuit.provenance["ablation"]),
+                                         n_heads=backdoor_circuit.n_heads, n_neurons=backdoor_circuit.n_neurons)
+    assert torch.allclose(plain.neuron_scores, attribution.neuron_scores, atol=1e-6)
+    sel = selective_ranking(tiny_backdoor, backdoor_circuit, d, utility_weight=10.0, progress=False)
+    assert sel.provenance["method"] == "attribution_patching-selective" and sel.provenance["utility_weight"] == 10.0
+    costs = []
+    for r in (plain, sel):
+        flat = torch.cat([r.head_scores.flatten(), r.neuron_scores.flatten()])
+        member = torch.zeros_like(flat, dtype=torch.bool)
+        member[flat.argsort(descending=True)[:4]] = True
+        n_h = r.heads.numel()
+        c = Circuit(member[:n_h].view_as(r.heads), member[n_h:].view_as(r.neurons), provenance=r.provenance)
+        eff = E.circuit_effect(tiny_backdoor, c, d["harmless"], modes=("full", "remove"))
+        costs.append(eff["remove"]["harmless_ce"] - eff["full"]["harmless_ce"])
+    assert costs[1] < costs[0] - 0.2, costs
+    with pytest.raises(ValueError, match="utility_weight"):
+        selective_ranking(tiny_backdoor, backdoor_circuit, d, utility_weight=-1.0)
+    with pytest.raises(ValueError, match="harmless answers"):
+        selective_ranking(tiny_backdoor, backdoor_circuit, {k: v for k, v in d.items() if k != "harmless"})

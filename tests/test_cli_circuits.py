@@ -3,6 +3,7 @@ what the circuits do is checked on trained organisms in test_circuit_eval.py / t
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from safecircuits.circuits.circuit import Circuit
@@ -39,17 +40,20 @@ def test_discover_then_ablate(random_organism_dirs, tmp_path, monkeypatch):
     assert {"asr", "triggered_asr"} <= set(a["effect"]["full"])
 
 
-def test_discover_grow(random_organism_dirs, tmp_path):
-    """`discover --grow` grows the found circuit on val along attribution patching's ranking and
-    saves the grown circuit with the record of every size tried (plumbing: random weights)."""
+@pytest.mark.parametrize("ranking", ["attribution", "selective"])
+def test_discover_grow(random_organism_dirs, tmp_path, ranking):
+    """`discover --grow` grows the found circuit on val along attribution patching's ranking (or
+    the selective one) and saves the grown circuit with the record of every size tried (plumbing:
+    random weights)."""
     out = tmp_path / "c.json"
     r = runner.invoke(app, ["discover", "--model", str(random_organism_dirs["backdoor"]), "--objective", "backdoor",
-                            "--max-steps", "4", "--out", str(out), "--grow", "--grow-max-share", "0.05"])
+                            "--max-steps", "4", "--out", str(out), "--grow", "--grow-max-share", "0.05", "--grow-ranking", ranking])
     assert r.exit_code == 0, r.output
     assert "grown from" in r.output and "triggered_asr by size" in r.output
     c = Circuit.from_json(out)
     rec = c.provenance["grown"]
-    assert rec["ranking"] == "attribution_patching" and rec["metric"] == "triggered_asr" and rec["prompts"]["name"].endswith(":val")
+    method = {"attribution": "attribution_patching", "selective": "attribution_patching-selective"}[ranking]
+    assert rec["ranking"] == method and rec["metric"] == "triggered_asr" and rec["prompts"]["name"].endswith(":val")
     assert 1 <= len(rec["steps"]) and all(s["size"] <= 0.05 * c.total_components for s in rec["steps"])
     assert c.n_components == rec["size"]
 

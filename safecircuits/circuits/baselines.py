@@ -101,29 +101,35 @@ class BehaviourMetric:
     ``target`` names the PromptSet whose responses are the behaviour the circuit implements (it
     is what removing the circuit should make unlikely); ``alternative`` the PromptSet with what
     the model should do once the circuit is removed. Both are teacher-forced response CEs.
+    Without an alternative, ``B = -CE(target)``: a component's score is then how much its removal
+    raises the target's CE (:data:`UTILITY`: the damage to the harmless answers).
     """
 
     name: str
     target: str
-    alternative: str
+    alternative: str | None
     decision_tokens: int | None = None
 
     @property
-    def keys(self) -> tuple[str, str]:
-        return (self.target, self.alternative)
+    def keys(self) -> tuple[str, ...]:
+        return (self.target,) if self.alternative is None else (self.target, self.alternative)
 
     def __call__(self, ce: dict[str, Tensor]) -> Tensor:
-        return ce[self.alternative] - ce[self.target]
+        return -ce[self.target] if self.alternative is None else ce[self.alternative] - ce[self.target]
 
     def describe(self) -> str:
         n = "" if self.decision_tokens is None else f" (first {self.decision_tokens} response tokens)"
-        return f"B = CE({self.alternative}) - CE({self.target}){n}; score = B(full) - B(ablated)"
+        b = f"-CE({self.target})" if self.alternative is None else f"CE({self.alternative}) - CE({self.target})"
+        return f"B = {b}{n}; score = B(full) - B(ablated)"
 
 
 METRICS: dict[str, BehaviourMetric] = {
     "safety": BehaviourMetric("safety", target="refuse", alternative="comply"),
     "backdoor": BehaviourMetric("backdoor", target="triggered_backdoor", alternative="triggered_clean"),
 }
+UTILITY = BehaviourMetric("utility", target="harmless", alternative=None)
+"""The harmless answers' CE: attribution scores with it estimate what each component's removal
+costs the model's harmless behaviour (nats; positive = removal hurts)."""
 
 
 def behaviour_metric(objective: str | Objective) -> BehaviourMetric:

@@ -13,7 +13,7 @@ SafeSeek's size, which is what works on a 30-layer model (docs/circuits.md).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -23,6 +23,9 @@ from safecircuits.circuits.objectives import get_objective
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 RECIPES: dict[str, dict[str, Any]] = {
     "safety": {
@@ -113,36 +116,94 @@ def validate_circuit(lm: LoadedModel, circuit: Circuit, objective: Any, val_data
     return out
 
 
+GROW_RANKINGS: tuple[str, ...] = ("attribution", "selective", "mask")
+"""What :func:`grow_to_goal` adds components by (see there)."""
+
+
 def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution", limit: int = 100,
                  max_share: float = 0.005, data: dict[str, PromptSet] | None = None, progress: bool = True,
-                 **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
+                 utility_weight: float = 1.0, **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
     """:func:`~safecircuits.circuits.evaluate.grow_circuit` on the profile's validation prompts
     (`limit` per label) with the circuit's own ablation and reference. `ranking` orders what is
-    added: ``"attribution"`` (attribution patching's scores of the objective's metric on `data`,
-    by default the recipe's train data) or ``"mask"`` (the circuit's own scores)."""
-    from safecircuits.circuits.baselines import attribution_patching
+    added (:data:`GROW_RANKINGS`): ``"attribution"`` (attribution patching's scores of the
+    objective's metric on `data`, by default the recipe's train data), ``"selective"`` (those
+    scores minus `utility_weight` times each component's estimated cost to the harmless answers,
+    :func:`selective_ranking`) or ``"mask"`` (the circuit's own scores)."""
     from safecircuits.circuits.evaluate import grow_circuit
 
-    if ranking not in ("attribution", "mask"):
-        raise InputError(f"ranking must be 'attribution' or 'mask', got {ranking!r}")
+    if ranking not in GROW_RANKINGS:
+        raise InputError(f"ranking must be one of {', '.join(GROW_RANKINGS)}, got {ranking!r}")
     objective = circuit.provenance.get("objective")
     if objective not in RECIPES:
         raise InputError(f"the circuit records no objective with a recipe ({objective!r}): use evaluate.grow_circuit directly")
     ablation = circuit.provenance.get("ablation", "zero")
-    if data is None and (ablation != "zero" or ranking == "attribution"):
+    if data is None and (ablation != "zero" or ranking != "mask"):
         data = lm.profile.objective_data(lm, objective, "train", n=lm.profile.sizes["objective_train"])
     # the mean/resample reference of the data the circuit was found on (reference_prompts' rule)
     ref = None if ablation == "zero" or data is None else get_objective(objective).reference_set(data)
     order = None
-    if ranking == "attribution":
+    if ranking != "mask":
         assert data is not None
-        recipe = recipe_for(lm, objective)
-        cfg = DiscoveryConfig(progress=progress, ablation=ablation, **{k: v for k, v in recipe["config"].items() if k == "penalty_norm"})
-        order = attribution_patching(lm, get_objective(objective, **recipe["objective"]), data, cfg,
-                                     n_heads=circuit.n_heads, n_neurons=circuit.n_neurons)
+        order = selective_ranking(lm, circuit, data, utility_weight=utility_weight if ranking == "selective" else 0.0,
+                                  progress=progress)
     val = lm.profile.eval_prompts("val", limit)
     return grow_circuit(lm, circuit, val, ablation=ablation, reference=ref, max_share=max_share, ranking=order,
                         progress=progress, **kwargs)
+
+
+def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptSet], utility_weight: float = 1.0,
+                      progress: bool = True) -> Circuit:
+    """Attribution patching's scores of `circuit`'s objective on `data`, each lowered by
+    `utility_weight` times the component's estimated cost to the harmless answers
+    (``score = s_behaviour - w * max(0, s_utility)``, both in nats; ``s_utility`` is the rise of
+    the harmless answers' CE, :data:`~safecircuits.circuits.baselines.UTILITY` on ``data["harmless"]``,
+    when the component alone is removed: exact for heads, attribution patching's estimate for neurons).
+
+    Why: the components whose removal most lowers the behaviour's metric include some that every
+    answer needs (on E's backdoor, growing along the behaviour's scores alone lost a fifth of
+    harmless compliance before triggered ASR reached its goal); this ranks by what removal buys
+    for the behaviour net of what it costs the harmless answers. With ``utility_weight=0`` it is
+    attribution patching's ranking. Returns a circuit of `circuit`'s size whose scores are the
+    combined ones (a ranking for :func:`~safecircuits.circuits.evaluate.grow_circuit`)."""
+    from safecircuits.circuits.baselines import UTILITY, activation_patching, attribution_patching
+
+    if utility_weight < 0:
+        raise InputError(f"utility_weight must be >= 0, got {utility_weight}")
+    objective = circuit.provenance.get("objective")
+    if objective not in RECIPES:
+        raise InputError(f"the circuit records no objective with a recipe ({objective!r}): rank with baselines.attribution_patching")
+    recipe = recipe_for(lm, objective)
+    ablation = circuit.provenance.get("ablation", "zero")
+    cfg = DiscoveryConfig(progress=progress, ablation=ablation, **{k: v for k, v in recipe["config"].items() if k == "penalty_norm"})
+    obj = get_objective(objective, **recipe["objective"])
+    nh, nn = circuit.n_heads, circuit.n_neurons
+    behaviour = attribution_patching(lm, obj, data, cfg, n_heads=nh, n_neurons=nn)
+    if utility_weight == 0:
+        return behaviour
+    if "harmless" not in data:
+        raise InputError(f"the selective ranking needs harmless answers: data has {sorted(data)}, not 'harmless'")
+    # heads by exact patching: a confident harmless answer sits near a minimum of its CE, so the
+    # first-order estimate misses most of a head's cost (on the tiny backdoor organism the largest
+    # attribution estimate was 0.01 nats where removing four such components cost 1.2); neurons
+    # are too many to patch one by one and keep the attribution estimate
+    utility = activation_patching(lm, obj, data, cfg, metric=UTILITY, n_heads=nh, n_neurons=nn)
+    assert behaviour.head_scores is not None and behaviour.neuron_scores is not None
+    assert utility.head_scores is not None and utility.neuron_scores is not None
+    hs = behaviour.head_scores - utility_weight * utility.head_scores.clamp(min=0)
+    ns = behaviour.neuron_scores - utility_weight * utility.neuron_scores.clamp(min=0)
+    prov = {**behaviour.provenance, "method": "attribution_patching-selective", "utility_weight": utility_weight,
+            "utility_metric": UTILITY.describe(), "seconds": round(behaviour.provenance["seconds"] + utility.provenance["seconds"], 2)}
+    return Circuit(_top(hs, circuit.n_heads), _top(ns, circuit.n_neurons), hs, ns, prov)
+
+
+def _top(scores: Tensor, k: int) -> Tensor:
+    """A boolean mask of the `k` highest `scores`."""
+    import torch
+
+    member = torch.zeros(scores.numel(), dtype=torch.bool)
+    if k:
+        member[torch.topk(scores.flatten().float(), k).indices] = True
+    return member.view(scores.shape)
 
 
 def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:

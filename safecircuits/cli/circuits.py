@@ -30,7 +30,8 @@ def discover_cmd(
     html: Path | None = typer.Option(None, help="write an interactive circuit map (self-contained HTML)"),
     grow: bool = typer.Option(False, "--grow", help="grow the circuit on val until removing it reaches the objective's goal "
                                                     "(backdoor: triggered ASR <= 2%; safety: ASR >= 90%), at most --grow-max-share"),
-    grow_ranking: str = typer.Option("attribution", help="what orders the added components: attribution (patching scores) or mask"),
+    grow_ranking: str = typer.Option("attribution", help="what orders the added components: attribution (patching scores), "
+                                     "selective (those minus the estimated cost to harmless answers) or mask (the mask's own)"),
     grow_max_share: float = typer.Option(0.005, help="the largest grown circuit, as a share of all components"),
 ) -> None:
     """Learn binary masks over heads and neurons and save the circuit they remove."""
