@@ -52,7 +52,7 @@ def _ctx(lm, artifacts, safety_prompts=None):
                            safety_prompts=safety_prompts)
 
 
-def test_registry_has_part_b_methods():
+def test_registry_has_the_safety_finetuning_methods():
     for name in ("pact", "cwac", "cwac-weights-only", "cwac-acts-only", "safelora", "csulora"):
         cls = METHODS[name]
         assert cls.name == name and cls.mode in ("full", "lora") and cls.source and isinstance(cls.needs, tuple)
@@ -404,6 +404,44 @@ def test_cwac_features_file_chooses_the_anchor_layer(random_aligned, features, s
         finetune(random_aligned, data, get_method("cwac-acts-only"), FinetuneConfig(steps=1, progress=False), artifacts={}, safety_prompts=safety)
     with pytest.raises(FileNotFoundError, match="feature set file .* does not exist"):
         get_method("cwac-acts-only", features=str(tmp_path / "missing.json")).setup(_ctx(random_aligned, {"features": features}, safety))
+
+
+def test_cwac_features_path_names_the_build_and_refuses_other_weights(random_aligned, safety, tmp_path):
+    """``{fingerprint}`` in a features path is the fine-tuned model's weights fingerprint, so one
+    config serves every build; a feature set ranked on other weights is a clear error, not a silent
+    anchor on the wrong model's features."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from safecircuits.features import FeatureSet
+    from safecircuits.models.loaded import weights_fingerprint
+
+    d = random_aligned.model.cfg.d_model
+    StandardSAE(StandardSAEConfig(d_in=d, d_sae=4 * d)).save_model(str(tmp_path / "sae"))
+    fp = weights_fingerprint(random_aligned.model)
+
+    def save(path, fingerprint):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        FeatureSet(str(tmp_path / "sae"), "blocks.0.hook_resid_post", "diff", torch.rand(4 * d), torch.rand(4 * d),
+                   provenance={"weights_fingerprint": fingerprint}).save(path)
+
+    save(tmp_path / fp[:8] / "f.json", fp)
+    method = get_method("cwac-acts-only", k=8, safety_batch=4, features=str(tmp_path / "{fingerprint}" / "f.json"))
+    method.setup(_ctx(random_aligned, {}, safety))  # found under this model's fingerprint
+    save(tmp_path / "other" / "f.json", "0123456789abcdef")
+    with pytest.raises(ValueError, match=f"ranked on weights 01234567, but the model being fine-tuned is {fp[:8]}"):
+        get_method("cwac-acts-only", k=8, safety_batch=4, features=str(tmp_path / "other" / "f.json")).setup(_ctx(random_aligned, {}, safety))
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # another model's fingerprint names no file
+        get_method("cwac-acts-only", features=str(tmp_path / "{fingerprint}" / "g.json")).setup(_ctx(random_aligned, {}, safety))
+
+
+def test_rank_features_records_the_weights_it_ranked_on(random_aligned, features):
+    from safecircuits.features import rank_features
+    from safecircuits.models.loaded import weights_fingerprint
+
+    fs, sae = features
+    ps = random_aligned.profile.eval_prompts("val", limit=4)
+    ranked = rank_features(random_aligned, sae, ps, hook=fs.hook)
+    assert ranked.provenance["weights_fingerprint"] == weights_fingerprint(random_aligned.model)
 
 
 def test_benchmark_builds_no_sae_when_every_cwac_label_brings_features():

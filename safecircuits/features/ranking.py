@@ -280,8 +280,13 @@ def rank_features(
         scores = _standardised_diff(post["triggered"], post["harmful"])
     else:
         scores = attribution_scores(model, chat, sae, hook, groups["harmful"].prompts, refusal_ids_for(lm), n_post, batch_size=16)
+    from safecircuits.models.loaded import weights_fingerprint
+
     prov: dict[str, Any] = {
         "model": lm.name,
+        # the weights the features were ranked on: a rebuild of the same model name is another model
+        # (CWAC refuses a feature set of other weights, safecircuits.finetune.methods.cwac)
+        "weights_fingerprint": weights_fingerprint(model),
         "hook": hook,
         "sae_path": str(sae_path) if sae_path is not None else None,
         "sae_arch": sae.cfg.architecture(),

@@ -126,7 +126,8 @@ class CWACConfig:
     anchor_every: int = 1  # anchor every m-th step with weight m * lam
     anchor_source: str = "safety"  # "safety": a safety batch per step; "train": the training batch's decision points
     # a saved FeatureSet (FeatureSet.save; its SAE at sae_path) to anchor instead of ctx.artifacts["features"]:
-    # how a benchmark or tuning grid chooses the anchor layer (e.g. an SAE trained at an intermediate layer)
+    # how a benchmark or tuning grid chooses the anchor layer (e.g. an SAE trained at an intermediate layer);
+    # "{fingerprint}" in the path stands for the first 8 hex digits of the fine-tuned model's weights fingerprint
     features: str | None = None
     # basis="activations": build B from the per-layer bases (ctx.artifacts["activation_bases"],
     # [n_layers + 1, d_model, k]) at these residual streams only ("20-26", "24,26"; None = every
@@ -271,17 +272,34 @@ class CWAC(Method):
 
     # -- (2) feature anchoring ------------------------------------------------------------------
     def _features(self, ctx: FinetuneContext) -> Any:
-        """The anchored feature set: the ``features`` file when given, else ``ctx.artifacts["features"]``."""
+        """The anchored feature set: the ``features`` file when given, else ``ctx.artifacts["features"]``.
+
+        In a ``features`` path, ``{fingerprint}`` stands for the first 8 hex digits of the weights
+        fingerprint of the model being fine-tuned (``ctx.reference``, its weights before training), so
+        one config serves every build of a model. A feature set that records the fingerprint of
+        other weights is refused: its features were ranked on another model."""
+        from safecircuits.models.loaded import weights_fingerprint
+
+        fp = weights_fingerprint(ctx.reference.model)
         if self.cfg.features:
             from pathlib import Path
 
             from safecircuits.features import FeatureSet
 
-            return FeatureSet.load(Path(self.cfg.features).expanduser())  # says how to write one when missing
-        feats = ctx.artifacts.get("features")
+            path = Path(self.cfg.features.replace("{fingerprint}", fp[:8])).expanduser()
+            feats = FeatureSet.load(path)  # says how to write one when missing
+        else:
+            feats = ctx.artifacts.get("features")
+            path = None
         if feats is None:
             raise InputError(f"{self.name}: needs ctx.artifacts['features'] (a FeatureSet with its SAE) or the hyperparameter "
                              "features=PATH (a saved FeatureSet)")
+        ranked_on = getattr(feats, "provenance", {}).get("weights_fingerprint")
+        if ranked_on is not None and ranked_on != fp:
+            where = f" ({path})" if path is not None else ""
+            raise InputError(f"{self.name}: the feature set{where} was ranked on weights {ranked_on[:8]}, but the model being "
+                             f"fine-tuned is {fp[:8]} (another build or model): train its SAE and rank its features again "
+                             "(docs/finetune.md, 'Real model: SmolLM2-135M-Instruct'), e.g. under a path with {fingerprint}")
         return feats
 
     def _setup_acts(self, ctx: FinetuneContext) -> None:
