@@ -4,10 +4,10 @@ the safety circuit's parameters, on an organism or a real chat model.
     # the organism (docs/finetune.md, "Measured: restoring refusal after a harmful fine-tuning attack")
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/finetune_sct.py --json benchmarks/results/finetune_sct.json
 
-    # SmolLM2 aligned with benchmarks/align_smollm2.py (docs/circuits.md, "Safety Circuit Tuning on E")
+    # SmolLM2 aligned with benchmarks/align_smollm2.py (docs/finetune.md, the same section)
     .venv/bin/python benchmarks/finetune_sct.py --model ~/.cache/safecircuits/models/smollm2-aligned \
         --json benchmarks/results/finetune_sct_smollm2.json --attack-steps 100 --sct-steps 100 \
-        --sct-lrs 1e-4,1e-3 --sweep-budgets
+        --sct-lrs 1e-4,1e-3 --tune-steps 50 --sweep-budgets --no-freeze
 
 1. The aligned model is attacked: ``sft`` on the model's default task (organism ``reverse-steps``,
    chat models ``arithmetic``; ``--task``) with harmful ratio ``--harmful-ratio`` (harmful (prompt,
