@@ -13,7 +13,7 @@ SafeSeek's size, which is what works on a 30-layer model (docs/circuits.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
 
@@ -23,9 +23,6 @@ from safecircuits.circuits.objectives import get_objective
 from safecircuits.data.promptset import PromptSet
 from safecircuits.errors import InputError
 from safecircuits.models.loaded import LoadedModel
-
-if TYPE_CHECKING:
-    from torch import Tensor
 
 RECIPES: dict[str, dict[str, Any]] = {
     "safety": {
@@ -193,17 +190,7 @@ def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptS
     ns = behaviour.neuron_scores - utility_weight * utility.neuron_scores.clamp(min=0)
     prov = {**behaviour.provenance, "method": "attribution_patching-selective", "utility_weight": utility_weight,
             "utility_metric": UTILITY.describe(), "seconds": round(behaviour.provenance["seconds"] + utility.provenance["seconds"], 2)}
-    return Circuit(_top(hs, circuit.n_heads), _top(ns, circuit.n_neurons), hs, ns, prov)
-
-
-def _top(scores: Tensor, k: int) -> Tensor:
-    """A boolean mask of the `k` highest `scores`."""
-    import torch
-
-    member = torch.zeros(scores.numel(), dtype=torch.bool)
-    if k:
-        member[torch.topk(scores.flatten().float(), k).indices] = True
-    return member.view(scores.shape)
+    return Circuit(behaviour.heads, behaviour.neurons, hs, ns, prov).top_k(nh, nn)
 
 
 def reference_prompts(lm: LoadedModel, circuit: Circuit) -> PromptSet | None:
