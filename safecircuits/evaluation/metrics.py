@@ -166,6 +166,58 @@ def next_token_logprobs(
     return torch.cat(out)
 
 
+def opening_prefixes(chat: ChatFormat, openings: Sequence[str], n_tokens: int = 3) -> list[tuple[int, ...]]:
+    """The distinct first `n_tokens` response tokens of `openings`, none a prefix of another (so
+    their probabilities add up to the probability that an answer opens with one of them)."""
+    if n_tokens < 1:
+        raise InputError(f"n_tokens must be >= 1, got {n_tokens}")
+    pre = sorted({tuple(chat.response_ids(o, add_eos=False)[:n_tokens]) for o in openings} - {()}, key=len)
+    if not pre:
+        raise InputError("opening_logprob needs at least one non-empty opening, e.g. the profile's refusals")
+    kept: list[tuple[int, ...]] = []
+    for p in pre:
+        if not any(p[: len(k)] == k for k in kept):
+            kept.append(p)
+    return kept
+
+
+@torch.no_grad()
+def opening_logprob(
+    model: HookedModel, chat: ChatFormat, prompts: Sequence[str], openings: Sequence[str], n_tokens: int = 3, batch_size: int = 32
+) -> Float[Tensor, " n"]:
+    """log p(the answer opens with one of `openings`) per prompt, teacher-forced: the logsumexp over
+    the openings' distinct first `n_tokens` tokens (:func:`opening_prefixes`) of their summed
+    log-probabilities. With a model's refusals as `openings` this is a soft refusal measure that,
+    unlike a greedy refusal rate, does not saturate; several tokens, not just the first, so that an
+    opening shared with compliant answers ("I") does not count as a refusal."""
+    prefixes = opening_prefixes(chat, openings, n_tokens)
+    dev = model.cfg.device
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        pids = [chat.prompt_ids(p) for p in prompts[i : i + batch_size]]
+        per_prefix = []
+        for pre in prefixes:
+            # hand-built rather than encode_batch: the prefix is token ids (a decoded and re-encoded
+            # prefix may tokenise differently), with no end-of-sequence token after it
+            seqs = [pid + list(pre) for pid in pids]
+            width = max(len(x) for x in seqs)
+            if width > model.cfg.n_ctx:
+                raise InputError(f"opening_logprob: a prompt plus its opening has {width} tokens, longer than the model context "
+                                 f"of {model.cfg.n_ctx}; shorten the prompt or drop it from the set")
+            toks = torch.full((len(seqs), width), chat.pad_token_id, dtype=torch.long)
+            attn = torch.zeros_like(toks)
+            for b, x in enumerate(seqs):
+                toks[b, : len(x)], attn[b, : len(x)] = torch.tensor(x), 1
+            logp = torch.log_softmax(model(toks.to(dev), attention_mask=attn.to(dev)).double(), -1).cpu()
+            lp = torch.zeros(len(seqs), dtype=torch.float64)
+            for b, pid in enumerate(pids):
+                pos = torch.arange(len(pid) - 1, len(pid) - 1 + len(pre))
+                lp[b] = logp[b, pos, torch.tensor(pre)].sum()
+            per_prefix.append(lp)
+        out.append(torch.logsumexp(torch.stack(per_prefix), 0).float())
+    return torch.cat(out)
+
+
 def kl_rows(reference: Float[Tensor, "n d_vocab"], other: Float[Tensor, "n d_vocab"]) -> Float[Tensor, " n"]:
     """KL(reference || other) of each row, from log-probabilities (differentiable: a training loss can use it)."""
     if reference.shape != other.shape:
