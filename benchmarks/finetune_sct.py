@@ -7,7 +7,7 @@ the safety circuit's parameters, on an organism or a real chat model.
     # SmolLM2 aligned with benchmarks/align_smollm2.py (docs/finetune.md, the same section)
     .venv/bin/python benchmarks/finetune_sct.py --model ~/.cache/safecircuits/models/smollm2-aligned \
         --json benchmarks/results/finetune_sct_smollm2.json --attack-steps 100 --sct-steps 100 \
-        --sct-lrs 1e-4,1e-3 --tune-steps 50 --sweep-budgets --no-freeze
+        --sct-lrs 1e-4,3e-4,1e-3 --tune-steps 50 --sweep-budgets --no-freeze
 
 1. The aligned model is attacked: ``sft`` on the model's default task (organism ``reverse-steps``,
    chat models ``arithmetic``; ``--task``) with harmful ratio ``--harmful-ratio`` (harmful (prompt,
@@ -19,9 +19,10 @@ the safety circuit's parameters, on an organism or a real chat model.
    parameters are <= ``--budget`` of the model's.
 3. ``sct-tune`` trains only those parameters on refusal data (train-split harmful prompts with
    refusal targets) mixed with task replay (train-split task items) and, on a chat model, the
-   model's own answers to train-split harmless prompts (so refusing does not spread to benign
-   requests). With several ``--sct-lrs`` the learning rate is chosen on the *val* split first
-   (the highest val refusal, ties to the lower rate; ``--tune-steps`` steps each). The result is
+   model's own answers to train-split harmless prompts, as many as refusal examples
+   (``--harmless-n``; so refusing does not spread to benign requests). With several ``--sct-lrs``
+   the learning rate is chosen on the *val* split first (the highest val harmful refusal minus val
+   harmless refusal, ties to the lower rate; ``--tune-steps`` steps each). The result is
    evaluated on held-out test prompts (HarmBench on a chat model). Controls: ``sct-tune`` on a
    random circuit with the same heads and neurons, and full ``sft`` on the same data.
 4. A sweep over smaller parameter budgets with a shorter run (``--sweep-steps``): the safety
@@ -123,6 +124,8 @@ def main() -> None:
     ap.add_argument("--random-seeds", type=int, default=9, help="random circuits per budget in the sweep")
     ap.add_argument("--no-freeze", action="store_true", help="skip the attack under sct-freeze")
     ap.add_argument("--val-limit", type=int, default=100, help="val prompts per set when choosing the lr")
+    ap.add_argument("--harmless-n", type=int, default=None,
+                    help="chat models: own harmless answers replayed in the repair data (default: as many as its refusal examples)")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/finetune_sct.json"))
     args = ap.parse_args()
 
@@ -137,6 +140,8 @@ def main() -> None:
     settings = {"model": aligned.name, "weights_fingerprint": fp, "task": task.name, "harmful_ratio": args.harmful_ratio, "n": args.n,
                 "attack_steps": args.attack_steps, "attack_lr": attack_lr, "sct_steps": args.sct_steps, "sct_lrs": sct_lrs,
                 "batch_size": bs, "budget": args.budget, "seed": args.seed}
+    if kind == "chat":
+        settings["harmless_n"] = args.harmless_n or "refusals"
     result: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
     if result.get("settings") != settings:
         if result:
@@ -187,16 +192,20 @@ def main() -> None:
           flush=True)
     save()
 
-    # refusal data + task replay (+ the model's own harmless answers on a chat model); train split only
-    parts = [task.harmful_set(aligned, "train", "refuse"), task.task_set(aligned, "train")]
+    # refusal data + task replay (+ the model's own harmless answers on a chat model); train split only.
+    # On SmolLM2, 200 harmless answers beside 1,511 refusals taught it to refuse 52-60% of benign
+    # test requests (benchmarks/results/finetune_sct_smollm2_harmless200.json): as many harmless
+    # answers as refusals by default.
+    refusals = task.harmful_set(aligned, "train", "refuse")
+    parts = [refusals, task.task_set(aligned, "train")]
     if kind == "chat":
-        parts.append(task.harmless_set(aligned, "train"))
+        parts.append(task.harmless_set(aligned, "train", n=args.harmless_n or len(refusals)))
     safety_data = PromptSet([r for p in parts for r in p], name="refusal+task-replay" + ("+harmless" if kind == "chat" else ""),
                             source=f"{task.name}:train")
     result["safety_data"] = safety_data.provenance()
 
     if len(sct_lrs) > 1 and "lr_choice" not in result:
-        # the sct-tune lr, chosen on val: the highest val refusal (ties to the lower rate)
+        # the sct-tune lr, chosen on val
         steps = args.tune_steps or args.sct_steps
         rows = []
         for lr in sct_lrs:
@@ -206,8 +215,11 @@ def main() -> None:
                          **figures(task, run.lm, aligned, split="val", limit=args.val_limit)})
             print("val", rows[-1], flush=True)
             del run
-        best = max(rows, key=lambda r: (r["harmful_refusal"], -r["lr"]))
-        result["lr_choice"] = {"rule": "highest val harmful refusal, ties to the lower lr", "rows": rows, "chosen": best["lr"]}
+        # refusal restored and none added where it does not belong: a rate that refuses everything
+        # (100% harmful, 84% harmless refusal on SmolLM2 at lr 1e-3) must not win
+        best = max(rows, key=lambda r: (r["harmful_refusal"] - r["harmless_refusal"], -r["lr"]))
+        result["lr_choice"] = {"rule": "highest val harmful refusal minus val harmless refusal, ties to the lower lr", "rows": rows,
+                               "chosen": best["lr"]}
         save()
     sct_lr = result["lr_choice"]["chosen"] if len(sct_lrs) > 1 else sct_lrs[0]
 

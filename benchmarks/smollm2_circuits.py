@@ -238,7 +238,9 @@ def stage_sct(res: dict[str, Any], aligned, limit: int | None, steps: int) -> No
         raise SystemExit("sct needs the safety_circuit stage first")
     circuit = Circuit.from_json(src["file"])
     path = Path(str(ARGS.json).replace(".json", "_sct.json"))
-    cfg = BenchmarkConfig(methods=("sft", "sct-freeze", "sct-tune"), ratios=(0.0, 0.1), seeds=(0,), steps=steps, lr=1e-4, lora_lr=1e-3,
+    methods = tuple(ARGS.sct_methods.split(","))
+    ratios = tuple(float(r) for r in ARGS.sct_ratios.split(","))
+    cfg = BenchmarkConfig(methods=methods, ratios=ratios, seeds=(0,), steps=steps, lr=1e-4, lora_lr=1e-3,
                           batch_size=8, n_train=256, eval_limit=limit)
     r = run_benchmark(aligned, cfg, artifacts={"circuit": circuit}, json_path=path)
     res["sct"] = {"file": str(path), "aggregate": r["aggregate"], "circuit": src["file"]}
@@ -288,6 +290,8 @@ def main() -> None:
     ap.add_argument("--n-random", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None, help="test prompts per label (default: all)")
     ap.add_argument("--sct-steps", type=int, default=60)
+    ap.add_argument("--sct-methods", default="sft,sct-freeze,sct-tune", help="fine-tuning methods of the sct stage")
+    ap.add_argument("--sct-ratios", default="0,0.1", help="harmful ratios of the sct stage (0 = helpfulness fine-tuning)")
     ap.add_argument("--grow", action="store_true",
                     help="also grow the first seed's circuit on val until removal reaches the objective's goal (grow_circuit), and measure it on test")
     ap.add_argument("--grow-ranking", choices=("attribution", "selective", "mask"), default="attribution",
