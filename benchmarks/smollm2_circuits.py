@@ -116,9 +116,13 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
     circuits = {}
     for seed in seeds:
         t = time.time()
-        c, data = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
         path = cache_dir("circuits") / f"{name}-{re.sub(r'[^A-Za-z0-9.]+', '-', of)}-seed{seed}{SUFFIX}.json"
-        c.to_json(path)
+        old = Circuit.from_json(path) if path.exists() else None
+        if old is not None and old.provenance.get("config", {}).get("max_steps") == ARGS.max_steps:
+            c = old  # found before for these weights (SUFFIX), seed and budget: resume instead of rediscovering
+        else:
+            c, data = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
+            c.to_json(path)
         circuits[seed] = c
         run = out["runs"].setdefault(str(seed), {})
         run.update({"file": str(path), "sparsity": c.sparsity, "n_heads": c.n_heads, "n_neurons": c.n_neurons,
