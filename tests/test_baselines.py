@@ -9,6 +9,7 @@ import torch
 from safecircuits.circuits import baselines as B
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.discover import DiscoveryConfig
+from safecircuits.errors import InputError
 
 N_SEARCHED = 2 * 4 + 2 * 128  # tiny organism shape: 2 layers x 4 heads, 2 layers x 128 neurons
 
@@ -209,3 +210,21 @@ def test_metric_errors(random_aligned, safety_data):
     m = B.BehaviourMetric("custom", target="refuse", alternative="comply")
     c = B.attribution_patching(random_aligned, obj, safety_data, cfg(), metric=m, n_heads=1, n_neurons=1)
     assert c.n_components == 2 and c.provenance["objective"] == "custom"
+
+
+def test_heads_to_patch_patches_those_heads_exactly_and_estimates_the_rest(random_backdoor, backdoor_data):
+    """With `heads_to_patch`, the chosen heads get the exact scores of a full patching run and the
+    others attribution patching's estimates; a mask of the wrong shape is an error naming it."""
+    data = {k: ps[:16] for k, ps in backdoor_data.items()}
+    c = cfg(neurons=False, batch_size=8)
+    exact = B.activation_patching(random_backdoor, "backdoor", data, c)
+    attr = B.attribution_patching(random_backdoor, "backdoor", data, c)
+    mask = torch.zeros_like(exact.head_scores, dtype=torch.bool)
+    mask.view(-1)[::2] = True
+    part = B.activation_patching(random_backdoor, "backdoor", data, c, heads_to_patch=mask)
+    assert part.provenance["heads_patched"] == int(mask.sum())
+    assert torch.allclose(part.head_scores[mask], exact.head_scores[mask], atol=1e-5)
+    assert torch.allclose(part.head_scores[~mask], attr.head_scores[~mask], atol=1e-5)
+    assert not torch.allclose(exact.head_scores[~mask], attr.head_scores[~mask], atol=1e-5)  # the two differ
+    with pytest.raises(InputError, match="heads_to_patch must be a bool tensor"):
+        B.activation_patching(random_backdoor, "backdoor", data, c, heads_to_patch=mask[:1])

@@ -313,6 +313,8 @@ def test_selective_ranking_lowers_what_removal_costs(tiny_backdoor, backdoor_cir
     assert torch.allclose(plain.neuron_scores, attribution.neuron_scores, atol=1e-6)
     sel = selective_ranking(tiny_backdoor, backdoor_circuit, d, utility_weight=10.0, progress=False)
     assert sel.provenance["method"] == "attribution_patching-selective" and sel.provenance["utility_weight"] == 10.0
+    n_heads = tiny_backdoor.model.cfg.n_layers * tiny_backdoor.model.cfg.n_heads
+    assert sel.provenance["heads_patched"] == min(48, n_heads)  # the default exact_heads covers the organism's heads
     costs = []
     for r in (plain, sel):
         flat = torch.cat([r.head_scores.flatten(), r.neuron_scores.flatten()])
@@ -325,5 +327,7 @@ def test_selective_ranking_lowers_what_removal_costs(tiny_backdoor, backdoor_cir
     assert costs[1] < costs[0] - 0.2, costs
     with pytest.raises(ValueError, match="utility_weight"):
         selective_ranking(tiny_backdoor, backdoor_circuit, d, utility_weight=-1.0)
+    with pytest.raises(ValueError, match="exact_heads"):
+        selective_ranking(tiny_backdoor, backdoor_circuit, d, exact_heads=-1, progress=False)
     with pytest.raises(ValueError, match="harmless answers"):
         selective_ranking(tiny_backdoor, backdoor_circuit, {k: v for k, v in d.items() if k != "harmless"})

@@ -8,7 +8,14 @@ from conftest import random_lm
 
 import safecircuits.evaluation.generate as gen
 from safecircuits.data.promptset import Label, PromptRecord, PromptSet
-from safecircuits.finetune.align import REFUSALS, AlignConfig, evaluate_alignment, refusal_data, safety_align, soft_refusal
+from safecircuits.finetune.align import (
+    REFUSALS,
+    AlignConfig,
+    evaluate_alignment,
+    refusal_data,
+    safety_align,
+    soft_refusal,
+)
 from safecircuits.models.profile import TEMPLATE_SPLITS
 
 

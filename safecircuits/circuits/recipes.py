@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from rich.table import Table
 
 from safecircuits.circuits.circuit import Circuit
@@ -119,13 +120,14 @@ GROW_RANKINGS: tuple[str, ...] = ("attribution", "selective", "mask")
 
 def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution", limit: int = 100,
                  max_share: float = 0.005, data: dict[str, PromptSet] | None = None, progress: bool = True,
-                 utility_weight: float = 1.0, **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
+                 utility_weight: float = 1.0, exact_heads: int | None = 48, **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
     """:func:`~safecircuits.circuits.evaluate.grow_circuit` on the profile's validation prompts
     (`limit` per label) with the circuit's own ablation and reference. `ranking` orders what is
     added (:data:`GROW_RANKINGS`): ``"attribution"`` (attribution patching's scores of the
     objective's metric on `data`, by default the recipe's train data), ``"selective"`` (those
     scores minus `utility_weight` times each component's estimated cost to the harmless answers,
-    :func:`selective_ranking`) or ``"mask"`` (the circuit's own scores)."""
+    :func:`selective_ranking`, whose exact head costs cover the top `exact_heads` heads) or
+    ``"mask"`` (the circuit's own scores)."""
     from safecircuits.circuits.evaluate import grow_circuit
 
     if ranking not in GROW_RANKINGS:
@@ -142,19 +144,20 @@ def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution"
     if ranking != "mask":
         assert data is not None
         order = selective_ranking(lm, circuit, data, utility_weight=utility_weight if ranking == "selective" else 0.0,
-                                  progress=progress)
+                                  progress=progress, exact_heads=exact_heads)
     val = lm.profile.eval_prompts("val", limit)
     return grow_circuit(lm, circuit, val, ablation=ablation, reference=ref, max_share=max_share, ranking=order,
                         progress=progress, **kwargs)
 
 
 def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptSet], utility_weight: float = 1.0,
-                      progress: bool = True) -> Circuit:
+                      progress: bool = True, exact_heads: int | None = 48) -> Circuit:
     """Attribution patching's scores of `circuit`'s objective on `data`, each lowered by
     `utility_weight` times the component's estimated cost to the harmless answers
     (``score = s_behaviour - w * max(0, s_utility)``, both in nats; ``s_utility`` is the rise of
     the harmless answers' CE, :data:`~safecircuits.circuits.baselines.UTILITY` on ``data["harmless"]``,
-    when the component alone is removed: exact for heads, attribution patching's estimate for neurons).
+    when the component alone is removed: exact for the top `exact_heads` heads by behaviour score
+    (None: every head), attribution patching's estimate for the other heads and the neurons).
 
     Why: the components whose removal most lowers the behaviour's metric include some that every
     answer needs (on E's backdoor, growing along the behaviour's scores alone lost a fifth of
@@ -182,14 +185,25 @@ def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptS
     # heads by exact patching: a confident harmless answer sits near a minimum of its CE, so the
     # first-order estimate misses most of a head's cost (on the tiny backdoor organism the largest
     # attribution estimate was 0.01 nats where removing four such components cost 1.2); neurons
-    # are too many to patch one by one and keep the attribution estimate
-    utility = activation_patching(lm, obj, data, cfg, metric=UTILITY, n_heads=nh, n_neurons=nn)
+    # are too many to patch one by one and keep the attribution estimate. Only the top
+    # `exact_heads` heads by behaviour score are patched exactly (the rest keep the estimate): the
+    # others rank low whatever their cost, and patching all 270 heads of SmolLM2 one by one over
+    # long harmless answers is over an hour on a 2-core CPU
+    patch = None
+    if exact_heads is not None:
+        if exact_heads < 0:
+            raise InputError(f"exact_heads must be >= 0 or None (every head), got {exact_heads}")
+        flat = behaviour.head_scores.flatten()
+        patch = torch.zeros(flat.numel(), dtype=torch.bool)
+        patch[torch.argsort(flat, descending=True, stable=True)[: min(exact_heads, flat.numel())]] = True
+        patch = patch.view_as(behaviour.head_scores)
+    utility = activation_patching(lm, obj, data, cfg, metric=UTILITY, n_heads=nh, n_neurons=nn, heads_to_patch=patch)
     assert behaviour.head_scores is not None and behaviour.neuron_scores is not None
     assert utility.head_scores is not None and utility.neuron_scores is not None
     hs = behaviour.head_scores - utility_weight * utility.head_scores.clamp(min=0)
     ns = behaviour.neuron_scores - utility_weight * utility.neuron_scores.clamp(min=0)
     prov = {**behaviour.provenance, "method": "attribution_patching-selective", "utility_weight": utility_weight,
-            "utility_metric": UTILITY.describe(), "seconds": round(behaviour.provenance["seconds"] + utility.provenance["seconds"], 2)}
+            "utility_metric": UTILITY.describe(), "heads_patched": utility.provenance.get("heads_patched"), "seconds": round(behaviour.provenance["seconds"] + utility.provenance["seconds"], 2)}
     return Circuit(behaviour.heads, behaviour.neurons, hs, ns, prov).top_k(nh, nn)
 
 
