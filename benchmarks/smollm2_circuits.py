@@ -144,11 +144,13 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
     if ARGS.grow:
         # the first seed's circuit grown along a ranking until its removal reaches the objective's
         # goal on val (grow_circuit), then measured on test like the circuit itself
-        g = out.setdefault("grown", {}).setdefault(ARGS.grow_ranking, {})
+        key = ARGS.grow_ranking + ("" if ARGS.grow_factor == 2.0 else f"-x{ARGS.grow_factor:g}")
+        g = out.setdefault("grown", {}).setdefault(key, {})
         if "record" not in g:
             t = time.time()
-            grown, rec = grow_to_goal(lm, first, ranking=ARGS.grow_ranking, limit=100, max_share=ARGS.grow_max_share)
-            path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(f".grown-{ARGS.grow_ranking}.json")
+            grown, rec = grow_to_goal(lm, first, ranking=ARGS.grow_ranking, limit=100, max_share=ARGS.grow_max_share,
+                                     factor=ARGS.grow_factor)
+            path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(f".grown-{key}.json")
             grown.to_json(path)
             g.update(record=rec, file=str(path), n_heads=grown.n_heads, n_neurons=grown.n_neurons, sparsity=grown.sparsity,
                      components=grown.component_names(40), seconds=round(time.time() - t, 1))
@@ -302,6 +304,7 @@ def main() -> None:
                     help="what orders the components a grown circuit adds: attribution patching's scores, those minus "
                          "the estimated cost to harmless answers (selective), or the mask's own")
     ap.add_argument("--grow-max-share", type=float, default=0.005, help="the largest grown circuit, as a share of all components")
+    ap.add_argument("--grow-factor", type=float, default=2.0, help="size ratio between the grown circuits tried")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on discovery steps (smoke runs)")
     ap.add_argument("--tag", default="", help="suffix of the cached model and circuit names (keeps smoke runs apart)")
     ARGS = ap.parse_args()
