@@ -189,6 +189,7 @@ def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptS
     # `exact_heads` heads by behaviour score are patched exactly (the rest keep the estimate): the
     # others rank low whatever their cost, and patching all 270 heads of SmolLM2 one by one over
     # long harmless answers is over an hour on a 2-core CPU
+    assert behaviour.head_scores is not None and behaviour.neuron_scores is not None
     patch = None
     if exact_heads is not None:
         if exact_heads < 0:
@@ -198,7 +199,6 @@ def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptS
         patch[torch.argsort(flat, descending=True, stable=True)[: min(exact_heads, flat.numel())]] = True
         patch = patch.view_as(behaviour.head_scores)
     utility = activation_patching(lm, obj, data, cfg, metric=UTILITY, n_heads=nh, n_neurons=nn, heads_to_patch=patch)
-    assert behaviour.head_scores is not None and behaviour.neuron_scores is not None
     assert utility.head_scores is not None and utility.neuron_scores is not None
     hs = behaviour.head_scores - utility_weight * utility.head_scores.clamp(min=0)
     ns = behaviour.neuron_scores - utility_weight * utility.neuron_scores.clamp(min=0)
