@@ -121,7 +121,7 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
         if old is not None and old.provenance.get("config", {}).get("max_steps") == ARGS.max_steps:
             c = old  # found before for these weights (SUFFIX), seed and budget: resume instead of rediscovering
         else:
-            c, data = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
+            c, _ = find_circuit(lm, objective, seed=seed, max_steps=ARGS.max_steps)
             c.to_json(path)
         circuits[seed] = c
         run = out["runs"].setdefault(str(seed), {})

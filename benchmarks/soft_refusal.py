@@ -40,8 +40,8 @@ def main() -> None:
         raise SystemExit(f"{args.json} holds split/limit {res['settings']}: pass another --json")
     rows = res.setdefault("models", {})
     for spec in args.models:
-        lm = load_model(str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec,
-                        device=args.device, dtype=args.dtype, progress=False)
+        path = Path(spec).expanduser()
+        lm = load_model(str(path) if path.exists() else spec, device=args.device, dtype=args.dtype, progress=False)
         fp = weights_fingerprint(lm.model)
         if any(r.get("weights_fingerprint") == fp for r in rows.values()):
             print(spec, "already measured", flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from rich.table import Table
 
 from safecircuits.circuits.circuit import Circuit
@@ -194,10 +193,7 @@ def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptS
     if exact_heads is not None:
         if exact_heads < 0:
             raise InputError(f"exact_heads must be >= 0 or None (every head), got {exact_heads}")
-        flat = behaviour.head_scores.flatten()
-        patch = torch.zeros(flat.numel(), dtype=torch.bool)
-        patch[torch.argsort(flat, descending=True, stable=True)[: min(exact_heads, flat.numel())]] = True
-        patch = patch.view_as(behaviour.head_scores)
+        patch = behaviour.top_k(min(exact_heads, behaviour.heads.numel()), 0).heads
     utility = activation_patching(lm, obj, data, cfg, metric=UTILITY, n_heads=nh, n_neurons=nn, heads_to_patch=patch)
     assert utility.head_scores is not None and utility.neuron_scores is not None
     hs = behaviour.head_scores - utility_weight * utility.head_scores.clamp(min=0)
