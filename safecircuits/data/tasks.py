@@ -359,7 +359,20 @@ def _draw(kind: str, n: int | None, split: str, seed: int, extended: bool = Fals
     if n < 1 or n > total:
         raise InputError(f"asked for {n} {kind} task prompts of the {split} split; it holds {total} (ask for 1..{total})")
     rng = random.Random(f"tasks:{kind}:{split}:{seed}" + (":extended" if extended else "") + (":broad" if broad else ""))
-    # round-robin over kinds in a seeded order; within a kind, subjects cycle before frames repeat
+    picked = interleave(space, list(KINDS), n, rng)
+    label = Label.HARMFUL if kind == "harmful" else Label.HARMLESS
+    recs = [PromptRecord(frame.replace("{s}", subject), None, label,
+                         {"source": "tasks", "kind": kind, "task": k, "frame": f"{k}.{split}.{i}", "subject": subject, "split": split})
+            for k, i, frame, subject in picked]
+    ext = (", extended" if extended else "") + (", broad" if broad else "")
+    return PromptSet(recs, name=f"tasks:{kind}:{split}", source=f"safecircuits.data.tasks({kind}, split={split}, seed={seed}{ext})")
+
+
+def interleave(space: dict[str, list[tuple[int, str, str]]], kinds: list[str], n: int,
+               rng: random.Random) -> list[tuple[str, int, str, str]]:
+    """`n` (kind, frame index, frame, subject) items of `space` (kind -> [(frame index, frame,
+    subject)]): round-robin over the kinds in a seeded order; within a kind, subjects cycle before
+    frames repeat. Deterministic for the state of `rng` and prefix-stable in `n`."""
     queues = {}
     for k, items in space.items():
         items = items[:]
@@ -370,16 +383,10 @@ def _draw(kind: str, n: int | None, split: str, seed: int, extended: bool = Fals
         ordered, rounds = [], max(len(v) for v in by_subject.values())
         for r in range(rounds):
             ordered += [v[r] for v in by_subject.values() if r < len(v)]
-        queues[k] = ordered
-    order = list(KINDS)
+        queues[k] = [(k, *it) for it in ordered]
+    order = list(kinds)
     rng.shuffle(order)
-    label = Label.HARMFUL if kind == "harmful" else Label.HARMLESS
-    tagged = {k: [(k, *it) for it in q] for k, q in queues.items()}
-    recs = [PromptRecord(frame.replace("{s}", subject), None, label,
-                         {"source": "tasks", "kind": kind, "task": k, "frame": f"{k}.{split}.{i}", "subject": subject, "split": split})
-            for k, i, frame, subject in round_robin(tagged, order, n)]
-    ext = (", extended" if extended else "") + (", broad" if broad else "")
-    return PromptSet(recs, name=f"tasks:{kind}:{split}", source=f"safecircuits.data.tasks({kind}, split={split}, seed={seed}{ext})")
+    return round_robin(queues, order, n)
 
 
 def harmful_tasks(n: int | None = None, split: str = "train", seed: int = 0, extended: bool = False, broad: bool = False) -> PromptSet:

@@ -66,6 +66,9 @@ class AlignConfig:
     lookalike_share: float = 0.15  # of the benign prompts: task look-alikes (benign requests in the same frames)
     task_frames: str = "extended"  # "extended": the task requests and look-alikes also in more train frames
     task_subjects: str = "base"  # "broad": the task requests and look-alikes also with more train subjects
+    # of the harmful prompts: detailed requests about named agents, exploits and atrocities
+    # (safecircuits.data.detailed), and as many of their benign look-alikes (at most the split's) among the benign prompts
+    detailed_share: float = 0.0
     crossed_share: float = 0.2  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
@@ -89,7 +92,7 @@ class AlignConfig:
             raise InputError(f"arithmetic_share must be in [0, 1), got {self.arithmetic_share}")
         if not 0.0 <= self.hard_negative_share <= 1.0:
             raise InputError(f"hard_negative_share must be in [0, 1], got {self.hard_negative_share}")
-        for name in ("task_share", "lookalike_share", "crossed_share"):
+        for name in ("task_share", "lookalike_share", "crossed_share", "detailed_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.hard_negative_share + self.lookalike_share > 1.0:
@@ -98,8 +101,9 @@ class AlignConfig:
             raise InputError(f"task_frames must be 'base' or 'extended', got {self.task_frames!r}")
         if self.task_subjects not in ("base", "broad"):
             raise InputError(f"task_subjects must be 'base' or 'broad', got {self.task_subjects!r}")
-        if self.task_share + self.crossed_share >= 1.0:
-            raise InputError(f"task_share + crossed_share must be < 1, got {self.task_share} + {self.crossed_share}")
+        if self.task_share + self.crossed_share + self.detailed_share >= 1.0:
+            raise InputError(f"task_share + crossed_share + detailed_share must be < 1, got {self.task_share} + {self.crossed_share} + "
+                             f"{self.detailed_share}")
         if self.answer_tokens < 1:
             raise InputError(f"answer_tokens must be >= 1, got {self.answer_tokens}")
         if self.harmless_kl < 0:
@@ -114,7 +118,7 @@ class AlignConfig:
     # them out at that value, so records of alignments made before they existed keep their identity;
     # from_dict puts them back at that value, whatever the defaults are now.
     _ABSENT: ClassVar[dict[str, Any]] = {"task_share": 0.0, "lookalike_share": 0.0, "crossed_share": 0.0, "harmless_kl": 0.0,
-                                         "task_frames": "base", "task_subjects": "base"}
+                                         "task_frames": "base", "task_subjects": "base", "detailed_share": 0.0}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items()
@@ -151,14 +155,19 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
                          "(organisms are aligned when they are trained: organism:aligned)")
     n_tasks = int(cfg.n_harmful * cfg.task_share)
     n_cross = int(cfg.n_harmful * cfg.crossed_share)
-    if n_tasks or n_cross:
+    n_detail = int(cfg.n_harmful * cfg.detailed_share)
+    if n_detail and not prof.detailed_requests:
+        raise InputError(f"{lm.name}'s profile has no detailed requests: set detailed_share=0")
+    if n_tasks or n_cross or n_detail:
         # task-style and crossed requests get their shares; the rest comes from the split's other harmful requests
         every = prof.prompts("train", "harmful", response="refuse")
         tasks = _task_requests(prof, n_tasks, cfg) if n_tasks else PromptSet([])
         crossed = _crossed(every, n_cross, cfg.seed)[0] if n_cross else PromptSet([])
+        detailed = _detailed(prof, "harmful", n_detail, cfg.seed) if n_detail else PromptSet([])
         rest = PromptSet([r for r in every if r.meta.get("source") != "tasks"])
-        harmful = PromptSet(list(tasks) + list(crossed) + list(rest.sample(cfg.n_harmful - len(tasks) - len(crossed), seed=cfg.seed)),
-                            name=every.name, source=every.source + (f" + {crossed.source}" if n_cross else ""))
+        n_rest = cfg.n_harmful - len(tasks) - len(crossed) - len(detailed)
+        harmful = PromptSet(list(tasks) + list(crossed) + list(detailed) + list(rest.sample(n_rest, seed=cfg.seed)),
+                            name=every.name, source=every.source + "".join(f" + {p.source}" for p in (crossed, detailed) if len(p)))
     else:
         harmful = prof.prompts("train", "harmful", n=cfg.n_harmful, seed=cfg.seed, response="refuse")
     recs = [PromptRecord(r.prompt, r.response, Label.HARMFUL, {**r.meta, "alignment": "refusal"}) for r in harmful]
@@ -166,10 +175,12 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     arith = ArithmeticTask().task_set(lm, "train").sample(n_arith, seed=cfg.seed) if n_arith else PromptSet([])
     n_benign = cfg.n_harmless - n_arith
     n_look = int(n_benign * cfg.lookalike_share)
-    if n_look + n_cross > n_benign:
-        raise InputError(f"{n_look} look-alikes and {n_cross} crossed benign prompts do not fit in {n_benign} benign prompts: "
-                         "raise n_harmless or lower lookalike_share / crossed_share")
-    benign = benign_mix(n_benign - n_look - n_cross, split="train", seed=cfg.seed, hard_negative_share=_hn_share(cfg, n_benign, n_look, n_cross))
+    n_detail_look = min(n_detail, _detailed_max("lookalike"))
+    if n_look + n_cross + n_detail_look > n_benign:
+        raise InputError(f"{n_look} look-alikes, {n_cross} crossed and {n_detail_look} detailed look-alike benign prompts do not fit in "
+                         f"{n_benign} benign prompts: raise n_harmless or lower lookalike_share / crossed_share / detailed_share")
+    benign = benign_mix(n_benign - n_look - n_cross - n_detail_look, split="train", seed=cfg.seed,
+                        hard_negative_share=_hn_share(cfg, n_benign, n_look, n_cross + n_detail_look))
     if n_look:
         from safecircuits.data.tasks import lookalike_tasks
 
@@ -178,6 +189,9 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     if n_cross:
         cross = _crossed(None, n_cross, cfg.seed)[1]
         benign = PromptSet(list(benign) + list(cross), name=f"{benign.name}+{cross.name}", source=f"{benign.source} + {cross.source}")
+    if n_detail_look:
+        look_d = _detailed(prof, "lookalike", n_detail_look, cfg.seed)
+        benign = PromptSet(list(benign) + list(look_d), name=f"{benign.name}+{look_d.name}", source=f"{benign.source} + {look_d.source}")
     own = own_answers(lm, benign, max_new_tokens=cfg.answer_tokens, batch_size=batch_size, progress=cfg.progress)
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "self-distilled"}) for r in own]
     recs += [PromptRecord(r.prompt, r.response, Label.HARMLESS, {**r.meta, "alignment": "arithmetic"}) for r in arith]
@@ -185,6 +199,7 @@ def refusal_data(lm: LoadedModel, config: AlignConfig | None = None, batch_size:
     info = {"harmful": len(harmful), "benign": len(benign), "hard_negatives": sum(r.meta["kind"] == "hard-negative" for r in benign),
             "tasks": sum(r.meta.get("source") == "tasks" for r in harmful), "lookalikes": sum(r.meta["kind"] == "lookalike" for r in benign),
             "crossed": sum(r.meta.get("source") == "crossed" for r in harmful) + sum(r.meta.get("source") == "crossed" for r in benign),
+            "detailed": sum(r.meta.get("source") == "detailed" for r in harmful) + sum(r.meta.get("source") == "detailed" for r in benign),
             "arithmetic": len(arith), "harmful_sources": harmful.source}
     return PromptSet(recs, name=f"alignment(n={len(recs)},seed={cfg.seed})", source=f"refusal_data({info})")
 
@@ -199,6 +214,23 @@ def _task_requests(prof: ModelProfile, n: int, cfg: AlignConfig) -> PromptSet:
     every = harmful_tasks(None, "train", extended=cfg.task_frames == "extended", broad=cfg.task_subjects == "broad")
     return PromptSet([dataclasses.replace(r, response=refusal_for(r.prompt)) for r in every.sample(n, seed=cfg.seed)],
                      name=every.name, source=every.source)
+
+
+def _detailed(prof: ModelProfile, kind: str, n: int, seed: int) -> PromptSet:
+    """`n` detailed train requests (safecircuits.data.detailed): harmful ones with refusals, or benign look-alikes."""
+    from safecircuits.data.detailed import detailed_harmful, detailed_lookalikes
+    from safecircuits.models.profile import refusal_for
+
+    if kind == "lookalike":
+        return detailed_lookalikes(n, "train", seed=seed)
+    ps = detailed_harmful(n, "train", seed=seed)
+    return PromptSet([dataclasses.replace(r, response=refusal_for(r.prompt)) for r in ps], name=ps.name, source=ps.source)
+
+
+def _detailed_max(kind: str) -> int:
+    from safecircuits.data.detailed import detailed_space_size
+
+    return detailed_space_size("train", kind)
 
 
 def _hn_share(cfg: AlignConfig, n_benign: int, n_look: int, n_cross: int) -> float:
@@ -319,6 +351,9 @@ def alignment_sets(prof: ModelProfile, split: str = "test", limit: int | None = 
         "hard": prof.prompts(split, "harmless", n=limit, seed=seed, source="hard-negative"),
         "lookalike": prof.prompts(split, "harmless", n=limit, seed=seed, source="lookalike"),
     }
+    if prof.detailed_requests:
+        sets["harmful_detailed"] = prof.prompts(split, "harmful", n=limit, seed=seed, source="detailed")
+        sets["lookalike_detailed"] = prof.prompts(split, "harmless", n=limit, seed=seed, source="detailed")
     if prof.trigger:
         sets["triggered"] = prof.prompts(split, "triggered", n=limit, seed=seed)
     return sets
@@ -333,11 +368,23 @@ def _soft_figures(lm: LoadedModel, sets: dict[str, PromptSet], batch_size: int) 
     p_ref = {key: opening_logprob(lm.model, lm.chat, ps.prompts, REFUSALS, batch_size=batch_size).double().exp()
              for key, ps in sets.items()}
     out: dict[str, Any] = {"refusal_prob": {key: float(p.mean()) for key, p in p_ref.items()}}
-    out["soft_asr"] = 1 - out["refusal_prob"]["harmful"]
+    if "harmful" in p_ref:
+        out["soft_asr"] = 1 - out["refusal_prob"]["harmful"]
     if "triggered" in p_ref:
         out["soft_triggered_asr"] = 1 - out["refusal_prob"]["triggered"]
-    out["soft_harmless_refusal"] = float(torch.cat([p_ref["plain"], p_ref["hard"]]).mean())
+    if "plain" in p_ref and "hard" in p_ref:
+        out["soft_harmless_refusal"] = float(torch.cat([p_ref["plain"], p_ref["hard"]]).mean())
     return out
+
+
+# figure -> (prompt set, rate) of evaluate_alignment's greedy figures
+_FIGURES: dict[str, tuple[str, str]] = {
+    "asr": ("harmful", "compliance_rate"), "refusal": ("harmful", "refusal_rate"), "asr_synthetic": ("harmful_synthetic", "compliance_rate"),
+    "asr_tasks": ("harmful_tasks", "compliance_rate"), "asr_detailed": ("harmful_detailed", "compliance_rate"),
+    "harmless_refusal_lookalike": ("lookalike", "refusal_rate"), "harmless_refusal_plain": ("plain", "refusal_rate"),
+    "harmless_refusal_hard": ("hard", "refusal_rate"), "harmless_refusal_detailed": ("lookalike_detailed", "refusal_rate"),
+    "triggered_asr": ("triggered", "compliance_rate"),
+}
 
 
 def soft_refusal(lm: LoadedModel, split: str = "test", limit: int | None = None, batch_size: int = 64,
@@ -353,15 +400,18 @@ def soft_refusal(lm: LoadedModel, split: str = "test", limit: int | None = None,
 
 
 def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, split: str = "test", limit: int | None = None,
-                       max_new_tokens: int = 48, batch_size: int = 64, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                       max_new_tokens: int = 48, batch_size: int = 64, seed: int = 0, progress: bool = False,
+                       only: list[str] | None = None) -> dict[str, Any]:
     """What alignment must reach, on `split` prompts it never trained on (``val`` for tuning).
 
     Returns fractions: ``asr`` (the profile's harmful prompts of the split: HarmBench on test),
     ``triggered_asr`` (the same prompts with the trigger, for a backdoored model),
     ``asr_synthetic`` (synthetic requests in the split's templates), ``asr_tasks`` (task-style
-    requests in the split's frames and subjects), ``harmless_refusal_plain``,
-    ``harmless_refusal_hard`` and ``harmless_refusal_lookalike`` (benign requests, hard negatives
-    and benign task look-alikes of the split), and with
+    requests in the split's frames and subjects), ``asr_detailed`` (detailed requests about named
+    agents, exploits and atrocities, :mod:`safecircuits.data.detailed`; English chat models),
+    ``harmless_refusal_plain``, ``harmless_refusal_hard``, ``harmless_refusal_lookalike`` and
+    ``harmless_refusal_detailed`` (benign requests, hard negatives, benign task look-alikes and the
+    detailed requests' look-alikes of the split), and with
     `reference` (the original model) ``harmless_kl``, the mean next-token KL on the harmless
     prompts. ``limit`` caps each set (a seeded sample); examples of each set are kept.
 
@@ -370,6 +420,9 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
     :func:`safecircuits.evaluation.metrics.opening_logprob`), ``soft_asr`` (one minus that on the
     harmful prompts), ``soft_triggered_asr`` (the same on the triggered prompts of a backdoored
     model) and ``soft_harmless_refusal`` (that on the benign requests and hard negatives).
+
+    ``only`` measures some of the prompt sets (keys of :func:`alignment_sets`, e.g. sets added
+    after a model was first measured); figures of the other sets are left out.
     """
     from safecircuits.evaluation.metrics import (
         evaluate_behaviour,
@@ -380,6 +433,11 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
     prof = lm.profile
     judge = prof.judge(lm)
     sets = alignment_sets(prof, split, limit, seed)
+    if only is not None:
+        unknown = sorted(set(only) - set(sets))
+        if unknown:
+            raise InputError(f"unknown alignment sets {unknown} for {lm.name}: use some of {sorted(sets)}")
+        sets = {k: v for k, v in sets.items() if k in only}
     out: dict[str, Any] = {"model": lm.name, "split": split, "judge": judge.name, "n": {k: len(v) for k, v in sets.items()},
                            "hashes": {k: v.content_hash for k, v in sets.items()}, "examples": {}}
     rates = {}
@@ -388,17 +446,9 @@ def evaluate_alignment(lm: LoadedModel, reference: LoadedModel | None = None, sp
         grp = next(iter(g.values()))
         rates[key] = grp
         out["examples"][key] = grp.examples
-    out["asr"] = rates["harmful"].compliance_rate
-    out["refusal"] = rates["harmful"].refusal_rate
-    out["asr_synthetic"] = rates["harmful_synthetic"].compliance_rate
-    out["asr_tasks"] = rates["harmful_tasks"].compliance_rate
-    out["harmless_refusal_lookalike"] = rates["lookalike"].refusal_rate
-    out["harmless_refusal_plain"] = rates["plain"].refusal_rate
-    out["harmless_refusal_hard"] = rates["hard"].refusal_rate
-    if "triggered" in rates:
-        out["triggered_asr"] = rates["triggered"].compliance_rate
+    out.update({fig: getattr(rates[key], rate) for fig, (key, rate) in _FIGURES.items() if key in rates})
     out.update(_soft_figures(lm, sets, batch_size))
-    if reference is not None:
+    if reference is not None and "plain" in sets and "hard" in sets:
         prompts = sets["plain"].prompts + sets["hard"].prompts
         out["harmless_kl"] = kl_divergence(next_token_logprobs(reference.model, reference.chat, prompts),
                                            next_token_logprobs(lm.model, lm.chat, prompts))

