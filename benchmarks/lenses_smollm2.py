@@ -51,7 +51,7 @@ from safecircuits.models import load_model
 from safecircuits.models.loaded import cache_dir
 
 STAGES = ("refusal", "tradeoff", "ortho_fp32", "sae", "geometry")
-KL_CAPS = (0.1, 0.5, 1.0, None)  # the tradeoff stage: the best val candidate under each harmless-KL cap (None = no cap)
+KL_CAPS = (0.1, 0.2, 0.3, 0.5, 1.0, None)  # the tradeoff stage: the best val candidate under each harmless-KL cap (None = no cap)
 
 
 def _log(msg: str) -> None:
