@@ -230,9 +230,16 @@ def main() -> None:
             res.setdefault("previous_tests", []).append(res.pop("test"))
         t = time.time()
         ev = evaluate_alignment(aligned, reference=original, split="test", limit=args.test_limit, progress=True)
-        same_sets = prev.get("original", {}).get("hashes") == ev["hashes"] and prev.get("original", {}).get("judge") == ev["judge"]
-        # the original model's test figures depend only on the prompt sets: reused when they are the same
-        before = prev["original"] if same_sets else json_record(evaluate_alignment(original, split="test", limit=args.test_limit, progress=True))
+        old = prev.get("original", {}) if prev.get("original", {}).get("judge") == ev["judge"] else {}
+        kept = {k: h for k, h in old.get("hashes", {}).items() if ev["hashes"].get(k) == h}
+        # the original model's test figures depend only on the prompt sets: reused for the sets that are
+        # the same, measured on the others
+        if kept == old.get("hashes") and kept:
+            new_sets = sorted(set(ev["hashes"]) - set(kept))
+            before = _merge(old, evaluate_alignment(original, split="test", limit=args.test_limit, progress=True,
+                                                    only=new_sets)) if new_sets else old
+        else:
+            before = json_record(evaluate_alignment(original, split="test", limit=args.test_limit, progress=True))
         res["test"] = {"config": cfg.to_dict(), "aligned": json_record(ev), "original": before, "seconds": round(time.time() - t, 1),
                        "targets_met": {k: ev[k] <= v for k, v in TARGETS.items()}, "model_dir": str(args.out),
                        "fingerprint": fp, "environment": dict(res["environment"])}
