@@ -76,7 +76,7 @@ def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_an
 @pytest.mark.network
 def test_refusal_data_task_and_lookalike_shares(chat_lm, own_answers):
     cfg = AlignConfig(n_harmful=20, n_harmless=40, task_share=0.5, lookalike_share=0.25, hard_negative_share=0.25,
-                      arithmetic_share=0.0, crossed_share=0.0, task_frames="base", progress=False)
+                      arithmetic_share=0.0, crossed_share=0.0, detailed_share=0.0, task_frames="base", progress=False)
     data = refusal_data(chat_lm, cfg)
     harmful = [r for r in data if r.label == Label.HARMFUL]
     distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
@@ -90,7 +90,7 @@ def test_refusal_data_task_and_lookalike_shares(chat_lm, own_answers):
 @pytest.mark.network
 def test_refusal_data_crossed_share_balances_the_phrasings(chat_lm, own_answers):
     cfg = AlignConfig(n_harmful=40, n_harmless=80, task_share=0.25, crossed_share=0.25, lookalike_share=0.125,
-                      hard_negative_share=0.25, arithmetic_share=0.0, progress=False)
+                      hard_negative_share=0.25, arithmetic_share=0.0, detailed_share=0.0, progress=False)
     data = refusal_data(chat_lm, cfg)
     harmful = [r for r in data if r.label == Label.HARMFUL]
     distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
@@ -119,7 +119,7 @@ def test_refusal_data_detailed_share(chat_lm, own_answers):
     assert len(harmful) == 40 and len(detailed_h) == 10 and len(detailed_b) == 10 and len(distilled) == 80
     assert all(r.response in REFUSALS for r in detailed_h) and {r.meta["split"] for r in detailed_h + detailed_b} == {"train"}
     assert sum(r.meta.get("source") == "crossed" for r in harmful) == 10 and sum(r.meta.get("source") == "tasks" for r in harmful) == 10
-    assert "detailed_share" in cfg.to_dict() and "detailed_share" not in AlignConfig().to_dict()  # old records keep their identity
+    assert "detailed_share" in cfg.to_dict() and "detailed_share" not in AlignConfig(detailed_share=0.0).to_dict()  # old records keep their identity
     with pytest.raises(ValueError, match="detailed_share"):
         AlignConfig(task_share=0.4, crossed_share=0.2, detailed_share=0.4)
 
@@ -129,7 +129,7 @@ def test_refusal_data_extended_task_frames(chat_lm, own_answers):
     from safecircuits.data.tasks import harmful_tasks, lookalike_tasks
 
     cfg = AlignConfig(n_harmful=60, n_harmless=60, task_share=0.5, lookalike_share=0.5, hard_negative_share=0.25,
-                      arithmetic_share=0.0, task_frames="extended", progress=False)
+                      arithmetic_share=0.0, task_frames="extended", detailed_share=0.0, progress=False)
     data = refusal_data(chat_lm, cfg)
     tasks = [r for r in data if r.meta.get("source") == "tasks" and r.label == Label.HARMFUL]
     look = [r for r in data if r.meta.get("kind") == "lookalike"]

@@ -57,8 +57,8 @@ __all__ = ["REFUSALS", "AlignConfig", "HarmlessKL", "alignment_sets", "evaluate_
 class AlignConfig:
     """Data and training settings of :func:`safety_align` (validated)."""
 
-    # Defaults: the configuration chosen on SmolLM2's val prompts (configuration E of
-    # benchmarks/align_smollm2.py and docs/finetune.md)
+    # Defaults: the configuration chosen on SmolLM2's val prompts (configuration G of
+    # benchmarks/align_smollm2.py and docs/finetune.md: E's data and signal with detailed requests)
     n_harmful: int = 1280  # harmful train prompts with refusals
     n_harmless: int = 2560  # harmless prompts (benign + hard negatives + look-alikes + arithmetic)
     hard_negative_share: float = 0.3  # of the benign prompts
@@ -68,7 +68,7 @@ class AlignConfig:
     task_subjects: str = "base"  # "broad": the task requests and look-alikes also with more train subjects
     # of the harmful prompts: detailed requests about named agents, exploits and atrocities
     # (safecircuits.data.detailed), and as many of their benign look-alikes (at most the split's) among the benign prompts
-    detailed_share: float = 0.0
+    detailed_share: float = 0.15
     crossed_share: float = 0.2  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
