@@ -37,7 +37,7 @@ def test_lenses_benchmark_on_organism(tmp_path, monkeypatch, capsys):
     assert Path(r["direction_file"]).exists()
 
     t = res["tradeoff"]["rows"]
-    assert [row["kl_cap"] for row in t] == [0.1, 0.5, 1.0, None]
+    assert [row["kl_cap"] for row in t] == list(mod.KL_CAPS) and mod.KL_CAPS[0] == 0.1 and mod.KL_CAPS[-1] is None
     assert all(row["val_kl"] <= row["kl_cap"] for row in t if row["kl_cap"] is not None)
     assert t[0]["test_asr"] >= 0.9  # under the tightest cap the organism's direction already removes refusal
 
