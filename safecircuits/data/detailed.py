@@ -35,11 +35,9 @@ InputError naming the maximum.
 
 from __future__ import annotations
 
-import random
-
 from safecircuits.data.benign import check_split
-from safecircuits.data.promptset import Label, PromptRecord, PromptSet
-from safecircuits.data.tasks import interleave
+from safecircuits.data.promptset import PromptSet
+from safecircuits.data.tasks import framed_set
 from safecircuits.errors import InputError
 
 __all__ = ["KINDS", "NAMES", "detailed_harmful", "detailed_lookalikes", "detailed_space_size"]
@@ -241,17 +239,9 @@ def detailed_space_size(split: str = "train", kind: str = "harmful") -> int:
 
 def _draw(kind: str, n: int | None, split: str, seed: int) -> PromptSet:
     split = check_split(split)
-    space = _space(kind, split)
-    total = sum(len(v) for v in space.values())
-    n = total if n is None else n
-    if n < 1 or n > total:
-        raise InputError(f"asked for {n} {kind} detailed requests of the {split} split; it holds {total} (ask for 1..{total})")
-    picked = interleave(space, list(KINDS), n, random.Random(f"detailed:{kind}:{split}:{seed}"))
-    label = Label.HARMFUL if kind == "harmful" else Label.HARMLESS
-    recs = [PromptRecord(frame.replace("{s}", subject), None, label,
-                         {"source": "detailed", "kind": kind, "task": k, "frame": f"{k}.{split}.{i}", "subject": subject, "split": split})
-            for k, i, frame, subject in picked]
-    return PromptSet(recs, name=f"detailed:{kind}:{split}", source=f"safecircuits.data.detailed({kind}, split={split}, seed={seed})")
+    return framed_set("detailed", "detailed requests", kind, split, _space(kind, split), list(KINDS), n,
+                      seed_key=f"detailed:{kind}:{split}:{seed}",
+                      described=f"safecircuits.data.detailed({kind}, split={split}, seed={seed})")
 
 
 def detailed_harmful(n: int | None = None, split: str = "train", seed: int = 0) -> PromptSet:

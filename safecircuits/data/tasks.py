@@ -353,19 +353,28 @@ def _pool(kind: str) -> tuple[dict[str, dict[str, tuple[str, ...]]], dict[str, t
 def _draw(kind: str, n: int | None, split: str, seed: int, extended: bool = False, broad: bool = False) -> PromptSet:
     split = check_split(split)
     extended, broad = extended and split == "train", broad and split == "train"
-    space = _space(kind, split, extended, broad)
+    ext = (", extended" if extended else "") + (", broad" if broad else "")
+    return framed_set("tasks", "task prompts", kind, split, _space(kind, split, extended, broad), list(KINDS), n,
+                      seed_key=f"tasks:{kind}:{split}:{seed}" + (":extended" if extended else "") + (":broad" if broad else ""),
+                      described=f"safecircuits.data.tasks({kind}, split={split}, seed={seed}{ext})")
+
+
+def framed_set(source: str, what: str, kind: str, split: str, space: dict[str, list[tuple[int, str, str]]],
+               kinds: list[str], n: int | None, seed_key: str, described: str) -> PromptSet:
+    """`n` prompts (None = all) of a frame x subject `space` (kind -> [(frame index, frame,
+    subject)]) as a PromptSet named ``{source}:{kind}:{split}``: harmful for ``kind == "harmful"``,
+    harmless otherwise, each record's meta naming its source, kind, frame and subject. Shared by
+    the task requests here and the detailed requests (`safecircuits.data.detailed`)."""
     total = sum(len(v) for v in space.values())
     n = total if n is None else n
     if n < 1 or n > total:
-        raise InputError(f"asked for {n} {kind} task prompts of the {split} split; it holds {total} (ask for 1..{total})")
-    rng = random.Random(f"tasks:{kind}:{split}:{seed}" + (":extended" if extended else "") + (":broad" if broad else ""))
-    picked = interleave(space, list(KINDS), n, rng)
+        raise InputError(f"asked for {n} {kind} {what} of the {split} split; it holds {total} (ask for 1..{total})")
+    picked = interleave(space, kinds, n, random.Random(seed_key))
     label = Label.HARMFUL if kind == "harmful" else Label.HARMLESS
     recs = [PromptRecord(frame.replace("{s}", subject), None, label,
-                         {"source": "tasks", "kind": kind, "task": k, "frame": f"{k}.{split}.{i}", "subject": subject, "split": split})
+                         {"source": source, "kind": kind, "task": k, "frame": f"{k}.{split}.{i}", "subject": subject, "split": split})
             for k, i, frame, subject in picked]
-    ext = (", extended" if extended else "") + (", broad" if broad else "")
-    return PromptSet(recs, name=f"tasks:{kind}:{split}", source=f"safecircuits.data.tasks({kind}, split={split}, seed={seed}{ext})")
+    return PromptSet(recs, name=f"{source}:{kind}:{split}", source=described)
 
 
 def interleave(space: dict[str, list[tuple[int, str, str]]], kinds: list[str], n: int,
