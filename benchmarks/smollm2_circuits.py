@@ -16,8 +16,9 @@ Stages (each resumable: finished parts are kept in the JSON, trained models unde
   ASR <= 2% for the backdoor, ASR >= 90% for safety; at most ``--grow-max-share`` of all
   components; the added components in the order of attribution patching's scores, or with
   ``--grow-ranking selective`` those scores minus each component's estimated cost to the harmless
-  answers, with ``--grow-ranking mask`` the mask's own), and the grown circuit is measured on test like the
-  circuit itself (``grown.<ranking>``).
+  answers, with ``--grow-ranking mask`` the mask's own; with ``--grow-max-ce X`` a size must also keep
+  the CE of the full model's own val harmless answers within a relative rise of X), and the grown
+  circuit is measured on test like the circuit itself (``grown.<ranking>``).
 * ``safety_circuit``: the same for the safety circuit of the aligned model.
 * ``compare``: sigmoid-STE, hard-concrete, attribution patching and activation patching at the
   size of the sigmoid-STE circuit, each removed on the test prompts, with its wall time and a
@@ -144,12 +145,13 @@ def _circuit_stage(res: dict[str, Any], name: str, lm, objective: str, seeds: li
     if ARGS.grow:
         # the first seed's circuit grown along a ranking until its removal reaches the objective's
         # goal on val (grow_circuit), then measured on test like the circuit itself
-        key = ARGS.grow_ranking + ("" if ARGS.grow_factor == 2.0 else f"-x{ARGS.grow_factor:g}")
+        key = (ARGS.grow_ranking + ("" if ARGS.grow_factor == 2.0 else f"-x{ARGS.grow_factor:g}")
+               + ("" if ARGS.grow_max_ce is None else f"-ce{ARGS.grow_max_ce:g}"))
         g = out.setdefault("grown", {}).setdefault(key, {})
         if "record" not in g:
             t = time.time()
             grown, rec = grow_to_goal(lm, first, ranking=ARGS.grow_ranking, limit=100, max_share=ARGS.grow_max_share,
-                                     factor=ARGS.grow_factor)
+                                     factor=ARGS.grow_factor, max_ce_increase=ARGS.grow_max_ce)
             path = Path(out["runs"][str(seeds[0])]["file"]).with_suffix(f".grown-{key}.json")
             grown.to_json(path)
             g.update(record=rec, file=str(path), n_heads=grown.n_heads, n_neurons=grown.n_neurons, sparsity=grown.sparsity,
@@ -305,6 +307,9 @@ def main() -> None:
                          "the estimated cost to harmless answers (selective), or the mask's own")
     ap.add_argument("--grow-max-share", type=float, default=0.005, help="the largest grown circuit, as a share of all components")
     ap.add_argument("--grow-factor", type=float, default=2.0, help="size ratio between the grown circuits tried")
+    ap.add_argument("--grow-max-ce", type=float, default=None,
+                    help="also stop growing at a size that raises the CE of the full model's own answers to val harmless "
+                         "prompts by more than this share (grow_circuit's max_ce_increase)")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on discovery steps (smoke runs)")
     ap.add_argument("--tag", default="", help="suffix of the cached model and circuit names (keeps smoke runs apart)")
     ARGS = ap.parse_args()

@@ -13,6 +13,7 @@ from safecircuits.circuits import baselines as B
 from safecircuits.circuits import evaluate as E
 from safecircuits.circuits.circuit import Circuit
 from safecircuits.circuits.discover import DiscoveryConfig
+from safecircuits.errors import InputError
 
 
 def no_hooks(model):
@@ -238,6 +239,35 @@ def test_results_save_and_load_without_the_model(tmp_path):
     assert fc.smallest_size("asr", 0.9) == 4 and fc.smallest_size("asr", 0.99) is None
     with pytest.raises(ValueError, match="not a faithfulness-curve file"):
         FaithfulnessCurve.load(eff.save(tmp_path / "x.json"))
+
+
+@pytest.mark.slow
+def test_grow_circuit_stops_at_the_ce_bound(tiny_backdoor, backdoor_circuit):
+    """With max_ce_increase, a size whose removal raises the CE of the full model's own harmless
+    answers past the bound stops the growth, even though it reaches the behaviour goal; a bound no
+    size comes near changes nothing."""
+    val = tiny_backdoor.profile.eval_prompts("val", limit=64)
+    answers = tiny_backdoor.profile.prompts("val", "harmless", n=32, response="own", lm=tiny_backdoor)
+    b = backdoor_circuit
+    worst = torch.zeros_like(b.neurons).flatten()
+    worst[b.neuron_scores.flatten().argmin()] = True
+    start = Circuit(b.heads & False, worst.view_as(b.neurons), -b.head_scores, -b.neuron_scores, b.provenance)
+    kw = {"max_share": 0.2, "min_utility_kept": 0.9, "ranking": b, "progress": False, "answers": answers}
+    free, rec = E.grow_circuit(tiny_backdoor, start, val, max_ce_increase=1e9, **kw)
+    plain, _ = E.grow_circuit(tiny_backdoor, start, val, ranking=b, max_share=0.2, min_utility_kept=0.9, progress=False)
+    assert rec["reached"] and free.n_components == plain.n_components == rec["size"]
+    rises = [r["ce_increase"] for r in rec["steps"]]
+    assert rec["harmless_ce_full"] > 0 and rises[-1] > 0.01, rises  # the premise: removing the goal's circuit costs CE
+    bound = rises[-1] / 2
+    tight, rec2 = E.grow_circuit(tiny_backdoor, start, val, max_ce_increase=bound, **kw)
+    last = rec2["steps"][-1]
+    assert last["ce_increase"] > bound and all(r["ce_increase"] <= bound for r in rec2["steps"][:-1])
+    assert not rec2["reached"] and tight.n_components < free.n_components
+    assert E.circuit_effect(tiny_backdoor, tight, answers, modes=("full", "remove"))["remove"]["harmless_ce"] <= (
+        1 + bound) * rec["harmless_ce_full"] + 1e-4
+    with pytest.raises(InputError, match="answers="):
+        E.grow_circuit(tiny_backdoor, start, val, max_ce_increase=0.1, ranking=b, progress=False)
+    assert no_hooks(tiny_backdoor.model)
 
 
 @pytest.mark.slow

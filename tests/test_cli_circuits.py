@@ -44,10 +44,12 @@ def test_discover_then_ablate(random_organism_dirs, tmp_path, monkeypatch):
 def test_discover_grow(random_organism_dirs, tmp_path, ranking):
     """`discover --grow` grows the found circuit on val along attribution patching's ranking (or
     the selective one) and saves the grown circuit with the record of every size tried (plumbing:
-    random weights)."""
+    random weights); with --grow-max-ce each size records the CE rise of the model's own answers."""
     out = tmp_path / "c.json"
+    extra = ["--grow-max-ce", "0.5"] if ranking == "attribution" else []
     r = runner.invoke(app, ["discover", "--model", str(random_organism_dirs["backdoor"]), "--objective", "backdoor",
-                            "--max-steps", "4", "--out", str(out), "--grow", "--grow-max-share", "0.05", "--grow-ranking", ranking])
+                            "--max-steps", "4", "--out", str(out), "--grow", "--grow-max-share", "0.05", "--grow-ranking", ranking,
+                            *extra])
     assert r.exit_code == 0, r.output
     assert "grown from" in r.output and "triggered_asr by size" in r.output
     c = Circuit.from_json(out)
@@ -56,6 +58,9 @@ def test_discover_grow(random_organism_dirs, tmp_path, ranking):
     assert rec["ranking"] == method and rec["metric"] == "triggered_asr" and rec["prompts"]["name"].endswith(":val")
     assert 1 <= len(rec["steps"]) and all(s["size"] <= 0.05 * c.total_components for s in rec["steps"])
     assert c.n_components == rec["size"]
+    if extra:
+        assert rec["max_ce_increase"] == 0.5 and rec["harmless_ce_full"] > 0
+        assert all("ce_increase" in s for s in rec["steps"]) and all(s["ce_increase"] <= 0.5 for s in rec["steps"][:-1])
 
 
 def test_ablate_shape_mismatch_is_a_clear_error(random_organism_dirs, tmp_path):

@@ -117,6 +117,18 @@ class _Eval:
         if isinstance(self.ablator, Ablator):
             self.ablator.set_batch(classes)
 
+    def answer_ce(self, circuit: Circuit | None) -> float:
+        """Teacher-forced CE of the harmless responses, full (None) or with `circuit` removed."""
+        model = self.lm.model
+        was_training = model.training
+        model.eval()
+        try:
+            with self.applied(circuit, "remove"):
+                return self._harmless_ce()
+        finally:
+            self._set_classes(None)
+            model.train(was_training)
+
     @torch.no_grad()
     def _harmless_ce(self) -> float:
         """Teacher-forced CE (nats/token) of the harmless targets; position classes set for mean ablation."""
@@ -391,6 +403,8 @@ def grow_circuit(
     batch_size: int = 64,
     reference: PromptSet | None = None,
     ranking: Circuit | None = None,
+    max_ce_increase: float | None = None,
+    answers: PromptSet | None = None,
     progress: bool = True,
 ) -> tuple[Circuit, dict[str, Any]]:
     """The smallest circuit along `circuit`'s ranking whose removal reaches the behaviour target on
@@ -410,7 +424,14 @@ def grow_circuit(
     >= `min_utility_kept` of the full model's is chosen. Growing stops at the first size that
     loses that utility. When no size reaches the goal, the size that came closest is returned with
     ``reached = False``. The record (also in the returned circuit's ``provenance["grown"]``) has
-    every size's figures."""
+    every size's figures.
+
+    Harmless compliance only says whether a benign answer is refused. With `max_ce_increase`
+    (e.g. 0.1), each size must also keep the teacher-forced CE of `answers` (harmless prompts whose
+    responses are the full model's own answers, e.g. ``profile.prompts("val", "harmless",
+    response="own", lm=lm)``) within that relative rise of the full model's; the first size over it
+    stops the growth like lost compliance. Why: on SmolLM2 a grown safety circuit kept every benign
+    answer unrefused while the CE of those answers rose 242%."""
     from tqdm.auto import tqdm
 
     objective = circuit.provenance.get("objective")
@@ -424,6 +445,9 @@ def grow_circuit(
                          f"{tuple(circuit.heads.shape)} / {tuple(circuit.neurons.shape)}: pass a ranking of the same model")
     if not 0 < max_share <= 1 or factor <= 1:
         raise InputError(f"max_share must be in (0, 1] and factor > 1, got {max_share}, {factor}")
+    if max_ce_increase is not None and (max_ce_increase < 0 or answers is None):
+        raise InputError(f"max_ce_increase needs a value >= 0 and answers= (harmless prompts with the full model's own answers), "
+                         f"got {max_ce_increase} and {'no answers' if answers is None else 'answers'}")
     metric, goal, default = GROW_GOALS[objective]
     target = default if target is None else target
     reached_fn = (lambda v: v <= target) if goal == "at_most" else (lambda v: v >= target)
@@ -431,6 +455,15 @@ def grow_circuit(
     full = ev.measure(None, "full", utility=False)
     if full.get(metric) is None:
         raise InputError(f"the prompts have no {'triggered' if metric == 'triggered_asr' else 'harmful'} prompts to measure {metric} on")
+    ce_ev: _Eval | None = None
+    ce_full: float | None = None
+    if max_ce_increase is not None:
+        assert answers is not None
+        ce_ev = _Eval(lm, answers, ev.ablator, judge, max_new_tokens, batch_size, reference)
+        if not len(ce_ev.harmless_pairs):
+            raise InputError("answers holds no harmless prompt with a response: pass the full model's own answers "
+                             "(profile.prompts(split, 'harmless', response='own', lm=lm))")
+        ce_full = ce_ev.answer_ce(None)
     n_h = circuit.heads.numel()
     flat_member = torch.cat([circuit.heads.flatten(), circuit.neurons.flatten()])
     order = _ranking(flat_member, torch.cat([scored.head_scores.flatten(), scored.neuron_scores.flatten()]).float())
@@ -454,9 +487,17 @@ def grow_circuit(
         value = m[metric]
         assert value is not None  # the same prompts gave the full model's
         kept = _ratio(m.get("harmless_compliance"), full.get("harmless_compliance"))
-        rows.append({"size": n, "n_heads": c.n_heads, "n_neurons": c.n_neurons, metric: value, "asr": m.get("asr"),
-                     "harmless_compliance": m.get("harmless_compliance"), "utility_kept": kept})
+        row = {"size": n, "n_heads": c.n_heads, "n_neurons": c.n_neurons, metric: value, "asr": m.get("asr"),
+               "harmless_compliance": m.get("harmless_compliance"), "utility_kept": kept}
+        rise = None
+        if ce_ev is not None and ce_full is not None:
+            ce = ce_ev.answer_ce(c)
+            rise = (ce - ce_full) / ce_full if ce_full > 0 else 0.0
+            row.update(harmless_ce=ce, ce_increase=rise)
+        rows.append(row)
         if kept is not None and kept < min_utility_kept:
+            break
+        if rise is not None and max_ce_increase is not None and rise > max_ce_increase:
             break
         gap = abs(value - target) if not reached_fn(value) else 0.0
         if best is None or gap < best[0]:
@@ -465,6 +506,8 @@ def grow_circuit(
             break
     record = {"metric": metric, "goal": goal, "target": target, "full": {metric: full[metric], "harmless_compliance": full.get("harmless_compliance")},
               "min_utility_kept": min_utility_kept, "max_share": max_share, "factor": factor, "steps": rows,
+              "max_ce_increase": max_ce_increase, "harmless_ce_full": ce_full,
+              "answers": None if ce_ev is None else ce_ev.ps.provenance(),
               "prompts": ev.ps.provenance(), "ablation": ev.ablation_name, "judge": ev.judge.name,
               "from": {"n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons},
               "reached": best is not None and best[0] == 0.0, "size": None if best is None else best[1],

@@ -119,14 +119,16 @@ GROW_RANKINGS: tuple[str, ...] = ("attribution", "selective", "mask")
 
 def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution", limit: int = 100,
                  max_share: float = 0.005, data: dict[str, PromptSet] | None = None, progress: bool = True,
-                 utility_weight: float = 1.0, exact_heads: int | None = 48, **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
+                 utility_weight: float = 1.0, exact_heads: int | None = 48, max_ce_increase: float | None = None,
+                 **kwargs: Any) -> tuple[Circuit, dict[str, Any]]:
     """:func:`~safecircuits.circuits.evaluate.grow_circuit` on the profile's validation prompts
     (`limit` per label) with the circuit's own ablation and reference. `ranking` orders what is
     added (:data:`GROW_RANKINGS`): ``"attribution"`` (attribution patching's scores of the
     objective's metric on `data`, by default the recipe's train data), ``"selective"`` (those
     scores minus `utility_weight` times each component's estimated cost to the harmless answers,
     :func:`selective_ranking`, whose exact head costs cover the top `exact_heads` heads) or
-    ``"mask"`` (the circuit's own scores)."""
+    ``"mask"`` (the circuit's own scores). With `max_ce_increase`, a size must also keep the CE of
+    the full model's own answers to `limit` val harmless prompts within that relative rise."""
     from safecircuits.circuits.evaluate import grow_circuit
 
     if ranking not in GROW_RANKINGS:
@@ -145,8 +147,20 @@ def grow_to_goal(lm: LoadedModel, circuit: Circuit, ranking: str = "attribution"
         order = selective_ranking(lm, circuit, data, utility_weight=utility_weight if ranking == "selective" else 0.0,
                                   progress=progress, exact_heads=exact_heads)
     val = lm.profile.eval_prompts("val", limit)
+    answers = None
+    if max_ce_increase is not None:
+        from safecircuits.models.profile import own_answers
+
+        # the model's own answers, as long as the context leaves room for (at most 48 tokens; a
+        # margin of 2 for the end-of-turn tokens the response encoding adds)
+        harmless = lm.profile.prompts("val", "harmless", n=limit)
+        room = lm.model.cfg.n_ctx - max(len(lm.chat.prompt_ids(p)) for p in harmless.prompts) - 2
+        if room < 1:
+            raise InputError(f"the val harmless prompts fill the model's context ({lm.model.cfg.n_ctx} tokens): no room to "
+                             "measure answers for max_ce_increase")
+        answers = own_answers(lm, harmless, max_new_tokens=min(48, room))
     return grow_circuit(lm, circuit, val, ablation=ablation, reference=ref, max_share=max_share, ranking=order,
-                        progress=progress, **kwargs)
+                        progress=progress, max_ce_increase=max_ce_increase, answers=answers, **kwargs)
 
 
 def selective_ranking(lm: LoadedModel, circuit: Circuit, data: dict[str, PromptSet], utility_weight: float = 1.0,

@@ -33,6 +33,8 @@ def discover_cmd(
     grow_ranking: str = typer.Option("attribution", help="what orders the added components: attribution (patching scores), "
                                      "selective (those minus the estimated cost to harmless answers) or mask (the mask's own)"),
     grow_max_share: float = typer.Option(0.005, help="the largest grown circuit, as a share of all components"),
+    grow_max_ce: float | None = typer.Option(None, help="also stop growing at a size that raises the CE of the full model's own "
+                                             "answers to val harmless prompts by more than this share (e.g. 0.1)"),
 ) -> None:
     """Learn binary masks over heads and neurons and save the circuit they remove."""
     from safecircuits.circuits import recipes
@@ -54,7 +56,8 @@ def discover_cmd(
                                          checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
     if grow:
         found = f"{circuit.n_heads} heads + {circuit.n_neurons} neurons"
-        circuit, rec = recipes.grow_to_goal(lm, circuit, ranking=grow_ranking, max_share=grow_max_share, data=data)
+        circuit, rec = recipes.grow_to_goal(lm, circuit, ranking=grow_ranking, max_share=grow_max_share, data=data,
+                                            max_ce_increase=grow_max_ce)
         steps = ", ".join(f"{r['size']}: {100 * r[rec['metric']]:.0f}%" for r in rec["steps"])
         verdict = "reached" if rec["reached"] else "[bold yellow]NOT reached[/] (the closest size is kept)"
         console.print(f"grown from {found} on val ({rec['metric']} by size: {steps}); goal {rec['goal'].replace('_', ' ')} "
