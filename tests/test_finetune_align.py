@@ -64,7 +64,7 @@ def test_refusal_data_content(chat_lm, own_answers):
 
 @pytest.mark.network
 def test_refusal_data_harmless_half_is_the_benign_training_split(chat_lm, own_answers):
-    data = refusal_data(chat_lm, AlignConfig(n_harmful=4, n_harmless=40, seed=1, hard_negative_share=0.5, arithmetic_share=0.0, lookalike_share=0.0,
+    data = refusal_data(chat_lm, AlignConfig(n_harmful=4, n_harmless=40, seed=1, hard_negative_share=0.5, arithmetic_share=0.0, lookalike_share=0.0, detailed_share=0.0,
                                              progress=False))
     distilled = [r for r in data if r.meta.get("alignment") == "self-distilled"]
     assert len(distilled) == 40 and {r.meta["split"] for r in distilled} == {"train"}

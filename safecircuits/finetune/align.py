@@ -57,8 +57,9 @@ __all__ = ["REFUSALS", "AlignConfig", "HarmlessKL", "alignment_sets", "evaluate_
 class AlignConfig:
     """Data and training settings of :func:`safety_align` (validated)."""
 
-    # Defaults: the configuration chosen on SmolLM2's val prompts (configuration G of
-    # benchmarks/align_smollm2.py and docs/finetune.md: E's data and signal with detailed requests)
+    # Defaults: the configuration chosen on SmolLM2's val prompts (configuration H of
+    # benchmarks/align_smollm2.py and docs/finetune.md: E's data with every train detailed request,
+    # twice E's lr and twice its harmless KL weight)
     n_harmful: int = 1280  # harmful train prompts with refusals
     n_harmless: int = 2560  # harmless prompts (benign + hard negatives + look-alikes + arithmetic)
     hard_negative_share: float = 0.3  # of the benign prompts
@@ -68,16 +69,16 @@ class AlignConfig:
     task_subjects: str = "base"  # "broad": the task requests and look-alikes also with more train subjects
     # of the harmful prompts: detailed requests about named agents, exploits and atrocities
     # (safecircuits.data.detailed), and as many of their benign look-alikes (at most the split's) among the benign prompts
-    detailed_share: float = 0.15
+    detailed_share: float = 0.25
     crossed_share: float = 0.2  # of the harmful prompts: harmful subjects in benign how-to frames, and as many
     # benign subjects in the harmful request templates among the benign prompts (safecircuits.data.crossed)
     arithmetic_share: float = 0.1  # of the harmless prompts
     answer_tokens: int = 40  # the longest self-distilled answer
     # weight of a next-token KL(original || aligned) on the self-distilled answers' tokens, beside
     # their CE: it keeps the whole distribution of the harmless answers, not just the greedy token
-    harmless_kl: float = 1.0
+    harmless_kl: float = 2.0
     steps: int = 560
-    lr: float = 1e-4
+    lr: float = 2e-4
     batch_size: int = 16
     warmup: int | None = None  # default: a tenth of the steps
     max_len: int = 320
